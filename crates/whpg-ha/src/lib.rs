@@ -1,0 +1,1 @@
+//! whpg-ha: high availability for the WarehousePG coordinator (and plain PostgreSQL pairs).
