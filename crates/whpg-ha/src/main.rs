@@ -1,1 +1,25 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use whpg_ha::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(args) => {
+            whpg_ha::config::check_config_command(&args.file, args.node.as_deref())
+        }
+        Command::Run(_) => not_implemented("run"),
+        Command::Status(_) => not_implemented("status"),
+        Command::Switchover(_) => not_implemented("switchover"),
+        Command::Rejoin(_) => not_implemented("rejoin"),
+        Command::Maintenance(_) => not_implemented("maintenance"),
+        Command::Demo => not_implemented("demo"),
+    }
+}
+
+/// Subcommands that later milestones fill in say so plainly instead of pretending to work.
+fn not_implemented(what: &str) -> ExitCode {
+    eprintln!("whpg-ha {what}: not implemented yet in this version");
+    ExitCode::from(2)
+}

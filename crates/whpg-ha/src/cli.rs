@@ -1,0 +1,117 @@
+//! Command-line interface: argument definitions only. Each subcommand's work lives in its own module.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default location of the configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/whpg-ha/whpg-ha.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "whpg-ha",
+    version,
+    about = "High availability for the WarehousePG coordinator: VRRP virtual IP, health checks, guarded promotion",
+    long_about = "whpg-ha keeps a virtual IP on the node whose WarehousePG coordinator (or PostgreSQL primary) \
+is writable. It speaks VRRP v2/v3 itself (wire-compatible with keepalived), checks the local database \
+over the PostgreSQL wire protocol, promotes the standby when the primary is lost, and fences a node \
+that must not serve."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (as started by systemd).
+    Run(RunArgs),
+    /// Validate a configuration file and print the effective configuration (secrets masked).
+    ///
+    /// Exits 0 when the file is valid, 1 with one line per problem (key, bad value, fix) otherwise.
+    CheckConfig(CheckConfigArgs),
+    /// Show both nodes: role, VRRP state, priority, database state, lag, since when.
+    Status(StatusArgs),
+    /// Planned switchover: hand the coordinator role to the standby with zero lost commits.
+    Switchover(SwitchoverArgs),
+    /// Rebuild this (failed) node as the standby of the active coordinator.
+    Rejoin(ClientArgs),
+    /// Turn maintenance mode on or off: no automatic failover while it is on.
+    Maintenance(MaintenanceArgs),
+    /// Build a namespace lab with a PostgreSQL pair and show a failover with a millisecond timeline (root).
+    Demo,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Which `[nodes.NAME]` entry this host is (default: the `node` key, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file to check.
+    #[arg(value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub file: PathBuf,
+    /// Which `[nodes.NAME]` entry to check the file for (default: the `node` key, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Refresh the table every second until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Node to hand the coordinator role to (default: the current standby).
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Afterwards rebuild the old primary as the new standby.
+    #[arg(long)]
+    pub rejoin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// `on` stops automatic failover until `off`.
+    #[arg(value_enum)]
+    pub mode: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}

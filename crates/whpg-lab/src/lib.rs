@@ -1,0 +1,1 @@
+//! Network-namespace lab for tests: hosts, links, faults and processes, always torn down.
