@@ -2,3 +2,15 @@
 //!
 //! No sockets, no clock reads, no async runtime: callers feed packets and time in and carry the
 //! returned actions out. That keeps every timing case exact and testable on a simulated clock.
+//!
+//! - [`packet`]: encode/decode adverts; [`checksum`]: the Internet checksum and pseudo-headers;
+//!   [`ip`]: the IPv4 header fields a receiver needs.
+//! - [`instance`]: the RFC 5798 §6 state machine, `handle(event, now) -> actions`, timers as data.
+
+pub mod checksum;
+pub mod interval;
+pub mod ip;
+pub mod packet;
+
+pub use interval::Interval;
+pub use packet::{Advert, Auth, DecodeError, DecodeOptions, EncodeError, V3Checksum, Version};
