@@ -347,7 +347,7 @@ fn lowering_the_masters_priority_hands_over_to_a_preempting_backup() {
         .iter()
         .filter(|(_, p)| *p >= 98)
         .map(|(at, _)| *at)
-        .last()
+        .next_back()
         .unwrap();
     let mdi = master_down_interval(Version::V3, Interval::from_centis(10), 98);
     assert_eq!(sim.entered(1, State::Master), Some(last_outranking + mdi));
