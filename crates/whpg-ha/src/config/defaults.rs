@@ -1,0 +1,164 @@
+//! Default values, in one place: what an absent key means, including the per-flavor commands.
+//!
+//! `validate` applies them, `render` writes them out, `docs/configuration.md` documents them.
+
+use std::time::Duration;
+
+use super::model::{CommandSpec, Flavor, Transport, V3Checksum, VrrpVersion};
+
+pub const VRRP_VERSION: VrrpVersion = VrrpVersion::V2;
+pub const ADVERT_INTERVAL: Duration = Duration::from_secs(1);
+pub const TRANSPORT: Transport = Transport::Unicast;
+pub const PREEMPT: bool = false;
+pub const PREEMPT_DELAY: Duration = Duration::ZERO;
+pub const V3_CHECKSUM: V3Checksum = V3Checksum::PseudoHeader;
+pub const ACCEPT_EITHER_CHECKSUM: bool = false;
+
+pub const GARP_REPEAT: u32 = 5;
+pub const GARP_INTERVAL: Duration = Duration::ZERO;
+pub const GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
+pub const GARP_REFRESH: Duration = Duration::ZERO;
+pub const GARP_ON_LOWER_PRIORITY: bool = true;
+
+pub const PRIORITY: u8 = 100;
+
+pub const DB_PORT: u16 = 5432;
+pub const DB_NAME: &str = "postgres";
+pub const GREENPLUM_PATH: &str = "/usr/local/greenplum-db/greenplum_path.sh";
+
+/// Default database user and OS user of a flavor.
+pub fn db_user(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::WarehousePg => "gpadmin",
+        Flavor::Postgres => "postgres",
+    }
+}
+
+pub const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
+pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+pub const HEALTH_FALL: u32 = 3;
+pub const HEALTH_RISE: u32 = 2;
+
+pub const CONFIRMATION: Duration = Duration::from_secs(3);
+pub const WAL_FRESHNESS: Duration = Duration::from_secs(1);
+pub const FENCE_WHEN_ISOLATED: bool = true;
+
+pub const WITNESS_INTERVAL: Duration = Duration::from_millis(200);
+pub const WITNESS_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub const API_LISTEN: &str = "0.0.0.0:8008";
+pub const JOURNAL_PATH: &str = "/var/lib/whpg-ha/journal";
+
+/// Which command a default is wanted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    Promote,
+    Fence,
+    Stop,
+    Rejoin,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 4] = [
+        CommandKind::Promote,
+        CommandKind::Fence,
+        CommandKind::Stop,
+        CommandKind::Rejoin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandKind::Promote => "promote",
+            CommandKind::Fence => "fence",
+            CommandKind::Stop => "stop",
+            CommandKind::Rejoin => "rejoin",
+        }
+    }
+}
+
+/// The default command of a flavor. Programs are prefixed with `{bin_dir}/` when a bin_dir is known,
+/// else looked up in `PATH`.
+pub fn command(kind: CommandKind, flavor: Flavor, has_bin_dir: bool) -> CommandSpec {
+    let prog = |name: &str| {
+        if has_bin_dir {
+            format!("{{bin_dir}}/{name}")
+        } else {
+            name.to_string()
+        }
+    };
+    let (argv, seconds): (Vec<String>, u64) = match (kind, flavor) {
+        (CommandKind::Promote, Flavor::WarehousePg) => (
+            vec![
+                prog("gpactivatestandby"),
+                "-a".into(),
+                "-d".into(),
+                "{data_directory}".into(),
+            ],
+            120,
+        ),
+        (CommandKind::Promote, Flavor::Postgres) => (
+            vec![
+                prog("pg_ctl"),
+                "promote".into(),
+                "-D".into(),
+                "{data_directory}".into(),
+            ],
+            60,
+        ),
+        (CommandKind::Fence, _) => (
+            vec![
+                prog("pg_ctl"),
+                "stop".into(),
+                "-m".into(),
+                "immediate".into(),
+                "-D".into(),
+                "{data_directory}".into(),
+            ],
+            30,
+        ),
+        (CommandKind::Stop, _) => (
+            vec![
+                prog("pg_ctl"),
+                "stop".into(),
+                "-m".into(),
+                "fast".into(),
+                "-w".into(),
+                "-t".into(),
+                "60".into(),
+                "-D".into(),
+                "{data_directory}".into(),
+            ],
+            90,
+        ),
+        (CommandKind::Rejoin, Flavor::WarehousePg) => (
+            vec![
+                prog("gpinitstandby"),
+                "-s".into(),
+                "{standby_host}".into(),
+                "-a".into(),
+            ],
+            1800,
+        ),
+        (CommandKind::Rejoin, Flavor::Postgres) => (
+            vec![
+                prog("pg_basebackup"),
+                "-h".into(),
+                "{primary_host}".into(),
+                "-p".into(),
+                "{port}".into(),
+                "-U".into(),
+                "{user}".into(),
+                "-D".into(),
+                "{data_directory}".into(),
+                "-R".into(),
+                "-X".into(),
+                "stream".into(),
+            ],
+            3600,
+        ),
+    };
+    CommandSpec {
+        argv,
+        timeout: Duration::from_secs(seconds),
+    }
+}

@@ -1,0 +1,160 @@
+//! The effective configuration as TOML: every default written out, this node named, secrets masked.
+//!
+//! The output is itself a valid configuration file that parses back to the same [`Config`] (with the
+//! masked password in place of the real one).
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use super::duration::format_duration;
+use super::error::quote;
+use super::model::*;
+use super::spans::segment;
+
+fn dur(d: Duration) -> String {
+    quote(&format_duration(d))
+}
+
+fn path(p: &Path) -> String {
+    quote(&p.display().to_string())
+}
+
+fn list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let quoted: Vec<String> = items.into_iter().map(|i| quote(&i.to_string())).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+impl Config {
+    /// Renders the effective configuration (see the module documentation).
+    pub fn render_effective(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; the results are ignored for that reason.
+        let _ = self.write_to(&mut out);
+        out
+    }
+
+    fn write_to(&self, o: &mut String) -> std::fmt::Result {
+        writeln!(
+            o,
+            "# Effective whpg-ha configuration for node {} (defaults filled in, secrets masked).",
+            quote(&self.local.name)
+        )?;
+        writeln!(o, "node = {}", quote(&self.local.name))?;
+
+        let v = &self.vrrp;
+        writeln!(o, "\n[vrrp]")?;
+        writeln!(o, "interface = {}", quote(&v.interface))?;
+        writeln!(o, "vrid = {}", v.vrid)?;
+        writeln!(o, "version = {}", v.version.number())?;
+        writeln!(o, "advert_interval = {}", dur(v.advert_interval))?;
+        writeln!(o, "transport = {}", quote(v.transport.as_str()))?;
+        if v.auth_pass.is_some() {
+            writeln!(o, "auth_pass = {}", quote(Secret::MASK))?;
+        }
+        writeln!(o, "preempt = {}", v.preempt)?;
+        writeln!(o, "preempt_delay = {}", dur(v.preempt_delay))?;
+        writeln!(o, "v3_checksum = {}", quote(v.v3_checksum.as_str()))?;
+        writeln!(o, "accept_either_checksum = {}", v.accept_either_checksum)?;
+        let g = &v.garp;
+        writeln!(o, "\n[vrrp.garp]")?;
+        writeln!(o, "repeat = {}", g.repeat)?;
+        writeln!(o, "interval = {}", dur(g.interval))?;
+        writeln!(o, "master_delay = {}", dur(g.master_delay))?;
+        writeln!(o, "refresh = {}", dur(g.refresh))?;
+        writeln!(o, "on_lower_priority = {}", g.on_lower_priority)?;
+
+        for vip in &self.vips {
+            writeln!(o, "\n[[vip]]")?;
+            writeln!(
+                o,
+                "address = {}",
+                quote(&format!("{}/{}", vip.address, vip.prefix_len))
+            )?;
+            writeln!(o, "device = {}", quote(&vip.device))?;
+            if let Some(label) = &vip.label {
+                writeln!(o, "label = {}", quote(label))?;
+            }
+        }
+
+        for node in self.nodes() {
+            let marker = if node.name == self.local.name {
+                "  # this node"
+            } else {
+                ""
+            };
+            writeln!(o, "\n[nodes.{}]{marker}", segment(&node.name))?;
+            writeln!(o, "address = {}", quote(&node.address.to_string()))?;
+            writeln!(o, "priority = {}", node.priority)?;
+        }
+
+        let d = &self.database;
+        writeln!(o, "\n[database]")?;
+        writeln!(o, "flavor = {}", quote(d.flavor.as_str()))?;
+        match &d.endpoint {
+            DbEndpoint::Host(host) => writeln!(o, "host = {}", quote(host))?,
+            DbEndpoint::SocketDir(dir) => writeln!(o, "socket_dir = {}", path(dir))?,
+        }
+        writeln!(o, "port = {}", d.port)?;
+        writeln!(o, "user = {}", quote(&d.user))?;
+        writeln!(o, "dbname = {}", quote(&d.dbname))?;
+        if let Some(p) = &d.password_file {
+            writeln!(o, "password_file = {}", path(p))?;
+        }
+        writeln!(o, "data_directory = {}", path(&d.data_directory))?;
+        writeln!(o, "os_user = {}", quote(&d.os_user))?;
+        if let Some(p) = &d.greenplum_path {
+            writeln!(o, "greenplum_path = {}", path(p))?;
+        }
+        if let Some(p) = &d.bin_dir {
+            writeln!(o, "bin_dir = {}", path(p))?;
+        }
+
+        let h = &self.health;
+        writeln!(o, "\n[health]")?;
+        writeln!(o, "interval = {}", dur(h.interval))?;
+        writeln!(o, "timeout = {}", dur(h.timeout))?;
+        writeln!(o, "fall = {}", h.fall)?;
+        writeln!(o, "rise = {}", h.rise)?;
+
+        let f = &self.failover;
+        writeln!(o, "\n[failover]")?;
+        writeln!(
+            o,
+            "triggers = {}",
+            list(f.triggers.iter().map(|t| t.as_str()))
+        )?;
+        writeln!(o, "confirmation = {}", dur(f.confirmation))?;
+        writeln!(o, "wal_freshness = {}", dur(f.wal_freshness))?;
+        writeln!(o, "fence_when_isolated = {}", f.fence_when_isolated)?;
+
+        let c = &self.commands;
+        for (name, spec) in [
+            ("promote", &c.promote),
+            ("fence", &c.fence),
+            ("stop", &c.stop),
+            ("rejoin", &c.rejoin),
+        ] {
+            writeln!(o, "\n[commands.{name}]")?;
+            writeln!(o, "argv = {}", list(&spec.argv))?;
+            writeln!(o, "timeout = {}", dur(spec.timeout))?;
+        }
+
+        let w = &self.witness;
+        writeln!(o, "\n[witness]")?;
+        writeln!(o, "hosts = {}", list(&w.hosts))?;
+        writeln!(o, "quorum = {}", w.quorum)?;
+        writeln!(o, "interval = {}", dur(w.interval))?;
+        writeln!(o, "timeout = {}", dur(w.timeout))?;
+
+        writeln!(o, "\n[api]")?;
+        writeln!(o, "listen = {}", list(&self.api.listen))?;
+        if let Some(p) = &self.api.token_file {
+            writeln!(o, "token_file = {}", path(p))?;
+        }
+
+        writeln!(o, "\n[journal]")?;
+        writeln!(o, "path = {}", path(&self.journal.path))?;
+        Ok(())
+    }
+}
