@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, simulation, golden, property, configuration and namespace-lab tests.
+# Run as root on Debian; it installs what it needs first. Under CI=true a lab test whose
+# prerequisites are missing fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-prereqs.sh
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast
