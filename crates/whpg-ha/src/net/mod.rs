@@ -2,5 +2,7 @@
 //! netlink, interface lookup and link events, gratuitous ARP. Each module does one job and holds
 //! no policy: what to do and when is decided by the sans-IO cores.
 
+pub mod garp;
 pub mod link;
 pub mod vip;
+pub mod vrrp_socket;
