@@ -1,8 +1,11 @@
 //! whpg-ha: high availability for the WarehousePG coordinator (and plain PostgreSQL pairs).
 //!
 //! Layout: the VRRP protocol lives in the sans-IO `whpg-vrrp` crate; this crate holds the
-//! configuration, the CLI and (as they land) the IO shells around the cores.
+//! configuration, the CLI, the IO shells around the core ([`net`]), the daemon that wires them
+//! ([`daemon`]) and its HTTP API ([`api`]).
 
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod net;

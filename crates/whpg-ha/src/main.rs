@@ -9,7 +9,9 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => {
             whpg_ha::config::check_config_command(&args.file, args.node.as_deref())
         }
-        Command::Run(_) => not_implemented("run"),
+        Command::Run(args) => {
+            whpg_ha::daemon::run_command(&args.config.config, args.config.node.as_deref())
+        }
         Command::Status(_) => not_implemented("status"),
         Command::Switchover(_) => not_implemented("switchover"),
         Command::Rejoin(_) => not_implemented("rejoin"),

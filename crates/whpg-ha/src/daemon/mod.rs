@@ -1,0 +1,196 @@
+//! `whpg-ha run`: wires the sans-IO VRRP core to the kernel on tokio.
+//!
+//! Start-up checks the interface and this node's address, removes virtual addresses left behind by
+//! a crash, opens the sockets, starts the API and tells systemd it is ready. The loop itself lives
+//! in [`runner`]; it owns the instance and is the only place that carries out its actions.
+
+pub mod garp_schedule;
+pub mod reload;
+pub mod runner;
+pub mod status;
+pub mod vrrp_setup;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::net::garp::GarpSender;
+use crate::net::link;
+use crate::net::vip::{Change, VipManager};
+use crate::net::vrrp_socket::{VrrpMode, VrrpSocket, VrrpSocketOptions};
+use status::{unix_ms, Counters, NodeStatus, VrrpStatus};
+
+/// Entry point of `whpg-ha run`: sets up logging and the runtime, reports start-up errors plainly.
+pub fn run_command(config_path: &Path, node: Option<&str>) -> ExitCode {
+    init_logging();
+    let config = match config::load(config_path, node) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors.iter() {
+                eprintln!("error: {}: {error}", config_path.display());
+            }
+            eprintln!("whpg-ha: not started; fix the configuration (check it with `whpg-ha check-config`)");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("whpg-ha: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(
+        config,
+        config_path.to_path_buf(),
+        node.map(str::to_owned),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("whpg-ha: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr; under systemd (JOURNAL_STREAM set) without timestamps or colours, since
+/// the journal adds its own.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WHPG_HA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let result = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+}
+
+async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyhow::Result<()> {
+    let vips = VipManager::new().await.context("opening netlink")?;
+    // Subscribe before looking anything up, so no change between the two is missed.
+    let watcher = link::watch(&config.vrrp.interface).await.with_context(|| {
+        format!(
+            "vrrp.interface = {:?}: the interface must exist before whpg-ha starts",
+            config.vrrp.interface
+        )
+    })?;
+    let (interface, links) = watcher.into_parts();
+    if !interface.has_ipv4(config.local.address) {
+        bail!(
+            "this node's address {} (nodes.{}.address) is not on interface {}; \
+             add it or fix the configuration",
+            config.local.address,
+            config.local.name,
+            interface.name
+        );
+    }
+
+    for vip in runner::kernel_vips(&config) {
+        // At start-up we are not master: an installed VIP is a leftover of a crash or reboot.
+        if vips.remove(&vip).await? == Change::Done {
+            warn!("removed stale virtual address {vip}: it was installed without mastership (left by a crash or reboot)");
+        }
+    }
+
+    let socket = VrrpSocket::open(&VrrpSocketOptions {
+        interface: interface.name.clone(),
+        ifindex: interface.index,
+        local: config.local.address,
+        mode: match config.vrrp.transport {
+            config::Transport::Multicast => VrrpMode::Multicast,
+            config::Transport::Unicast => VrrpMode::Unicast,
+        },
+    })
+    .with_context(|| format!("opening the VRRP socket on {}", interface.name))?;
+    let garp = match interface.mac {
+        Some(mac) => Some(
+            GarpSender::open(interface.index, mac)
+                .with_context(|| format!("opening the ARP socket on {}", interface.name))?,
+        ),
+        None => {
+            warn!(
+                "interface {} has no MAC address: no gratuitous ARP will be sent",
+                interface.name
+            );
+            None
+        }
+    };
+    let (status_tx, status_rx) = watch::channel(initial_status(&config));
+    if !config.api.listen.is_empty() {
+        crate::api::start(&config.api.listen, status_rx).await?;
+    }
+
+    let health = link::InterfaceHealth::new(&interface, Some(config.local.address));
+    if let Some(fault) = health.fault() {
+        warn!(
+            "interface {}: {fault:?} at start-up: entering FAULT until it clears",
+            interface.name
+        );
+    }
+    let io = runner::Io {
+        socket,
+        garp,
+        vips,
+        interface: health,
+    };
+    let mut runner = runner::Runner::new(config, config_path, node, io, status_tx);
+    runner.start().await;
+    notify_ready();
+    info!(
+        "whpg-ha {} running as node {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        runner.node_name(),
+        interface.name
+    );
+    runner.run(links).await
+}
+
+fn initial_status(config: &Config) -> NodeStatus {
+    NodeStatus {
+        node: config.local.name.clone(),
+        address: config.local.address,
+        vrrp: VrrpStatus {
+            state: "INIT".into(),
+            since_unix_ms: unix_ms(SystemTime::now()),
+            priority: config.local.priority,
+            configured_priority: config.local.priority,
+            vrid: config.vrrp.vrid,
+            version: config.vrrp.version.number(),
+            advert_interval_ms: config.vrrp.advert_interval.as_millis() as u64,
+            master_down_interval_ms: 0.0,
+            faults: Vec::new(),
+            last_master: None,
+            counters: Counters::default(),
+        },
+        vips: config
+            .vips
+            .iter()
+            .map(|v| format!("{}/{}", v.address, v.prefix_len))
+            .collect(),
+        holds_vips: false,
+        transitions: VecDeque::new(),
+    }
+}
+
+/// Tell systemd (Type=notify) that start-up is complete; a no-op outside systemd.
+fn notify_ready() {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!("could not notify systemd: {e}");
+    }
+}

@@ -1,0 +1,344 @@
+//! The VRRP loop: waits for a packet, the instance's timer, a GARP deadline, a link event or a
+//! signal, feeds the instance, and carries out the actions it returns, in order.
+//!
+//! This is the only code that touches the instance, so no lock is needed. It never blocks on
+//! anything but the kernel: netlink and socket calls answer in microseconds.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
+
+use super::garp_schedule::GarpSchedule;
+use super::status::{describe_reason, NodeStatus};
+use super::{reload, vrrp_setup};
+use crate::config::{self, Config};
+use crate::net::garp::GarpSender;
+use crate::net::link::{InterfaceHealth, LinkEvent};
+use crate::net::vip::{Vip, VipManager};
+use crate::net::vrrp_socket::VrrpSocket;
+
+/// Largest datagram we read: an IPv4 header with options plus the largest v2/v3 advert.
+const RECV_BUFFER: usize = 2048;
+/// At most one log line per reason per this period for dropped packets (counters see them all).
+const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The virtual addresses of the configuration, as netlink wants them.
+pub fn kernel_vips(config: &Config) -> Vec<Vip> {
+    config
+        .vips
+        .iter()
+        .map(|v| Vip {
+            address: v.address.into(),
+            prefix_len: v.prefix_len,
+            device: v.device.clone(),
+            label: v.label.clone(),
+        })
+        .collect()
+}
+
+/// The kernel-facing handles the loop drives.
+pub struct Io {
+    pub socket: VrrpSocket,
+    /// `None` when the interface has no MAC address (no ARP possible).
+    pub garp: Option<GarpSender>,
+    pub vips: VipManager,
+    pub interface: InterfaceHealth,
+}
+
+pub struct Runner {
+    config: Config,
+    config_path: PathBuf,
+    node: Option<String>,
+    instance: Instance,
+    socket: VrrpSocket,
+    garp: Option<GarpSender>,
+    garp_schedule: GarpSchedule,
+    vips: VipManager,
+    interface: InterfaceHealth,
+    holds_vips: bool,
+    status: NodeStatus,
+    status_tx: watch::Sender<NodeStatus>,
+    drop_logged: std::collections::HashMap<&'static str, Instant>,
+}
+
+impl Runner {
+    pub fn new(
+        config: Config,
+        config_path: PathBuf,
+        node: Option<String>,
+        io: Io,
+        status_tx: watch::Sender<NodeStatus>,
+    ) -> Runner {
+        let Io {
+            socket,
+            garp,
+            vips,
+            interface,
+        } = io;
+        let instance = Instance::new(vrrp_setup::instance_config(&config));
+        let garp_schedule = GarpSchedule::new(vrrp_setup::garp_timing(&config));
+        let status = status_tx.borrow().clone();
+        Runner {
+            config,
+            config_path,
+            node,
+            instance,
+            socket,
+            garp,
+            garp_schedule,
+            vips,
+            interface,
+            holds_vips: false,
+            status,
+            status_tx,
+            drop_logged: Default::default(),
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.config.local.name
+    }
+
+    /// Leave Initialize; with the link down or our address missing the instance starts in FAULT.
+    pub async fn start(&mut self) {
+        let now = Instant::now();
+        if self.interface.fault().is_some() {
+            self.feed(
+                Event::SetFault {
+                    source: FaultSource::Interface,
+                    active: true,
+                },
+                now,
+            )
+            .await;
+        }
+        self.feed(Event::Startup, now).await;
+    }
+
+    /// Run until SIGTERM or SIGINT, then resign and release the addresses.
+    pub async fn run(&mut self, mut links: mpsc::Receiver<LinkEvent>) -> anyhow::Result<()> {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut links_open = true;
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                received = self.socket.recv(&mut buf) => match received {
+                    Ok(len) => {
+                        let now = Instant::now();
+                        let datagram = buf[..len].to_vec();
+                        self.feed(Event::Ipv4Datagram(&datagram), now).await;
+                    }
+                    Err(e) => {
+                        warn!("receiving VRRP: {e}");
+                        // Do not spin on a persistent socket error.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = sleep_until(deadline) => {
+                    let now = Instant::now();
+                    self.feed(Event::Timeout, now).await;
+                    self.send_due_garps(now);
+                }
+                event = links.recv(), if links_open => match event {
+                    Some(event) => self.on_link_event(event).await,
+                    None => {
+                        error!("the link watcher stopped: link changes will not be noticed");
+                        links_open = false;
+                    }
+                },
+                _ = sighup.recv() => self.reload().await,
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+            }
+        }
+        info!("shutting down: resigning mastership and releasing the virtual addresses");
+        self.feed(Event::Shutdown, Instant::now()).await;
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.instance.poll_timeout(), self.garp_schedule.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn on_link_event(&mut self, event: LinkEvent) {
+        let name = &self.config.vrrp.interface;
+        debug!("interface {name}: {event:?}");
+        let Some(change) = self.interface.apply(&event) else {
+            return;
+        };
+        match change {
+            Some(fault) => warn!("interface {name}: {fault:?}: entering FAULT"),
+            None => info!("interface {name}: link up and address present again: leaving FAULT"),
+        }
+        let active = change.is_some();
+        self.feed(
+            Event::SetFault {
+                source: FaultSource::Interface,
+                active,
+            },
+            Instant::now(),
+        )
+        .await;
+    }
+
+    async fn reload(&mut self) {
+        let new = match config::load(&self.config_path, self.node.as_deref()) {
+            Ok(new) => new,
+            Err(errors) => {
+                for e in errors.iter() {
+                    error!("reload refused, keeping the running configuration: {e}");
+                }
+                return;
+            }
+        };
+        let plan = reload::plan(&self.config, &new);
+        if let Some(priority) = plan.priority {
+            info!(
+                "reload: priority {} -> {priority}",
+                self.config.local.priority
+            );
+            self.status.vrrp.configured_priority = priority;
+            self.feed(Event::SetPriority(priority), Instant::now())
+                .await;
+        }
+        if plan.garp {
+            info!("reload: gratuitous ARP timing updated");
+            self.garp_schedule.set_timing(vrrp_setup::garp_timing(&new));
+        }
+        for key in &plan.needs_restart {
+            warn!("reload: {key} changed but only takes effect after a restart");
+        }
+        if plan.priority.is_none() && !plan.garp && plan.needs_restart.is_empty() {
+            info!("reload: no changes");
+        }
+        // Keep running on what is actually applied; the rest stays as it was.
+        let mut applied = self.config.clone();
+        applied.local.priority = new.local.priority;
+        applied.vrrp.garp = new.vrrp.garp;
+        self.config = applied;
+    }
+
+    /// Hand one event to the instance and carry out what it returns.
+    async fn feed(&mut self, event: Event<'_>, now: Instant) {
+        let actions = self.instance.handle(event, now);
+        if actions.is_empty() {
+            return;
+        }
+        let became_master = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Transition {
+                    to: State::Master,
+                    ..
+                }
+            )
+        });
+        for action in actions {
+            self.execute(action, became_master, now).await;
+        }
+        self.send_due_garps(now);
+        self.publish(now);
+    }
+
+    async fn execute(&mut self, action: Action, became_master: bool, now: Instant) {
+        match action {
+            Action::Send(transmit) => {
+                let std::net::IpAddr::V4(dst) = transmit.dst else {
+                    return;
+                };
+                if let Err(e) = self.socket.send(dst, &transmit.payload).await {
+                    warn!("sending advert to {dst}: {e}");
+                }
+            }
+            Action::TakeAddresses => {
+                for vip in kernel_vips(&self.config) {
+                    match self.vips.add(&vip).await {
+                        Ok(_) => info!("virtual address {vip} installed"),
+                        Err(e) => error!("{e}"),
+                    }
+                }
+                self.holds_vips = true;
+            }
+            Action::ReleaseAddresses => {
+                self.garp_schedule.stop();
+                for vip in kernel_vips(&self.config) {
+                    match self.vips.remove(&vip).await {
+                        Ok(_) => info!("virtual address {vip} removed"),
+                        Err(e) => error!("{e}"),
+                    }
+                }
+                self.holds_vips = false;
+            }
+            Action::GratuitousArp => {
+                if became_master {
+                    self.garp_schedule.announce(now);
+                } else if self.config.vrrp.garp.on_lower_priority {
+                    self.garp_schedule.reannounce(now);
+                }
+            }
+            Action::Transition { from, to, reason } => {
+                let text = describe_reason(&reason);
+                info!("VRRP {from} -> {to}: {text}");
+                self.status.record_transition(from, to, &reason);
+                if to != State::Master {
+                    self.garp_schedule.stop();
+                }
+            }
+            Action::ArmTimer(_) | Action::DisarmTimer => {
+                // The loop asks the instance for its deadline on every turn.
+            }
+            Action::Dropped { src, reason } => {
+                let label = reason.label();
+                let due = self
+                    .drop_logged
+                    .get(label)
+                    .is_none_or(|last| now.duration_since(*last) >= DROP_LOG_PERIOD);
+                let from = src.map_or_else(|| "?".to_string(), |s| s.to_string());
+                if due {
+                    self.drop_logged.insert(label, now);
+                    warn!("dropped VRRP packet from {from}: {reason} (further ones counted, logged at most every 10 s)");
+                } else {
+                    debug!("dropped VRRP packet from {from}: {reason}");
+                }
+            }
+        }
+    }
+
+    fn send_due_garps(&mut self, now: Instant) {
+        let rounds = self.garp_schedule.take_due(now);
+        if rounds == 0 || !self.holds_vips {
+            return;
+        }
+        let Some(garp) = &self.garp else { return };
+        for _ in 0..rounds {
+            for vip in &self.config.vips {
+                if let Err(e) = garp.announce(vip.address) {
+                    warn!("gratuitous ARP for {}: {e}", vip.address);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, now: Instant) {
+        self.status
+            .update_from(&self.instance, self.holds_vips, now);
+        self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
