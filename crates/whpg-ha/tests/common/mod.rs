@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod daemon;
+
 use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::time::Duration;

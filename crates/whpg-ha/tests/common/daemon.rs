@@ -1,0 +1,135 @@
+//! Running `whpg-ha run` inside lab hosts: configuration text, start-up, and reading `/status`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+use whpg_lab::{Host, Lab, Process};
+
+use super::in_netns;
+
+/// The port every lab daemon serves its API on, on the host's loopback.
+pub const API_PORT: u16 = 8008;
+
+/// VRRP settings of a lab pair.
+#[derive(Debug, Clone)]
+pub struct PairSettings {
+    pub version: u8,
+    pub advert_interval: &'static str,
+    pub transport: &'static str,
+    pub auth_pass: Option<&'static str>,
+    pub preempt: bool,
+    pub vrid: u8,
+    pub vip: &'static str,
+}
+
+impl PairSettings {
+    /// v3 at 100 ms, multicast: fast enough for lab tests.
+    pub fn fast() -> PairSettings {
+        PairSettings {
+            version: 3,
+            advert_interval: "100ms",
+            transport: "multicast",
+            auth_pass: None,
+            preempt: true,
+            vrid: 51,
+            vip: "10.77.0.100/24",
+        }
+    }
+
+    /// The seed's keepalived setting: v2, PASS auth, 1 s adverts, unicast.
+    pub fn seed() -> PairSettings {
+        PairSettings {
+            version: 2,
+            advert_interval: "1s",
+            transport: "unicast",
+            auth_pass: Some("whpg2025"),
+            preempt: true,
+            vrid: 51,
+            vip: "10.77.0.100/24",
+        }
+    }
+
+    pub fn vip_address(&self) -> &'static str {
+        self.vip.split('/').next().unwrap_or(self.vip)
+    }
+}
+
+/// A configuration file for a pair of lab hosts; `nodes` are (name, address, priority).
+pub fn pair_config(settings: &PairSettings, nodes: &[(&str, &str, u8)]) -> String {
+    let mut text = format!(
+        "[vrrp]\ninterface = \"eth0\"\nvrid = {}\nversion = {}\nadvert_interval = \"{}\"\n\
+         transport = \"{}\"\npreempt = {}\n",
+        settings.vrid,
+        settings.version,
+        settings.advert_interval,
+        settings.transport,
+        settings.preempt
+    );
+    if let Some(pass) = settings.auth_pass {
+        text += &format!("auth_pass = \"{pass}\"\n");
+    }
+    text += "\n[vrrp.garp]\nrepeat = 2\nmaster_delay = \"0s\"\n";
+    text += &format!(
+        "\n[[vip]]\naddress = \"{}\"\nlabel = \"eth0:vip\"\n",
+        settings.vip
+    );
+    for (name, address, priority) in nodes {
+        text += &format!("\n[nodes.{name}]\naddress = \"{address}\"\npriority = {priority}\n");
+    }
+    text += "\n[database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
+             data_directory = \"/var/lib/postgresql/15/lab\"\nos_user = \"postgres\"\n";
+    text += &format!("\n[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
+    text
+}
+
+/// Start the daemon on `host` as node `node` with the given configuration text.
+pub fn start_daemon(lab: &Lab, host: &Host, node: &str, config: &str) -> Process {
+    let path = lab
+        .write_file(&format!("{node}.toml"), config)
+        .expect("writing the daemon configuration");
+    let path = path.to_string_lossy().into_owned();
+    let binary = env!("CARGO_BIN_EXE_whpg-ha");
+    host.spawn(
+        &[binary, "run", "--config", path.as_str(), "--node", node],
+        &format!("whpg-ha-{node}"),
+    )
+    .expect("starting whpg-ha")
+}
+
+/// `GET path` on the daemon's API inside `host`'s namespace; `None` while it is not answering.
+pub fn api_get(host: &Host, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    in_netns(host.netns(), move || {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], API_PORT));
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n")?.1.to_string();
+        Some((code, body))
+    })
+}
+
+/// The daemon's `/status` JSON, or `None` while it is not answering.
+pub fn status(host: &Host) -> Option<Value> {
+    let (code, body) = api_get(host, "/status")?;
+    (code == 200)
+        .then(|| serde_json::from_str(&body).ok())
+        .flatten()
+}
+
+/// The VRRP state (`MASTER`, `BACKUP`, ...) the daemon reports.
+pub fn vrrp_state(host: &Host) -> Option<String> {
+    status(host)?["vrrp"]["state"].as_str().map(str::to_owned)
+}
+
+/// A counter of dropped packets by reason, 0 when absent.
+pub fn dropped(host: &Host, reason: &str) -> u64 {
+    status(host)
+        .and_then(|s| s["vrrp"]["counters"]["dropped"][reason].as_u64())
+        .unwrap_or(0)
+}
