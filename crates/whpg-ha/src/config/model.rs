@@ -285,6 +285,9 @@ pub struct Database {
     pub greenplum_path: Option<PathBuf>,
     /// Directory of pg_ctl and friends; for WarehousePG defaults to `bin` next to `greenplum_path.sh`.
     pub bin_dir: Option<PathBuf>,
+    /// Whether the daemon watches and manages the database. `false` makes whpg-ha a plain VRRP
+    /// daemon: the VIP follows the mastership alone, as with keepalived without scripts.
+    pub monitor: bool,
 }
 
 /// `[health]`: probing the local database.

@@ -109,6 +109,7 @@ impl Config {
         if let Some(p) = &d.bin_dir {
             writeln!(o, "bin_dir = {}", path(p))?;
         }
+        writeln!(o, "monitor = {}", d.monitor)?;
 
         let h = &self.health;
         writeln!(o, "\n[health]")?;

@@ -122,6 +122,7 @@ pub(crate) struct RawDatabase {
     pub os_user: Option<String>,
     pub greenplum_path: Option<String>,
     pub bin_dir: Option<String>,
+    pub monitor: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

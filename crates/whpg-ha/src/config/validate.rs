@@ -1076,6 +1076,7 @@ impl Checker<'_> {
             os_user,
             greenplum_path,
             bin_dir,
+            monitor: raw.monitor.unwrap_or(true),
         }
     }
 

@@ -79,7 +79,7 @@ pub fn pair_config(settings: &PairSettings, nodes: &[(&str, &str, u8)]) -> Strin
         text += &format!("\n[nodes.{name}]\naddress = \"{address}\"\npriority = {priority}\n");
     }
     text += "\n[database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-             data_directory = \"/var/lib/postgresql/15/lab\"\nos_user = \"postgres\"\n";
+             data_directory = \"/var/lib/postgresql/15/lab\"\nos_user = \"postgres\"\nmonitor = false\n";
     text += &format!("\n[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
     text
 }
