@@ -129,6 +129,9 @@ pub enum Event<'a> {
     Packet { meta: PacketMeta, payload: &'a [u8] },
     /// A new effective priority (tracking), 1..=255; 0 is refused, use [`Event::Resign`].
     SetPriority(u8),
+    /// Whether this instance, as backup, takes over from a lower-priority master (e.g. on while
+    /// it is the one that can serve, whatever the configured default).
+    SetPreempt(bool),
     /// Give up mastership now (priority-0 advert, release addresses) but keep listening as backup.
     Resign,
     /// A fault source became active or cleared.
@@ -299,6 +302,7 @@ impl Instance {
             Event::Ipv4Datagram(bytes) => self.on_ipv4_datagram(bytes, now),
             Event::Packet { meta, payload } => self.on_packet(meta, payload, now),
             Event::SetPriority(priority) => self.on_set_priority(priority, now),
+            Event::SetPreempt(preempt) => self.config.preempt = preempt,
             Event::Resign => self.on_resign(now),
             Event::SetFault { source, active } => self.on_set_fault(source, active, now),
         }

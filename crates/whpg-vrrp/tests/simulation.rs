@@ -376,3 +376,22 @@ fn timeouts_before_the_deadline_change_nothing() {
     assert_eq!(sim.state(0), State::Backup);
     assert_eq!(sim.nodes[0].instance.poll_timeout(), Some(deadline));
 }
+
+#[test]
+fn preempt_can_be_switched_on_at_run_time() {
+    let mut high = v3_config(11, 100, 10);
+    high.preempt = false;
+    let mut sim = Sim::new(vec![high, v3_config(12, 98, 10)]);
+    sim.event(1, Event::Startup);
+    sim.run_for(2000 * MS);
+    sim.event(0, Event::Startup);
+    sim.run_for(2000 * MS);
+    assert_single_master(&sim, 1);
+    sim.event(0, Event::SetPreempt(true));
+    let switched = sim.elapsed();
+    sim.run_for(2000 * MS);
+    assert_single_master(&sim, 0);
+    let mdi = master_down_interval(Version::V3, Interval::from_centis(10), 100);
+    let took = sim.entered(0, State::Master).unwrap() - switched;
+    assert!(took <= mdi + 100 * MS, "{took:?}");
+}

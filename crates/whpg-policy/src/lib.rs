@@ -1,0 +1,17 @@
+//! Sans-IO HA policy for a coordinator pair: from observations (VRRP state, local and peer
+//! database, witnesses, maintenance) to decisions (priority, faults, VIP, promotion, fencing).
+//!
+//! Like the VRRP core it never performs IO and never reads a clock: the daemon feeds
+//! [`Input`]s with the current time and carries out the returned [`Decision`]s. The safety
+//! invariants of the design are enforced here and tested table-style in `tests/rules.rs`.
+//!
+//! - [`observe`]: what is known, with fall/rise hysteresis and "last seen" times.
+//! - [`policy`]: the rules.
+
+pub mod observe;
+pub mod policy;
+
+pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
+pub use policy::{
+    Decision, FenceReason, Hold, Input, Notice, Policy, PolicyConfig, PolicyStatus, Triggers,
+};

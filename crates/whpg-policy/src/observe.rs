@@ -1,0 +1,275 @@
+//! What the policy knows about the world: the local database (with fall/rise hysteresis), the peer
+//! and the witnesses, each with the time it was last seen in a given condition.
+//!
+//! Observations arrive continuously from background probes; the policy only reads what is already
+//! known here, so a decision never waits on the network.
+
+use std::time::{Duration, Instant};
+
+/// Role of a database, as a probe saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbRole {
+    /// Accepting connections, not in recovery: writable.
+    Primary,
+    /// Streaming (or trying to) from a primary.
+    Standby,
+}
+
+/// The WAL receiver of a standby, as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalReceiver {
+    /// `pg_stat_wal_receiver.status = 'streaming'`.
+    pub streaming: bool,
+    /// Age of the last message from the primary when the sample was taken.
+    pub last_message_age: Option<Duration>,
+}
+
+/// One probe of the local database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalSample {
+    Primary {
+        timeline: Option<u32>,
+    },
+    Standby {
+        timeline: Option<u32>,
+        wal_receiver: Option<WalReceiver>,
+    },
+    /// Answering but refusing work: starting up, shutting down, recovering (57P03).
+    NotAccepting,
+    /// Refused, timed out, or failed.
+    Down,
+}
+
+/// One probe of the peer's database at the peer's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSample {
+    /// No answer at all within the timeout: the host or the network is gone.
+    Unreachable,
+    /// The host answered, the database refused or is not accepting: host alive, database not serving.
+    DatabaseDown,
+    /// A standby (57M02, or in recovery on a query connection).
+    Standby,
+    /// A writable primary.
+    Primary { timeline: Option<u32> },
+    /// Accepting, but the role could not be queried (no credentials): counted as a live primary,
+    /// because guessing "standby" could promote beside a live primary.
+    AcceptingUnknownRole,
+}
+
+/// The local database after hysteresis.
+#[derive(Debug, Clone)]
+pub struct LocalDb {
+    fall: u32,
+    rise: u32,
+    /// `None` until the first good sample.
+    pub role: Option<DbRole>,
+    pub healthy: bool,
+    /// At least one sample has arrived.
+    pub observed: bool,
+    pub timeline: Option<u32>,
+    pub wal_receiver: Option<WalReceiver>,
+    /// When the last standby sample was taken (for the WAL receiver's age).
+    pub sampled_at: Option<Instant>,
+    consecutive_good: u32,
+    consecutive_bad: u32,
+}
+
+impl LocalDb {
+    pub fn new(fall: u32, rise: u32) -> LocalDb {
+        LocalDb {
+            fall: fall.max(1),
+            rise: rise.max(1),
+            role: None,
+            healthy: false,
+            observed: false,
+            timeline: None,
+            wal_receiver: None,
+            sampled_at: None,
+            consecutive_good: 0,
+            consecutive_bad: 0,
+        }
+    }
+
+    /// Apply one probe result: `fall` bad ones in a row make it unhealthy, `rise` good ones healthy.
+    pub fn sample(&mut self, sample: LocalSample, now: Instant) {
+        self.observed = true;
+        match sample {
+            LocalSample::Primary { timeline } => {
+                self.good(DbRole::Primary);
+                self.timeline = timeline.or(self.timeline);
+                self.wal_receiver = None;
+            }
+            LocalSample::Standby {
+                timeline,
+                wal_receiver,
+            } => {
+                self.good(DbRole::Standby);
+                self.timeline = timeline.or(self.timeline);
+                self.wal_receiver = wal_receiver;
+                self.sampled_at = Some(now);
+            }
+            LocalSample::NotAccepting | LocalSample::Down => {
+                self.consecutive_good = 0;
+                self.consecutive_bad = self.consecutive_bad.saturating_add(1);
+                if self.consecutive_bad >= self.fall {
+                    self.healthy = false;
+                }
+            }
+        }
+    }
+
+    /// The postmaster died: certain, no need to wait for `fall` probes.
+    pub fn crashed(&mut self) {
+        self.observed = true;
+        self.healthy = false;
+        self.consecutive_good = 0;
+        self.consecutive_bad = self.fall;
+        self.wal_receiver = None;
+    }
+
+    /// A verified promotion: the database is now a writable primary on `timeline`.
+    pub fn promoted(&mut self, timeline: Option<u32>) {
+        self.role = Some(DbRole::Primary);
+        self.healthy = true;
+        self.consecutive_bad = 0;
+        self.consecutive_good = self.rise;
+        self.timeline = timeline.or(self.timeline);
+        self.wal_receiver = None;
+    }
+
+    fn good(&mut self, role: DbRole) {
+        // A role change (promotion) is a new database state: count it afresh.
+        if self.role != Some(role) {
+            self.consecutive_good = 0;
+            if self.role.is_some() {
+                self.healthy = false;
+            }
+        }
+        self.role = Some(role);
+        self.consecutive_bad = 0;
+        self.consecutive_good = self.consecutive_good.saturating_add(1);
+        if self.consecutive_good >= self.rise {
+            self.healthy = true;
+        }
+    }
+
+    pub fn is_healthy(&self, role: DbRole) -> bool {
+        self.healthy && self.role == Some(role)
+    }
+
+    /// Our WAL receiver heard from the primary within `window` (invariant 2's second test).
+    pub fn primary_heard_within(&self, window: Duration, now: Instant) -> bool {
+        let (Some(receiver), Some(at)) = (self.wal_receiver, self.sampled_at) else {
+            return false;
+        };
+        match (receiver.streaming, receiver.last_message_age) {
+            (true, Some(age)) => age + now.saturating_duration_since(at) < window,
+            // Streaming without a timestamp: assume it is fresh (the conservative reading).
+            (true, None) => true,
+            (false, _) => false,
+        }
+    }
+}
+
+/// The peer, as seen through its database port.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// Any answer at all (host reachable).
+    pub reachable_at: Option<Instant>,
+    /// Answered as a live primary (or accepting with an unknown role).
+    pub primary_at: Option<Instant>,
+    /// Timeline of the peer when it last answered as primary.
+    pub primary_timeline: Option<u32>,
+    pub observed: bool,
+}
+
+impl Peer {
+    pub fn sample(&mut self, sample: PeerSample, now: Instant) {
+        self.observed = true;
+        match sample {
+            PeerSample::Unreachable => {}
+            PeerSample::DatabaseDown | PeerSample::Standby => self.reachable_at = Some(now),
+            PeerSample::Primary { timeline } => {
+                self.reachable_at = Some(now);
+                self.primary_at = Some(now);
+                self.primary_timeline = timeline.or(self.primary_timeline);
+            }
+            PeerSample::AcceptingUnknownRole => {
+                self.reachable_at = Some(now);
+                self.primary_at = Some(now);
+            }
+        }
+    }
+
+    /// The peer's database answered as a primary within `window`.
+    pub fn primary_within(&self, window: Duration, now: Instant) -> bool {
+        self.primary_at
+            .is_some_and(|at| now.saturating_duration_since(at) < window)
+    }
+}
+
+/// Witness quorum, as last evaluated.
+#[derive(Debug, Clone, Default)]
+pub struct Witnesses {
+    /// `None` until the first check.
+    pub quorum: Option<bool>,
+    /// Since when the quorum has been lost.
+    pub lost_since: Option<Instant>,
+}
+
+impl Witnesses {
+    pub fn sample(&mut self, quorum: bool, now: Instant) {
+        if quorum {
+            self.lost_since = None;
+        } else if self.quorum != Some(false) {
+            self.lost_since = Some(now);
+        }
+        self.quorum = Some(quorum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fall_and_rise() {
+        let t = Instant::now();
+        let mut db = LocalDb::new(3, 2);
+        db.sample(LocalSample::Primary { timeline: Some(1) }, t);
+        assert!(!db.healthy, "one good sample is not enough with rise 2");
+        db.sample(LocalSample::Primary { timeline: Some(1) }, t);
+        assert!(db.is_healthy(DbRole::Primary));
+        db.sample(LocalSample::Down, t);
+        db.sample(LocalSample::Down, t);
+        assert!(db.healthy, "two failures are below fall 3");
+        db.sample(LocalSample::Primary { timeline: Some(1) }, t);
+        db.sample(LocalSample::Down, t);
+        db.sample(LocalSample::Down, t);
+        assert!(db.healthy, "the count restarts after a good sample");
+        db.sample(LocalSample::Down, t);
+        assert!(!db.healthy);
+        db.crashed();
+        assert!(!db.healthy);
+    }
+
+    #[test]
+    fn wal_receiver_freshness_ages_with_time() {
+        let t = Instant::now();
+        let mut db = LocalDb::new(1, 1);
+        let receiver = WalReceiver {
+            streaming: true,
+            last_message_age: Some(Duration::from_millis(300)),
+        };
+        db.sample(
+            LocalSample::Standby {
+                timeline: Some(1),
+                wal_receiver: Some(receiver),
+            },
+            t,
+        );
+        let window = Duration::from_secs(1);
+        assert!(db.primary_heard_within(window, t + Duration::from_millis(600)));
+        assert!(!db.primary_heard_within(window, t + Duration::from_millis(700)));
+    }
+}

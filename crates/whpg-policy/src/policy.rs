@@ -1,0 +1,557 @@
+//! The HA rules: from observations to decisions. Every safety invariant of the design lives here.
+//!
+//! The policy is level-triggered: after each input it recomputes what should be true (priority,
+//! faults, VIP, promotion, fencing) from everything it knows and emits only the differences. That
+//! keeps each rule in one place and makes a missed or repeated input harmless.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use whpg_vrrp::{FaultSource, State, TransitionReason};
+
+use crate::observe::{DbRole, LocalDb, LocalSample, Peer, PeerSample, Witnesses};
+
+/// Which failures may start an automatic promotion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Triggers {
+    /// The master resigned because its database failed, or the peer's database stopped answering.
+    pub database_failure: bool,
+    /// The master's host is gone (no adverts, no answer at all).
+    pub node_loss: bool,
+    /// The master is unreachable over the network.
+    pub network_loss: bool,
+}
+
+impl Triggers {
+    pub fn all() -> Triggers {
+        Triggers {
+            database_failure: true,
+            node_loss: true,
+            network_loss: true,
+        }
+    }
+
+    fn silent_master(&self) -> bool {
+        self.node_loss || self.network_loss
+    }
+}
+
+/// Settings of the policy, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// This node's configured VRRP priority.
+    pub base_priority: u8,
+    /// The configured `vrrp.preempt`, used while the local database is not a healthy primary.
+    pub preempt: bool,
+    /// Added while the local database is a healthy primary, so it outranks any standby.
+    pub primary_bonus: u8,
+    pub triggers: Triggers,
+    /// A silent master's database must stay unanswering this long before we promote.
+    pub confirmation: Duration,
+    /// Our WAL receiver heard from the primary within this: it is alive, do not promote.
+    pub wal_freshness: Duration,
+    /// The peer's database answered as primary within this: it is alive, do not promote.
+    pub peer_alive_window: Duration,
+    pub fall: u32,
+    pub rise: u32,
+    pub fence_when_isolated: bool,
+    pub witness_enabled: bool,
+    /// Peer unreachable and witness quorum lost for this long: isolated.
+    pub isolation_after: Duration,
+    /// Promotion attempts before giving the mastership up.
+    pub promotion_attempts: u32,
+    pub promotion_retry_delay: Duration,
+    /// At start-up, how long to wait for a first answer from the peer before acting alone.
+    pub startup_grace: Duration,
+}
+
+/// Inputs.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The VRRP instance changed state.
+    Vrrp {
+        to: State,
+        reason: TransitionReason,
+    },
+    Local(LocalSample),
+    /// The postmaster process exited (seen within milliseconds, before any probe).
+    PostmasterExited,
+    Peer(PeerSample),
+    Witness {
+        quorum: bool,
+    },
+    Maintenance(bool),
+    /// The promotion command finished and the result was verified with a real write (`Ok`
+    /// carries the new timeline), or it failed, timed out, or could not be verified.
+    PromotionFinished(Result<Option<u32>, String>),
+    /// Time passed; re-evaluate deadlines.
+    Tick,
+}
+
+/// Why a database is fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceReason {
+    /// Neither the peer nor a quorum of witnesses is reachable: this node may be the cut-off side.
+    Isolated,
+    /// The peer is a primary on a newer timeline: this database is an old primary.
+    OlderTimeline { local: u32, peer: u32 },
+}
+
+/// Why a promotion is not happening now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Invariant 2: the old primary's database answered within the alive window.
+    PeerPrimaryAlive,
+    /// Invariant 2: our WAL receiver heard from the primary within the freshness window.
+    WalReceiverFresh,
+    /// A silent master: waiting out the confirmation time.
+    Confirming {
+        until: Instant,
+    },
+    /// The failure that happened is not in `failover.triggers`.
+    TriggerNotConfigured,
+    Maintenance,
+}
+
+/// Things worth a line in the log and the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    StartupChecksDone,
+    PromotionHeld(Hold),
+    PromotionSucceeded {
+        attempt: u32,
+    },
+    PromotionFailed {
+        attempt: u32,
+        error: String,
+        giving_up: bool,
+    },
+    NeedsRejoin {
+        local_timeline: u32,
+        peer_timeline: u32,
+    },
+    Isolated,
+    IsolationEnded,
+}
+
+/// Outputs, in the order to carry them out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    SetPriority(u8),
+    /// Preempt a lower-priority master: on while the local database is a healthy primary, so a
+    /// primary whose daemon restarts takes the VIP back from a master that cannot serve.
+    SetPreempt(bool),
+    SetFault {
+        source: FaultSource,
+        active: bool,
+    },
+    /// Install the virtual addresses (the database is writable).
+    InstallVip,
+    RemoveVip,
+    /// Run the promotion command (attempt 1, 2, ...); answer with [`Input::PromotionFinished`].
+    Promote {
+        attempt: u32,
+    },
+    /// Priority-0 advert now, so the peer can take over.
+    Resign,
+    /// Stop the local database and clean up after it.
+    Fence(FenceReason),
+    Notice(Notice),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Promotion {
+    Idle,
+    Running {
+        attempt: u32,
+    },
+    RetryAt {
+        attempt: u32,
+        at: Instant,
+    },
+    /// Every attempt failed; no more until restart or until this node stops being master.
+    GaveUp,
+}
+
+/// What has been told to the daemon, to emit only differences.
+#[derive(Debug, Default)]
+struct Sent {
+    priority: Option<u8>,
+    preempt: Option<bool>,
+    faults: BTreeSet<FaultSource>,
+    vip: bool,
+    hold: Option<Hold>,
+    isolated: bool,
+    startup_done: bool,
+}
+
+/// Observable summary, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStatus {
+    pub local_role: Option<DbRole>,
+    pub local_healthy: bool,
+    pub local_timeline: Option<u32>,
+    pub needs_rejoin: bool,
+    pub fenced: Option<FenceReason>,
+    pub isolated: bool,
+    pub maintenance: bool,
+    pub promoting: bool,
+    pub promotion_gave_up: bool,
+    pub hold: Option<Hold>,
+    pub vip: bool,
+}
+
+pub struct Policy {
+    config: PolicyConfig,
+    started_at: Instant,
+    local: LocalDb,
+    peer: Peer,
+    witnesses: Witnesses,
+    vrrp: State,
+    master_reason: Option<TransitionReason>,
+    maintenance: bool,
+    promotion: Promotion,
+    needs_rejoin: bool,
+    fenced: Option<FenceReason>,
+    startup_done: bool,
+    sent: Sent,
+}
+
+impl Policy {
+    pub fn new(config: PolicyConfig, now: Instant) -> Policy {
+        Policy {
+            local: LocalDb::new(config.fall, config.rise),
+            config,
+            started_at: now,
+            peer: Peer::default(),
+            witnesses: Witnesses::default(),
+            vrrp: State::Initialize,
+            master_reason: None,
+            maintenance: false,
+            promotion: Promotion::Idle,
+            needs_rejoin: false,
+            fenced: None,
+            startup_done: false,
+            sent: Sent::default(),
+        }
+    }
+
+    /// Decisions to apply before the VRRP instance starts (start-up gate, initial priority).
+    pub fn start(&mut self, now: Instant) -> Vec<Decision> {
+        self.evaluate(now)
+    }
+
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Decision> {
+        let mut out = Vec::new();
+        match input {
+            Input::Vrrp { to, reason } => {
+                self.vrrp = to;
+                self.master_reason = (to == State::Master).then_some(reason);
+                if to != State::Master {
+                    if let Promotion::RetryAt { .. } | Promotion::GaveUp = self.promotion {
+                        self.promotion = Promotion::Idle;
+                    }
+                }
+            }
+            Input::Local(sample) => self.local.sample(sample, now),
+            Input::PostmasterExited => self.local.crashed(),
+            Input::Peer(sample) => self.peer.sample(sample, now),
+            Input::Witness { quorum } => self.witnesses.sample(quorum, now),
+            Input::Maintenance(on) => self.maintenance = on,
+            Input::PromotionFinished(result) => self.promotion_finished(result, now, &mut out),
+            Input::Tick => {}
+        }
+        out.extend(self.evaluate(now));
+        out
+    }
+
+    /// The earliest time at which a decision could change with no new input.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let mut times = Vec::new();
+        if !self.startup_done {
+            times.push(self.started_at + self.config.startup_grace);
+        }
+        if let Some(Hold::Confirming { until }) = self.sent.hold {
+            times.push(until);
+        }
+        if let Promotion::RetryAt { at, .. } = self.promotion {
+            times.push(at);
+        }
+        if let Some(at) = self.peer.primary_at {
+            times.push(at + self.config.peer_alive_window);
+        }
+        if let Some(lost) = self.witnesses.lost_since {
+            times.push(lost + self.config.isolation_after);
+        }
+        if let Some(at) = self.peer.reachable_at {
+            times.push(at + self.config.isolation_after);
+        }
+        times.into_iter().min()
+    }
+
+    pub fn status(&self) -> PolicyStatus {
+        PolicyStatus {
+            local_role: self.local.role,
+            local_healthy: self.local.healthy,
+            local_timeline: self.local.timeline,
+            needs_rejoin: self.needs_rejoin,
+            fenced: self.fenced,
+            isolated: self.sent.isolated,
+            maintenance: self.maintenance,
+            promoting: matches!(
+                self.promotion,
+                Promotion::Running { .. } | Promotion::RetryAt { .. }
+            ),
+            promotion_gave_up: self.promotion == Promotion::GaveUp,
+            hold: self.sent.hold,
+            vip: self.sent.vip,
+        }
+    }
+
+    fn promotion_finished(
+        &mut self,
+        result: Result<Option<u32>, String>,
+        now: Instant,
+        out: &mut Vec<Decision>,
+    ) {
+        let Promotion::Running { attempt } = self.promotion else {
+            return;
+        };
+        match result {
+            Ok(timeline) => {
+                self.local.promoted(timeline);
+                self.promotion = Promotion::Idle;
+                out.push(Decision::Notice(Notice::PromotionSucceeded { attempt }));
+            }
+            Err(error) => {
+                let giving_up = attempt >= self.config.promotion_attempts;
+                out.push(Decision::Notice(Notice::PromotionFailed {
+                    attempt,
+                    error,
+                    giving_up,
+                }));
+                if giving_up {
+                    // Invariant 3: release the mastership at once so the peer can act.
+                    self.promotion = Promotion::GaveUp;
+                    if self.vrrp == State::Master {
+                        out.push(Decision::Resign);
+                    }
+                } else {
+                    self.promotion = Promotion::RetryAt {
+                        attempt: attempt + 1,
+                        at: now + self.config.promotion_retry_delay,
+                    };
+                }
+            }
+        }
+    }
+
+    fn evaluate(&mut self, now: Instant) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let c = &self.config;
+
+        // Start-up gate: say nothing to VRRP until we know our database and have heard from the
+        // peer (or waited long enough), so a transient mastership at start-up cannot promote and
+        // an old primary cannot grab the VIP before its timeline is compared.
+        if !self.startup_done {
+            let grace_over = now.saturating_duration_since(self.started_at) >= c.startup_grace;
+            if self.local.observed && (self.peer.observed || grace_over) {
+                self.startup_done = true;
+            }
+        }
+
+        // Invariant 4: an old primary (older timeline than a live peer primary) never serves.
+        let local_primary = self.local.is_healthy(DbRole::Primary);
+        let peer_primary_alive = self.peer.primary_within(c.peer_alive_window, now);
+        if local_primary && peer_primary_alive && !self.needs_rejoin {
+            if let (Some(local), Some(peer)) = (self.local.timeline, self.peer.primary_timeline) {
+                if peer > local {
+                    self.needs_rejoin = true;
+                    self.fenced = Some(FenceReason::OlderTimeline { local, peer });
+                    out.push(Decision::Notice(Notice::NeedsRejoin {
+                        local_timeline: local,
+                        peer_timeline: peer,
+                    }));
+                    out.push(Decision::Fence(FenceReason::OlderTimeline { local, peer }));
+                }
+            }
+        }
+
+        // Invariant 5: isolated = neither the peer nor a witness quorum answers.
+        let peer_silent = self
+            .peer
+            .reachable_at
+            .unwrap_or(self.started_at)
+            .checked_add(c.isolation_after)
+            .is_some_and(|t| now >= t);
+        let witnesses_lost = self
+            .witnesses
+            .lost_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= c.isolation_after);
+        let isolated = c.witness_enabled && self.startup_done && peer_silent && witnesses_lost;
+        if isolated != self.sent.isolated {
+            self.sent.isolated = isolated;
+            out.push(Decision::Notice(if isolated {
+                Notice::Isolated
+            } else {
+                Notice::IsolationEnded
+            }));
+            if isolated
+                && c.fence_when_isolated
+                && self.local.role == Some(DbRole::Primary)
+                && self.fenced.is_none()
+            {
+                self.fenced = Some(FenceReason::Isolated);
+                out.push(Decision::Fence(FenceReason::Isolated));
+            }
+        }
+        // A database fenced for isolation that an operator starts again, with no live primary
+        // beside it, is in service again.
+        if self.fenced == Some(FenceReason::Isolated)
+            && !isolated
+            && local_primary
+            && !peer_primary_alive
+        {
+            self.fenced = None;
+        }
+
+        // Priority: a healthy primary outranks any standby; a node that gave up promoting sits low.
+        let local_primary = self.local.is_healthy(DbRole::Primary);
+        let priority = if self.promotion == Promotion::GaveUp {
+            1
+        } else if c.base_priority == 255 {
+            255
+        } else if local_primary {
+            c.base_priority.saturating_add(c.primary_bonus).min(254)
+        } else {
+            c.base_priority
+        };
+        if self.sent.priority != Some(priority) {
+            self.sent.priority = Some(priority);
+            out.push(Decision::SetPriority(priority));
+        }
+
+        let preempt = c.preempt || local_primary;
+        if self.sent.preempt != Some(preempt) {
+            self.sent.preempt = Some(preempt);
+            out.push(Decision::SetPreempt(preempt));
+        }
+
+        // Faults: Admin keeps the instance out of the election (start-up gate, old primary,
+        // fenced); Health resigns on a failed database; Isolation drops the VIP of a cut-off node.
+        let admin = !self.startup_done || self.needs_rejoin || self.fenced.is_some();
+        let db_failed = self.local.observed && !self.local.healthy;
+        let health = self.startup_done
+            && !self.maintenance
+            && db_failed
+            && (c.triggers.database_failure || self.local.role != Some(DbRole::Primary));
+        for (source, active) in [
+            (FaultSource::Admin, admin),
+            (FaultSource::Health, health),
+            (FaultSource::Isolation, isolated),
+        ] {
+            if active != self.sent.faults.contains(&source) {
+                if active {
+                    self.sent.faults.insert(source);
+                } else {
+                    self.sent.faults.remove(&source);
+                }
+                out.push(Decision::SetFault { source, active });
+            }
+        }
+
+        // Promotion (invariants 2 and 3) before the VIP, which follows a verified promotion.
+        let hold = self.promotion_step(now, &mut out);
+        if hold != self.sent.hold {
+            self.sent.hold = hold;
+            if let Some(hold) = hold {
+                out.push(Decision::Notice(Notice::PromotionHeld(hold)));
+            }
+        }
+
+        // Invariant 1: the VIP only on the master whose database is writable.
+        let vip = self.vrrp == State::Master
+            && self.startup_done
+            && self.local.is_healthy(DbRole::Primary)
+            && !self.needs_rejoin
+            && self.fenced.is_none()
+            && !isolated;
+        if vip != self.sent.vip {
+            self.sent.vip = vip;
+            out.push(if vip {
+                Decision::InstallVip
+            } else {
+                Decision::RemoveVip
+            });
+        }
+
+        if self.startup_done && !self.sent.startup_done {
+            self.sent.startup_done = true;
+            out.push(Decision::Notice(Notice::StartupChecksDone));
+        }
+        out
+    }
+
+    /// Start or continue a promotion when this node is master over a standby database.
+    fn promotion_step(&mut self, now: Instant, out: &mut Vec<Decision>) -> Option<Hold> {
+        let c = &self.config;
+        let candidate = self.vrrp == State::Master
+            && self.startup_done
+            && self.local.is_healthy(DbRole::Standby)
+            && !self.needs_rejoin
+            && self.fenced.is_none();
+        let attempt = match self.promotion {
+            Promotion::Running { .. } | Promotion::GaveUp => return None,
+            Promotion::RetryAt { attempt, at } => {
+                if !candidate {
+                    self.promotion = Promotion::Idle;
+                    return None;
+                }
+                if now < at {
+                    return None;
+                }
+                attempt
+            }
+            Promotion::Idle => 1,
+        };
+        if !candidate {
+            return None;
+        }
+        if self.maintenance {
+            return Some(Hold::Maintenance);
+        }
+        // The certain case: the master resigned (priority 0) — its database failed or it stopped.
+        let certain = self.master_reason == Some(TransitionReason::MasterResigned);
+        let peer_reachable_recently = self.peer.reachable_at.is_some_and(|at| {
+            now.saturating_duration_since(at) < c.peer_alive_window.max(c.confirmation)
+        });
+        let allowed = if certain || peer_reachable_recently {
+            // The peer host answers (or said goodbye): if anything failed, it is its database.
+            c.triggers.database_failure
+        } else {
+            c.triggers.silent_master()
+        };
+        if !allowed {
+            return Some(Hold::TriggerNotConfigured);
+        }
+        // Invariant 2: never promote while the old primary is known to be alive.
+        if self.peer.primary_within(c.peer_alive_window, now) {
+            return Some(Hold::PeerPrimaryAlive);
+        }
+        if self.local.primary_heard_within(c.wal_freshness, now) {
+            return Some(Hold::WalReceiverFresh);
+        }
+        if !certain {
+            // A silent master may be a blip: its database must stay unanswering for the whole
+            // confirmation time (counted from the last time it answered as primary).
+            let last_primary = self.peer.primary_at.unwrap_or(self.started_at);
+            let until = last_primary + c.confirmation;
+            if now < until {
+                return Some(Hold::Confirming { until });
+            }
+        }
+        self.promotion = Promotion::Running { attempt };
+        out.push(Decision::Promote { attempt });
+        None
+    }
+}

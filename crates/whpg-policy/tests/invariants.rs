@@ -1,0 +1,137 @@
+//! Random sequences of observations try to break the safety invariants.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use whpg_policy::{
+    Decision, Input, LocalSample, PeerSample, Policy, PolicyConfig, Triggers, WalReceiver,
+};
+use whpg_vrrp::{State, TransitionReason};
+
+fn config(confirmation_ms: u64) -> PolicyConfig {
+    PolicyConfig {
+        base_priority: 98,
+        preempt: false,
+        primary_bonus: 100,
+        triggers: Triggers::all(),
+        confirmation: Duration::from_millis(confirmation_ms),
+        wal_freshness: Duration::from_millis(500),
+        peer_alive_window: Duration::from_millis(100),
+        fall: 2,
+        rise: 1,
+        fence_when_isolated: true,
+        witness_enabled: true,
+        isolation_after: Duration::from_millis(700),
+        promotion_attempts: 2,
+        promotion_retry_delay: Duration::from_millis(300),
+        startup_grace: Duration::from_millis(1000),
+    }
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    let local = prop_oneof![
+        (0u32..3).prop_map(|tl| LocalSample::Primary { timeline: Some(tl) }),
+        (0u32..3, any::<bool>(), 0u64..2000).prop_map(|(tl, streaming, age)| {
+            LocalSample::Standby {
+                timeline: Some(tl),
+                wal_receiver: Some(WalReceiver {
+                    streaming,
+                    last_message_age: Some(Duration::from_millis(age)),
+                }),
+            }
+        }),
+        Just(LocalSample::NotAccepting),
+        Just(LocalSample::Down),
+    ];
+    let peer = prop_oneof![
+        Just(PeerSample::Unreachable),
+        Just(PeerSample::DatabaseDown),
+        Just(PeerSample::Standby),
+        (0u32..3).prop_map(|tl| PeerSample::Primary { timeline: Some(tl) }),
+        Just(PeerSample::AcceptingUnknownRole),
+    ];
+    let vrrp = prop_oneof![
+        Just((State::Master, TransitionReason::MasterDown)),
+        Just((State::Master, TransitionReason::MasterResigned)),
+        Just((State::Backup, TransitionReason::Resigned)),
+        Just((State::Fault, TransitionReason::FaultCleared)),
+    ];
+    prop_oneof![
+        4 => local.prop_map(Input::Local),
+        4 => peer.prop_map(Input::Peer),
+        2 => vrrp.prop_map(|(to, reason)| Input::Vrrp { to, reason }),
+        1 => Just(Input::PostmasterExited),
+        1 => any::<bool>().prop_map(|quorum| Input::Witness { quorum }),
+        1 => any::<bool>().prop_map(Input::Maintenance),
+        1 => prop_oneof![Just(Ok(Some(3))), Just(Err("failed".to_string()))].prop_map(Input::PromotionFinished),
+        2 => Just(Input::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn safety_invariants_hold(steps in proptest::collection::vec((0u64..150, input()), 1..150), confirmation in 0u64..2000) {
+        let t0 = Instant::now();
+        let mut policy = Policy::new(config(confirmation), t0);
+        policy.start(t0);
+        let mut now_ms = 0u64;
+        let mut vrrp = State::Initialize;
+        let mut last_peer_primary: Option<u64> = None;
+        let mut maintenance = false;
+        // The test's own model of "the local database is a writable primary", with fall = 2.
+        let mut primary_role = false;
+        let mut consecutive_bad = 0;
+        let mut crashed = false;
+        let mut vip = false;
+        for (gap, input) in steps {
+            now_ms += gap;
+            match &input {
+                Input::Vrrp { to, .. } => vrrp = *to,
+                Input::Peer(PeerSample::Primary { .. } | PeerSample::AcceptingUnknownRole) => last_peer_primary = Some(now_ms),
+                Input::Maintenance(on) => maintenance = *on,
+                Input::Local(LocalSample::Primary { .. }) => {
+                    primary_role = true;
+                    consecutive_bad = 0;
+                    crashed = false;
+                }
+                Input::Local(LocalSample::Standby { .. }) => {
+                    primary_role = false;
+                    consecutive_bad = 0;
+                    crashed = false;
+                }
+                Input::Local(_) => consecutive_bad += 1,
+                Input::PostmasterExited => crashed = true,
+                _ => {}
+            }
+            let promotion_result = matches!(input, Input::PromotionFinished(Ok(_)));
+            let decisions = policy.handle(input, t0 + Duration::from_millis(now_ms));
+            for decision in decisions {
+                match decision {
+                    Decision::Promote { .. } => {
+                        // Invariant 2: never while the old primary answered within the window.
+                        if let Some(at) = last_peer_primary {
+                            prop_assert!(now_ms - at >= 100, "promoted {} ms after a primary answer", now_ms - at);
+                        }
+                        prop_assert!(!maintenance, "promoted in maintenance");
+                        prop_assert_eq!(vrrp, State::Master);
+                    }
+                    Decision::InstallVip => vip = true,
+                    Decision::Notice(whpg_policy::Notice::PromotionSucceeded { .. }) if promotion_result => {
+                        primary_role = true;
+                        consecutive_bad = 0;
+                        crashed = false;
+                    }
+                    Decision::RemoveVip => vip = false,
+                    _ => {}
+                }
+            }
+            // Invariant 1: the VIP only on a master whose database is (or was just verified) writable.
+            if vip {
+                prop_assert_eq!(vrrp, State::Master);
+                prop_assert!(primary_role && consecutive_bad < 2 && !crashed);
+                prop_assert!(!policy.status().needs_rejoin);
+            }
+        }
+    }
+}

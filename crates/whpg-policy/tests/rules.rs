@@ -1,0 +1,498 @@
+//! The safety rules, one scenario per test: inputs at given times (ms from start) and the
+//! decisions they must and must not produce.
+
+use std::time::{Duration, Instant};
+
+use whpg_policy::{
+    Decision, FenceReason, Hold, Input, LocalSample, Notice, PeerSample, Policy, PolicyConfig,
+    Triggers, WalReceiver,
+};
+use whpg_vrrp::{FaultSource, State, TransitionReason};
+
+fn config() -> PolicyConfig {
+    PolicyConfig {
+        base_priority: 98,
+        preempt: false,
+        primary_bonus: 100,
+        triggers: Triggers::all(),
+        confirmation: Duration::from_secs(3),
+        wal_freshness: Duration::from_secs(1),
+        peer_alive_window: Duration::from_millis(100),
+        fall: 3,
+        rise: 2,
+        fence_when_isolated: true,
+        witness_enabled: true,
+        isolation_after: Duration::from_millis(1500),
+        promotion_attempts: 3,
+        promotion_retry_delay: Duration::from_secs(1),
+        startup_grace: Duration::from_secs(5),
+    }
+}
+
+const PRIMARY: LocalSample = LocalSample::Primary { timeline: Some(1) };
+const STANDBY_IDLE: LocalSample = LocalSample::Standby {
+    timeline: Some(1),
+    wal_receiver: None,
+};
+const PEER_PRIMARY: PeerSample = PeerSample::Primary { timeline: Some(1) };
+
+/// A policy under test and everything it decided, with the time.
+struct Run {
+    policy: Policy,
+    t0: Instant,
+    log: Vec<(u64, Decision)>,
+}
+
+impl Run {
+    fn new(config: PolicyConfig) -> Run {
+        let t0 = Instant::now();
+        let mut policy = Policy::new(config, t0);
+        let log = policy.start(t0).into_iter().map(|d| (0, d)).collect();
+        Run { policy, t0, log }
+    }
+
+    fn at(&mut self, ms: u64, input: Input) -> Vec<Decision> {
+        let out = self
+            .policy
+            .handle(input, self.t0 + Duration::from_millis(ms));
+        self.log.extend(out.iter().cloned().map(|d| (ms, d)));
+        out
+    }
+
+    /// Probe both databases every 100 ms from `from` to `to` (inclusive) with the same answers.
+    fn probes(&mut self, from: u64, to: u64, local: LocalSample, peer: PeerSample) {
+        let mut ms = from;
+        while ms <= to {
+            self.at(ms, Input::Local(local));
+            self.at(ms, Input::Peer(peer));
+            ms += 100;
+        }
+    }
+
+    fn master(&mut self, ms: u64, reason: TransitionReason) -> Vec<Decision> {
+        self.at(
+            ms,
+            Input::Vrrp {
+                to: State::Master,
+                reason,
+            },
+        )
+    }
+
+    fn when(&self, wanted: &Decision) -> Option<u64> {
+        self.log.iter().find(|(_, d)| d == wanted).map(|(t, _)| *t)
+    }
+
+    fn decided(&self, pred: impl Fn(&Decision) -> bool) -> bool {
+        self.log.iter().any(|(_, d)| pred(d))
+    }
+
+    /// A standby node past its start-up checks, VRRP backup, the peer a live primary.
+    fn standby_settled(config: PolicyConfig) -> Run {
+        let mut run = Run::new(config);
+        run.probes(0, 500, STANDBY_IDLE, PEER_PRIMARY);
+        run.at(
+            500,
+            Input::Vrrp {
+                to: State::Backup,
+                reason: TransitionReason::Startup,
+            },
+        );
+        run
+    }
+
+    /// A primary node past its start-up checks, VRRP master, the peer a standby.
+    fn primary_settled(config: PolicyConfig) -> Run {
+        let mut run = Run::new(config);
+        run.probes(0, 500, PRIMARY, PeerSample::Standby);
+        run.master(500, TransitionReason::MasterDown);
+        run
+    }
+}
+
+#[test]
+fn start_up_gate_keeps_the_node_out_of_the_election_until_it_knows_both_databases() {
+    let mut run = Run::new(config());
+    assert_eq!(
+        run.log[..2],
+        [
+            (0, Decision::SetPriority(98)),
+            (0, Decision::SetPreempt(false))
+        ]
+    );
+    assert!(run.log.contains(&(
+        0,
+        Decision::SetFault {
+            source: FaultSource::Admin,
+            active: true
+        }
+    )));
+    run.at(100, Input::Local(STANDBY_IDLE));
+    assert!(!run.decided(|d| *d
+        == Decision::SetFault {
+            source: FaultSource::Admin,
+            active: false
+        }));
+    run.at(100, Input::Peer(PEER_PRIMARY));
+    assert_eq!(
+        run.when(&Decision::SetFault {
+            source: FaultSource::Admin,
+            active: false
+        }),
+        Some(100)
+    );
+}
+
+#[test]
+fn a_transient_mastership_at_start_up_never_promotes() {
+    // Both daemons started together: the standby became master before it heard from the peer.
+    let mut run = Run::new(config());
+    run.at(10, Input::Local(STANDBY_IDLE));
+    run.at(20, Input::Local(STANDBY_IDLE));
+    run.master(30, TransitionReason::MasterDown);
+    run.probes(100, 3000, STANDBY_IDLE, PEER_PRIMARY);
+    run.at(
+        3000,
+        Input::Vrrp {
+            to: State::Backup,
+            reason: TransitionReason::Preempted {
+                by: "10.77.0.11".parse().unwrap(),
+                priority: 200,
+            },
+        },
+    );
+    run.probes(3100, 10_000, STANDBY_IDLE, PEER_PRIMARY);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+}
+
+#[test]
+fn a_healthy_primary_outranks_any_standby_and_preempts() {
+    let run = Run::primary_settled(config());
+    assert!(run
+        .log
+        .iter()
+        .any(|(_, d)| *d == Decision::SetPriority(198)));
+    assert!(run
+        .log
+        .iter()
+        .any(|(_, d)| *d == Decision::SetPreempt(true)));
+    let standby = Run::standby_settled(config());
+    assert!(!standby.decided(|d| *d == Decision::SetPriority(198)));
+}
+
+#[test]
+fn the_vip_is_installed_only_on_a_master_with_a_writable_database() {
+    let mut run = Run::new(config());
+    run.probes(0, 500, PRIMARY, PeerSample::Standby);
+    assert!(
+        !run.decided(|d| *d == Decision::InstallVip),
+        "backup: no VIP"
+    );
+    run.master(500, TransitionReason::MasterDown);
+    assert_eq!(run.when(&Decision::InstallVip), Some(500));
+
+    let mut standby = Run::standby_settled(config());
+    standby.probes(600, 700, STANDBY_IDLE, PeerSample::Unreachable);
+    standby.master(700, TransitionReason::MasterDown);
+    assert!(
+        !standby.decided(|d| *d == Decision::InstallVip),
+        "a standby master has no VIP"
+    );
+}
+
+#[test]
+fn a_database_crash_on_the_master_resigns_at_once() {
+    let mut run = Run::primary_settled(config());
+    let out = run.at(1000, Input::PostmasterExited);
+    assert!(out.contains(&Decision::SetFault {
+        source: FaultSource::Health,
+        active: true
+    }));
+    assert!(out.contains(&Decision::RemoveVip));
+    assert!(out.contains(&Decision::SetPriority(98)));
+}
+
+#[test]
+fn without_the_database_failure_trigger_a_crash_keeps_the_mastership_but_not_the_vip() {
+    let mut config = config();
+    config.triggers.database_failure = false;
+    let mut run = Run::primary_settled(config);
+    let out = run.at(1000, Input::PostmasterExited);
+    assert!(!out.iter().any(|d| matches!(
+        d,
+        Decision::SetFault {
+            source: FaultSource::Health,
+            ..
+        }
+    )));
+    assert!(
+        out.contains(&Decision::RemoveVip),
+        "invariant 1 holds regardless"
+    );
+}
+
+#[test]
+fn failing_probes_count_only_after_fall_in_a_row() {
+    let mut run = Run::primary_settled(config());
+    run.at(600, Input::Local(LocalSample::Down));
+    run.at(700, Input::Local(LocalSample::Down));
+    assert!(!run.decided(|d| *d == Decision::RemoveVip));
+    let out = run.at(800, Input::Local(LocalSample::Down));
+    assert!(out.contains(&Decision::RemoveVip));
+}
+
+#[test]
+fn certain_takeover_promotes_as_soon_as_the_old_primary_is_no_longer_seen() {
+    let mut run = Run::standby_settled(config());
+    // Last answer as primary at 500 ms; the crash, then the resign; the peer refuses from then on.
+    run.at(520, Input::Peer(PeerSample::DatabaseDown));
+    let out = run.master(560, TransitionReason::MasterResigned);
+    assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(
+        Hold::PeerPrimaryAlive
+    ))));
+    run.at(599, Input::Tick);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), None);
+    // Invariant 2's window (100 ms) after the last primary answer ends at 600 ms.
+    assert_eq!(
+        run.policy.next_wakeup(),
+        Some(run.t0 + Duration::from_millis(600))
+    );
+    run.at(600, Input::Tick);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(600));
+}
+
+#[test]
+fn a_fresh_wal_receiver_holds_promotion_until_it_goes_stale() {
+    let mut run = Run::new(config());
+    let streaming = LocalSample::Standby {
+        timeline: Some(1),
+        wal_receiver: Some(WalReceiver {
+            streaming: true,
+            last_message_age: Some(Duration::from_millis(50)),
+        }),
+    };
+    run.probes(0, 500, streaming, PEER_PRIMARY);
+    run.at(600, Input::Peer(PeerSample::DatabaseDown));
+    let out = run.master(650, TransitionReason::MasterResigned);
+    assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(
+        Hold::WalReceiverFresh
+    ))));
+    // Sampled at 500 ms with age 50 ms: fresh until 1450 ms.
+    run.at(1449, Input::Tick);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    run.at(1450, Input::Tick);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(1450));
+}
+
+#[test]
+fn a_silent_master_is_promoted_over_only_after_the_confirmation_time() {
+    let mut run = Run::standby_settled(config());
+    // The primary's host vanishes after its answer at 500 ms.
+    run.probes(600, 900, STANDBY_IDLE, PeerSample::Unreachable);
+    run.master(900, TransitionReason::MasterDown);
+    run.probes(1000, 3400, STANDBY_IDLE, PeerSample::Unreachable);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert!(run.decided(|d| matches!(
+        d,
+        Decision::Notice(Notice::PromotionHeld(Hold::Confirming { .. }))
+    )));
+    run.at(3500, Input::Tick);
+    assert_eq!(
+        run.when(&Decision::Promote { attempt: 1 }),
+        Some(3500),
+        "500 ms + 3 s"
+    );
+}
+
+#[test]
+fn a_blip_shorter_than_the_confirmation_time_changes_nothing() {
+    let mut run = Run::standby_settled(config());
+    run.probes(600, 1400, STANDBY_IDLE, PeerSample::Unreachable);
+    run.master(900, TransitionReason::MasterDown);
+    // The network returns at 1.5 s: the primary answers and outranks us again.
+    run.probes(1500, 1500, STANDBY_IDLE, PEER_PRIMARY);
+    run.at(
+        1550,
+        Input::Vrrp {
+            to: State::Backup,
+            reason: TransitionReason::Preempted {
+                by: "10.77.0.11".parse().unwrap(),
+                priority: 200,
+            },
+        },
+    );
+    run.probes(1600, 10_000, STANDBY_IDLE, PEER_PRIMARY);
+    assert!(!run.decided(|d| matches!(
+        d,
+        Decision::Promote { .. } | Decision::InstallVip | Decision::Fence(_)
+    )));
+}
+
+#[test]
+fn the_fast_profile_promotes_a_silent_master_at_once() {
+    let mut config = config();
+    config.confirmation = Duration::ZERO;
+    let mut run = Run::standby_settled(config);
+    run.probes(600, 800, STANDBY_IDLE, PeerSample::Unreachable);
+    run.master(860, TransitionReason::MasterDown);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(860));
+}
+
+#[test]
+fn a_verified_promotion_installs_the_vip_and_raises_the_priority() {
+    let mut run = Run::standby_settled(config());
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    run.master(700, TransitionReason::MasterResigned);
+    assert!(run.decided(|d| *d == Decision::Promote { attempt: 1 }));
+    let out = run.at(850, Input::PromotionFinished(Ok(Some(2))));
+    assert!(out.contains(&Decision::Notice(Notice::PromotionSucceeded { attempt: 1 })));
+    assert!(out.contains(&Decision::InstallVip));
+    assert!(out.contains(&Decision::SetPriority(198)));
+    assert_eq!(run.policy.status().local_timeline, Some(2));
+}
+
+#[test]
+fn failed_promotions_are_retried_then_the_mastership_is_released() {
+    let mut run = Run::standby_settled(config());
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    run.master(700, TransitionReason::MasterResigned);
+    run.at(800, Input::PromotionFinished(Err("exit 2".into())));
+    run.at(1799, Input::Tick);
+    assert!(!run.decided(|d| *d == Decision::Promote { attempt: 2 }));
+    run.at(1800, Input::Tick);
+    assert!(run.decided(|d| *d == Decision::Promote { attempt: 2 }));
+    run.at(
+        1900,
+        Input::PromotionFinished(Err("timed out after 60s".into())),
+    );
+    run.at(2900, Input::Tick);
+    let out = run.at(
+        3000,
+        Input::PromotionFinished(Err("verification write failed".into())),
+    );
+    assert!(out.contains(&Decision::Resign), "{out:?}");
+    assert!(out.contains(&Decision::SetPriority(1)));
+    assert!(!run.decided(|d| *d == Decision::InstallVip));
+    assert!(run.policy.status().promotion_gave_up);
+    // Master again later (the peer did not take over): no fourth attempt, no VIP.
+    run.at(
+        3100,
+        Input::Vrrp {
+            to: State::Backup,
+            reason: TransitionReason::Resigned,
+        },
+    );
+    run.master(3500, TransitionReason::MasterDown);
+    run.at(10_000, Input::Tick);
+    assert!(!run.decided(|d| *d == Decision::Promote { attempt: 4 }));
+}
+
+#[test]
+fn an_old_primary_on_an_older_timeline_is_fenced_and_never_serves() {
+    let mut run = Run::new(config());
+    run.at(0, Input::Local(PRIMARY));
+    run.at(100, Input::Local(PRIMARY));
+    run.at(100, Input::Peer(PeerSample::Primary { timeline: Some(2) }));
+    let fence = Decision::Fence(FenceReason::OlderTimeline { local: 1, peer: 2 });
+    assert_eq!(run.when(&fence), Some(100));
+    assert!(run.decided(|d| *d
+        == Decision::Notice(Notice::NeedsRejoin {
+            local_timeline: 1,
+            peer_timeline: 2
+        })));
+    assert!(!run.decided(|d| *d
+        == Decision::SetFault {
+            source: FaultSource::Admin,
+            active: false
+        }));
+    run.master(200, TransitionReason::MasterDown);
+    run.probes(300, 5000, PRIMARY, PeerSample::Unreachable);
+    assert!(!run.decided(|d| *d == Decision::InstallVip));
+    assert!(run.policy.status().needs_rejoin);
+}
+
+#[test]
+fn an_isolated_primary_drops_the_vip_and_fences_its_database() {
+    let mut run = Run::primary_settled(config());
+    run.at(500, Input::Witness { quorum: true });
+    run.probes(600, 1900, PRIMARY, PeerSample::Unreachable);
+    run.at(600, Input::Witness { quorum: false });
+    assert!(!run.decided(|d| matches!(d, Decision::Fence(_))));
+    // Peer last answered at 500 ms, witnesses lost at 600 ms: isolated at 2100 ms.
+    run.at(2099, Input::Tick);
+    assert!(!run.decided(|d| matches!(d, Decision::Fence(_))));
+    let out = run.at(2100, Input::Tick);
+    assert!(
+        out.contains(&Decision::Fence(FenceReason::Isolated)),
+        "{out:?}"
+    );
+    assert!(out.contains(&Decision::SetFault {
+        source: FaultSource::Isolation,
+        active: true
+    }));
+    assert!(out.contains(&Decision::RemoveVip));
+}
+
+#[test]
+fn a_lost_peer_with_witnesses_reachable_is_not_isolation() {
+    let mut run = Run::primary_settled(config());
+    run.at(500, Input::Witness { quorum: true });
+    run.probes(600, 10_000, PRIMARY, PeerSample::Unreachable);
+    assert!(!run.decided(|d| matches!(d, Decision::Fence(_) | Decision::RemoveVip)));
+}
+
+#[test]
+fn without_witnesses_there_is_no_isolation_fencing() {
+    let mut config = config();
+    config.witness_enabled = false;
+    let mut run = Run::primary_settled(config);
+    run.probes(600, 10_000, PRIMARY, PeerSample::Unreachable);
+    assert!(!run.decided(|d| matches!(d, Decision::Fence(_))));
+}
+
+#[test]
+fn maintenance_mode_prevents_resigning_and_promoting() {
+    let mut run = Run::primary_settled(config());
+    run.at(550, Input::Maintenance(true));
+    let out = run.at(600, Input::PostmasterExited);
+    assert!(!out.iter().any(|d| matches!(
+        d,
+        Decision::SetFault {
+            source: FaultSource::Health,
+            active: true
+        }
+    )));
+
+    let mut standby = Run::standby_settled(config());
+    standby.at(550, Input::Maintenance(true));
+    standby.at(560, Input::Peer(PeerSample::DatabaseDown));
+    let out = standby.master(700, TransitionReason::MasterResigned);
+    assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(Hold::Maintenance))));
+    standby.at(5000, Input::Tick);
+    assert!(!standby.decided(|d| matches!(d, Decision::Promote { .. })));
+}
+
+#[test]
+fn a_standby_whose_database_is_down_stays_out_of_the_election() {
+    let mut run = Run::standby_settled(config());
+    run.probes(600, 800, LocalSample::Down, PEER_PRIMARY);
+    assert!(run.decided(|d| *d
+        == Decision::SetFault {
+            source: FaultSource::Health,
+            active: true
+        }));
+}
+
+#[test]
+fn no_triggers_means_no_automatic_promotion() {
+    let mut config = config();
+    config.triggers = Triggers::default();
+    let mut run = Run::standby_settled(config);
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    let out = run.master(700, TransitionReason::MasterResigned);
+    assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(
+        Hold::TriggerNotConfigured
+    ))));
+    run.at(20_000, Input::Tick);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+}
