@@ -8,4 +8,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod exec;
+pub mod fence;
 pub mod net;
