@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod db;
 pub mod exec;
 pub mod fence;
 pub mod net;

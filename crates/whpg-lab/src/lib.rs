@@ -15,6 +15,7 @@
 //! - [`process`]: handles to spawned processes, signals, exit waits, logs.
 //! - [`fault`]: link, nftables and partition faults.
 //! - [`keepalived`]: running Debian's keepalived inside a host and a small config builder.
+//! - [`postgres`]: PostgreSQL 15 primaries and standbys inside hosts, as the `postgres` user.
 //! - [`prereq`]: root and command checks, the explicit skip / CI failure policy.
 //! - [`wait`]: bounded polling.
 //! - [`cmd`]: bounded command execution shared by the other modules.
@@ -24,6 +25,7 @@ pub mod fault;
 pub mod host;
 pub mod keepalived;
 pub mod lab;
+pub mod postgres;
 pub mod prereq;
 pub mod process;
 pub mod wait;
@@ -32,6 +34,7 @@ pub use cmd::{find_command, run, Output, DEFAULT_TIMEOUT};
 pub use host::Host;
 pub use keepalived::KeepalivedConf;
 pub use lab::{netns_list, Lab};
+pub use postgres::PgNode;
 pub use prereq::{lab_for_test, require, require_for};
 pub use process::{Process, Signal};
 pub use wait::wait_until;

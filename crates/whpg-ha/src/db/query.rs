@@ -1,0 +1,567 @@
+//! Logged-in observations of a database, over a real connection (tokio-postgres): recovery state,
+//! timeline, WAL receiver and replication state in one round trip ([`observe`]), and the proof
+//! that a database takes writes ([`write_check`]). Each call opens its own short connection,
+//! bounded by one timeout, and closes it; nothing is kept open between observations.
+//!
+//! The login comes from `[database]`; the password, when configured, is read from its file at
+//! each connect and never logged. The user needs `pg_monitor` (or superuser) to see the WAL
+//! receiver and replication columns.
+//!
+//! ## Which timeline
+//! `pg_control_checkpoint().timeline_id` is the timeline of the last checkpoint: right after a
+//! promotion it still shows the old timeline until the (spread, possibly minutes-long) checkpoint
+//! the promotion requested completes. So, by state:
+//! - not in recovery: the timeline of the WAL being written now, taken from the file name of the
+//!   current insert position (`pg_walfile_name(pg_current_wal_lsn())`, whose first 8 hex digits
+//!   are the timeline). Exact from the first moment the server accepts writes.
+//! - in recovery with a running WAL receiver: `pg_stat_wal_receiver.received_tli`, the timeline
+//!   of the WAL last received from the primary.
+//! - in recovery without a receiver: the last checkpoint's (restartpoint's) timeline, which can
+//!   lag. [`DbFacts::timeline_source`] says which one was used.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
+
+use super::lsn::Lsn;
+use super::startup_probe::APPLICATION_NAME;
+use super::wire::SqlState;
+use crate::config::{Database, DbEndpoint, Flavor};
+
+/// Where and as whom to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnParams {
+    pub endpoint: DbEndpoint,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+    /// File holding the password (trailing newline ignored); read at each connect.
+    pub password_file: Option<PathBuf>,
+}
+
+impl ConnParams {
+    pub fn new(endpoint: DbEndpoint, port: u16, user: &str, dbname: &str) -> ConnParams {
+        ConnParams {
+            endpoint,
+            port,
+            user: user.into(),
+            dbname: dbname.into(),
+            password_file: None,
+        }
+    }
+
+    /// The local database as configured.
+    pub fn local(db: &Database) -> ConnParams {
+        ConnParams {
+            endpoint: db.endpoint.clone(),
+            port: db.port,
+            user: db.user.clone(),
+            dbname: db.dbname.clone(),
+            password_file: db.password_file.clone(),
+        }
+    }
+
+    /// The peer's database: its node address with the configured port and login.
+    pub fn peer(db: &Database, addr: IpAddr) -> ConnParams {
+        ConnParams {
+            endpoint: DbEndpoint::Host(addr.to_string()),
+            ..ConnParams::local(db)
+        }
+    }
+
+    /// The driver's configuration. No connect timeout of its own: the caller's deadline bounds
+    /// the whole exchange and reports [`QueryError::TimedOut`].
+    fn config(&self) -> Result<tokio_postgres::Config, QueryError> {
+        let mut config = tokio_postgres::Config::new();
+        match &self.endpoint {
+            DbEndpoint::Host(host) => config.host(host),
+            DbEndpoint::SocketDir(dir) => config.host_path(dir),
+        };
+        config
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name(APPLICATION_NAME);
+        if let Some(path) = &self.password_file {
+            let bytes = std::fs::read(path).map_err(|source| QueryError::PasswordFile {
+                path: path.clone(),
+                source,
+            })?;
+            config.password(strip_newline(&bytes));
+        }
+        Ok(config)
+    }
+}
+
+impl fmt::Display for ConnParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.endpoint {
+            DbEndpoint::Host(host) if host.contains(':') => write!(f, "[{host}]:{}", self.port)?,
+            DbEndpoint::Host(host) => write!(f, "{host}:{}", self.port)?,
+            DbEndpoint::SocketDir(dir) => write!(f, "{}/.s.PGSQL.{}", dir.display(), self.port)?,
+        }
+        write!(f, " ({}@{})", self.user, self.dbname)
+    }
+}
+
+/// A password file's content without its final line ending.
+fn strip_newline(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
+/// Failures of [`observe`] and [`write_check`]. Messages name the target, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{target}: no answer within {timeout:?}")]
+    TimedOut { target: String, timeout: Duration },
+    #[error("reading the password file {path}: {source}")]
+    PasswordFile { path: PathBuf, source: io::Error },
+    #[error("connecting to {target}: {}", full_text(source))]
+    Connect {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("{target}: {}", full_text(source))]
+    Query {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    /// The write was refused as a write (SQLSTATE 25006): a standby, or a read-only default.
+    #[error("{target} refused the write: it is read-only ({})", full_text(source))]
+    ReadOnly {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("{target}: unexpected answer: {reason}")]
+    Unexpected { target: String, reason: String },
+}
+
+/// The driver's error with its causes ("db error: FATAL: ..."); its own text alone is only
+/// "db error" or "error connecting to server".
+fn full_text(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
+impl QueryError {
+    /// The server's SQLSTATE, when the server reported an error.
+    pub fn sqlstate(&self) -> Option<SqlState> {
+        match self {
+            QueryError::Connect { source, .. }
+            | QueryError::Query { source, .. }
+            | QueryError::ReadOnly { source, .. } => {
+                source.code().and_then(|c| SqlState::parse(c.code()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where [`DbFacts::timeline`] came from (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineSource {
+    /// The WAL being written now (not in recovery): exact.
+    Insert,
+    /// The WAL receiver's last received timeline (in recovery).
+    WalReceiver,
+    /// The last checkpoint or restartpoint: may lag behind.
+    Checkpoint,
+}
+
+/// `pg_stat_wal_receiver.status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalReceiverStatus {
+    Starting,
+    Streaming,
+    Waiting,
+    Restarting,
+    Stopping,
+    Stopped,
+    Other(String),
+}
+
+impl WalReceiverStatus {
+    fn parse(s: &str) -> WalReceiverStatus {
+        match s {
+            "starting" => WalReceiverStatus::Starting,
+            "streaming" => WalReceiverStatus::Streaming,
+            "waiting" => WalReceiverStatus::Waiting,
+            "restarting" => WalReceiverStatus::Restarting,
+            "stopping" => WalReceiverStatus::Stopping,
+            "stopped" => WalReceiverStatus::Stopped,
+            other => WalReceiverStatus::Other(other.to_string()),
+        }
+    }
+}
+
+/// The standby's WAL receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalReceiver {
+    /// `None` when the user may not see it (needs `pg_monitor`).
+    pub status: Option<WalReceiverStatus>,
+    pub received_tli: Option<u32>,
+    /// Time since the last message (data or keepalive) from the primary, by the server's clock.
+    /// A keepalive comes only every `wal_sender_timeout / 2` on an idle primary.
+    pub last_msg_age: Option<Duration>,
+    pub sender_host: Option<String>,
+    pub sender_port: Option<u16>,
+}
+
+/// One `pg_stat_replication` row: a standby streaming from this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationPeer {
+    pub application_name: String,
+    /// `None` for a Unix-socket connection, or when hidden from the user.
+    pub client_addr: Option<IpAddr>,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub sent_lsn: Option<Lsn>,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+}
+
+/// What one observation of a database found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbFacts {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    pub timeline: u32,
+    pub timeline_source: TimelineSource,
+    /// Not in recovery: `pg_current_wal_lsn()`.
+    pub current_lsn: Option<Lsn>,
+    /// In recovery: `pg_last_wal_receive_lsn()` (WAL received and flushed).
+    pub receive_lsn: Option<Lsn>,
+    /// In recovery: `pg_last_wal_replay_lsn()`.
+    pub replay_lsn: Option<Lsn>,
+    /// In recovery with a running WAL receiver.
+    pub wal_receiver: Option<WalReceiver>,
+    /// Standbys streaming from this server, by application name.
+    pub replication: Vec<ReplicationPeer>,
+}
+
+/// Two statements, one round trip. Functions that fail during recovery are only evaluated on a
+/// server that is not in recovery (one `pg_is_in_recovery()` evaluation decides).
+const OBSERVE_SQL: &str = "\
+WITH r AS (SELECT pg_is_in_recovery() AS rec), \
+     p AS (SELECT CASE WHEN rec THEN NULL ELSE pg_current_wal_lsn() END AS lsn FROM r) \
+SELECT r.rec, p.lsn, pg_walfile_name(p.lsn), \
+       (SELECT timeline_id FROM pg_control_checkpoint()), \
+       pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
+       w.pid IS NOT NULL, w.status, w.received_tli, \
+       (extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time) * 1000)::bigint, \
+       w.sender_host, w.sender_port \
+FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true; \
+SELECT application_name, client_addr, state, sync_state, sent_lsn, flush_lsn, replay_lsn \
+FROM pg_stat_replication ORDER BY application_name, client_addr";
+
+/// Observes the database at `params` in one query round trip, all within `timeout`.
+pub async fn observe(params: &ConnParams, timeout: Duration) -> Result<DbFacts, QueryError> {
+    let target = params.to_string();
+    let messages = run_simple(params, timeout, OBSERVE_SQL).await?;
+    parse_observation(&messages).map_err(|reason| QueryError::Unexpected { target, reason })
+}
+
+/// The SQL of the write check for each flavor.
+///
+/// - PostgreSQL: `txid_current()` makes the server assign a real transaction id, which a server
+///   in recovery (or otherwise unable to write) refuses; the rollback then writes an abort
+///   record. Works on PostgreSQL 12 (WarehousePG's base) through current releases.
+/// - WarehousePG: an xid on the coordinator alone does not prove the coordinator can *dispatch*
+///   (after activation it may still be "waiting for distributed transaction recovery"). Creating
+///   a temporary table and inserting a row is dispatched to every segment, so it only succeeds
+///   once the cluster as a whole takes writes.
+///
+/// Both run in a transaction that is rolled back, so nothing is left behind, and neither waits
+/// for a synchronous standby (an abort is not a commit): a promoted node whose configured sync
+/// standby is gone still passes, as it should, because it *is* writable.
+pub fn write_check_sql(flavor: Flavor, timeout: Duration) -> String {
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+    let write = match flavor {
+        Flavor::Postgres => "SELECT txid_current()",
+        Flavor::WarehousePg => {
+            "CREATE TEMP TABLE whpg_ha_write_check (id int); \
+             INSERT INTO whpg_ha_write_check VALUES (1)"
+        }
+    };
+    format!("BEGIN; SET LOCAL statement_timeout = {ms}; {write}; ROLLBACK")
+}
+
+/// Verifies that the database at `params` accepts a real write (see [`write_check_sql`]).
+/// A standby fails with [`QueryError::ReadOnly`].
+pub async fn write_check(
+    params: &ConnParams,
+    flavor: Flavor,
+    timeout: Duration,
+) -> Result<(), QueryError> {
+    let sql = write_check_sql(flavor, timeout);
+    match run_simple(params, timeout, &sql).await {
+        Ok(_) => Ok(()),
+        Err(QueryError::Query { target, source })
+            if source.code().map(|c| c.code())
+                == Some(SqlState::READ_ONLY_SQL_TRANSACTION.as_str()) =>
+        {
+            Err(QueryError::ReadOnly { target, source })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Aborts the connection task if the caller gives up (timeout, cancellation).
+struct ConnectionTask(JoinHandle<()>);
+
+impl Drop for ConnectionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Connects, runs `sql` with the simple query protocol (one round trip for all statements),
+/// disconnects politely; everything within `timeout`.
+async fn run_simple(
+    params: &ConnParams,
+    timeout: Duration,
+    sql: &str,
+) -> Result<Vec<SimpleQueryMessage>, QueryError> {
+    let target = params.to_string();
+    let deadline = Instant::now() + timeout;
+    let config = params.config()?;
+    let timed_out = || QueryError::TimedOut {
+        target: target.clone(),
+        timeout,
+    };
+    let (client, connection) = match timeout_at(deadline, config.connect(NoTls)).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(source)) => {
+            return Err(QueryError::Connect {
+                target: target.clone(),
+                source,
+            })
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    let mut task = ConnectionTask(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    let result = match timeout_at(deadline, query(&client, sql)).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(source)) => Err(QueryError::Query {
+            target: target.clone(),
+            source,
+        }),
+        Ok(Ok(messages)) => Ok(messages),
+    };
+    // Dropping the client makes the connection send Terminate and finish.
+    drop(client);
+    let _ = timeout_at(deadline, &mut task.0).await;
+    result
+}
+
+async fn query(
+    client: &Client,
+    sql: &str,
+) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+    client.simple_query(sql).await
+}
+
+/// Splits simple-query messages into the rows of each statement.
+fn rows_by_statement(messages: &[SimpleQueryMessage]) -> Vec<Vec<&SimpleQueryRow>> {
+    let mut statements = vec![Vec::new()];
+    for message in messages {
+        match message {
+            SimpleQueryMessage::Row(row) => {
+                if let Some(current) = statements.last_mut() {
+                    current.push(row);
+                }
+            }
+            SimpleQueryMessage::CommandComplete(_) => statements.push(Vec::new()),
+            _ => {}
+        }
+    }
+    statements
+}
+
+/// Typed access to the text columns of a row.
+struct Columns<'a>(&'a SimpleQueryRow);
+
+impl Columns<'_> {
+    fn text(&self, i: usize) -> Result<Option<&str>, String> {
+        self.0.try_get(i).map_err(|e| format!("column {i}: {e}"))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, i: usize, what: &str) -> Result<Option<T>, String> {
+        match self.text(i)? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("column {i} ({what}): {s:?} does not parse")),
+        }
+    }
+
+    fn bool(&self, i: usize, what: &str) -> Result<Option<bool>, String> {
+        match self.text(i)? {
+            None => Ok(None),
+            Some("t") => Ok(Some(true)),
+            Some("f") => Ok(Some(false)),
+            Some(s) => Err(format!("column {i} ({what}): {s:?} is not a boolean")),
+        }
+    }
+}
+
+/// The timeline from a WAL file name: its first 8 hex digits.
+fn timeline_of_walfile(name: &str) -> Option<u32> {
+    let tli = name.get(..8)?;
+    u32::from_str_radix(tli, 16).ok().filter(|&t| t > 0)
+}
+
+/// An `inet` value as text (`10.0.0.1`, or with a prefix length) as an address.
+fn parse_inet(s: &str) -> Option<IpAddr> {
+    s.split('/').next()?.parse().ok()
+}
+
+fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String> {
+    let statements = rows_by_statement(messages);
+    let state = match statements.first().map(Vec::as_slice) {
+        Some([row]) => Columns(row),
+        Some(rows) => return Err(format!("{} state rows instead of 1", rows.len())),
+        None => return Err("no result".into()),
+    };
+    let in_recovery = state
+        .bool(0, "pg_is_in_recovery")?
+        .ok_or("pg_is_in_recovery() is NULL")?;
+    let current_lsn = state.parsed::<Lsn>(1, "pg_current_wal_lsn")?;
+    let walfile = state.text(2)?;
+    let checkpoint_tli = state.parsed::<u32>(3, "checkpoint timeline")?;
+    let receive_lsn = state.parsed::<Lsn>(4, "pg_last_wal_receive_lsn")?;
+    let replay_lsn = state.parsed::<Lsn>(5, "pg_last_wal_replay_lsn")?;
+    let wal_receiver = if state.bool(6, "receiver present")? == Some(true) {
+        Some(WalReceiver {
+            status: state.text(7)?.map(WalReceiverStatus::parse),
+            received_tli: state.parsed(8, "received_tli")?,
+            last_msg_age: state
+                .parsed::<i64>(9, "last message age")?
+                .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+            sender_host: state.text(10)?.map(str::to_string),
+            sender_port: state.parsed(11, "sender_port")?,
+        })
+    } else {
+        None
+    };
+    let (timeline, timeline_source) = if !in_recovery {
+        let tli = walfile
+            .and_then(timeline_of_walfile)
+            .ok_or_else(|| format!("no timeline in WAL file name {walfile:?}"))?;
+        (tli, TimelineSource::Insert)
+    } else if let Some(tli) = wal_receiver.as_ref().and_then(|w| w.received_tli) {
+        (tli, TimelineSource::WalReceiver)
+    } else {
+        let tli = checkpoint_tli.ok_or("no checkpoint timeline")?;
+        (tli, TimelineSource::Checkpoint)
+    };
+    let mut replication = Vec::new();
+    for row in statements.get(1).map(Vec::as_slice).unwrap_or_default() {
+        let c = Columns(row);
+        replication.push(ReplicationPeer {
+            application_name: c.text(0)?.unwrap_or_default().to_string(),
+            client_addr: c.text(1)?.and_then(parse_inet),
+            state: c.text(2)?.map(str::to_string),
+            sync_state: c.text(3)?.map(str::to_string),
+            sent_lsn: c.parsed(4, "sent_lsn")?,
+            flush_lsn: c.parsed(5, "flush_lsn")?,
+            replay_lsn: c.parsed(6, "replay_lsn")?,
+        });
+    }
+    Ok(DbFacts {
+        in_recovery,
+        timeline,
+        timeline_source,
+        current_lsn,
+        receive_lsn,
+        replay_lsn,
+        wal_receiver,
+        replication,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_comes_from_the_first_eight_hex_digits() {
+        assert_eq!(timeline_of_walfile("000000020000000000000003"), Some(2));
+        assert_eq!(timeline_of_walfile("0000001A00000001000000FF"), Some(26));
+        assert_eq!(timeline_of_walfile("00000000000000000000000"), None);
+        assert_eq!(timeline_of_walfile("0000"), None);
+        assert_eq!(timeline_of_walfile("zzzzzzzz0000"), None);
+        assert_eq!(timeline_of_walfile("ééééé"), None);
+    }
+
+    #[test]
+    fn inet_text_to_address() {
+        assert_eq!(
+            parse_inet("10.77.0.12"),
+            Some("10.77.0.12".parse().unwrap())
+        );
+        assert_eq!(
+            parse_inet("10.77.0.12/32"),
+            Some("10.77.0.12".parse().unwrap())
+        );
+        assert_eq!(parse_inet("::1"), Some("::1".parse().unwrap()));
+        assert_eq!(parse_inet("nonsense"), None);
+    }
+
+    #[test]
+    fn password_file_line_endings_are_dropped_once() {
+        assert_eq!(strip_newline(b"secret\n"), b"secret");
+        assert_eq!(strip_newline(b"secret\r\n"), b"secret");
+        assert_eq!(strip_newline(b"secret"), b"secret");
+        assert_eq!(strip_newline(b"two\n\n"), b"two\n");
+    }
+
+    #[test]
+    fn write_check_sql_per_flavor() {
+        let pg = write_check_sql(Flavor::Postgres, Duration::from_millis(1500));
+        assert_eq!(
+            pg,
+            "BEGIN; SET LOCAL statement_timeout = 1500; SELECT txid_current(); ROLLBACK"
+        );
+        let whpg = write_check_sql(Flavor::WarehousePg, Duration::from_secs(2));
+        assert!(whpg.starts_with("BEGIN; SET LOCAL statement_timeout = 2000; CREATE TEMP TABLE"));
+        assert!(whpg.ends_with("; ROLLBACK"));
+    }
+
+    #[test]
+    fn params_display_names_target_and_login_but_no_password() {
+        let mut p = ConnParams::new(DbEndpoint::Host("10.0.0.1".into()), 5432, "ha", "postgres");
+        p.password_file = Some("/etc/whpg-ha/db.pass".into());
+        assert_eq!(p.to_string(), "10.0.0.1:5432 (ha@postgres)");
+        let unix = ConnParams::new(DbEndpoint::SocketDir("/run/pg".into()), 6000, "u", "d");
+        assert_eq!(unix.to_string(), "/run/pg/.s.PGSQL.6000 (u@d)");
+    }
+
+    #[test]
+    fn missing_password_file_is_a_clear_error() {
+        let mut p = ConnParams::new(DbEndpoint::Host("127.0.0.1".into()), 1, "u", "d");
+        p.password_file = Some("/nonexistent/whpg-ha/pass".into());
+        let err = p.config().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("reading the password file /nonexistent/whpg-ha/pass:"),
+            "{err}"
+        );
+    }
+}

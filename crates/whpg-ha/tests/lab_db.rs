@@ -1,0 +1,291 @@
+//! Lab tests of the database shells (`db::startup_probe`, `db::query`, `db::postmaster`) against
+//! real PostgreSQL 15 servers running as `postgres` inside lab host namespaces.
+//!
+//! Probes and queries run on a thread that has joined a host's namespace, so TCP goes over the
+//! lab bridge. PostgreSQL has no SQLSTATE 57M02 (WarehousePG's "mirror ready"); that path is
+//! covered by unit tests on crafted bytes. Each test needs root, `ip`, `nft` and the
+//! `postgresql-15` binaries; without them it prints SKIPPED, and fails under CI=true.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::block_on_in_netns;
+use whpg_ha::config::{DbEndpoint, Flavor};
+use whpg_ha::db::query::{TimelineSource, WalReceiverStatus};
+use whpg_ha::db::{
+    observe, probe, write_check, ConnParams, DbFacts, PostmasterWatch, ProbeOutcome, ProbeTarget,
+    QueryError, SqlState,
+};
+use whpg_lab::{lab_or_skip, Host, PgNode};
+
+const PREREQS: &[&str] = &[
+    "nft",
+    "runuser",
+    "user:postgres",
+    "initdb",
+    "pg_ctl",
+    "pg_basebackup",
+    "psql",
+];
+const N1: &str = "10.77.0.11/24";
+const N2: &str = "10.77.0.12/24";
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on any single async step run in a namespace.
+const STEP_LIMIT: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(20);
+
+fn tcp_target(node: &PgNode) -> ProbeTarget {
+    let addr: IpAddr = node.address().parse().unwrap();
+    ProbeTarget::tcp(addr, node.port())
+}
+
+fn unix_target(node: &PgNode) -> ProbeTarget {
+    ProbeTarget::unix(node.socket_dir(), node.port())
+}
+
+fn unix_params(node: &PgNode) -> ConnParams {
+    ConnParams::new(
+        DbEndpoint::SocketDir(node.socket_dir().to_path_buf()),
+        node.port(),
+        "postgres",
+        "postgres",
+    )
+}
+
+fn tcp_params(node: &PgNode) -> ConnParams {
+    ConnParams::new(
+        DbEndpoint::Host(node.address().to_string()),
+        node.port(),
+        "postgres",
+        "postgres",
+    )
+}
+
+/// Probes `target` from inside `from`'s namespace; returns the outcome and how long it took.
+fn probe_from(from: &Host, target: &ProbeTarget, timeout: Duration) -> (ProbeOutcome, Duration) {
+    block_on_in_netns(from.netns(), STEP_LIMIT, || async move {
+        let start = Instant::now();
+        let outcome = probe(target, timeout).await;
+        (outcome, start.elapsed())
+    })
+}
+
+fn observe_from(from: &Host, params: &ConnParams) -> Result<DbFacts, QueryError> {
+    block_on_in_netns(from.netns(), STEP_LIMIT, || async move {
+        observe(params, QUERY_TIMEOUT).await
+    })
+}
+
+fn write_check_from(from: &Host, params: &ConnParams, flavor: Flavor) -> Result<(), QueryError> {
+    block_on_in_netns(from.netns(), STEP_LIMIT, || async move {
+        write_check(params, flavor, QUERY_TIMEOUT).await
+    })
+}
+
+#[test]
+fn primary_accepts_then_times_out_and_refuses() {
+    let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
+    let n1 = lab.add_host("n1", N1).unwrap();
+    let n2 = lab.add_host("n2", N2).unwrap();
+    let primary = PgNode::init_primary(&lab, &n1, 54321).unwrap();
+    primary.start().unwrap();
+
+    let (outcome, took) = probe_from(&n2, &tcp_target(&primary), PROBE_TIMEOUT);
+    println!("primary over TCP from n2: {outcome} in {took:?}");
+    assert_eq!(outcome, ProbeOutcome::Accepting);
+    let (outcome, _) = probe_from(&n1, &unix_target(&primary), PROBE_TIMEOUT);
+    assert_eq!(outcome, ProbeOutcome::Accepting);
+    // The server answers, but this login cannot succeed: alive, with the reason.
+    let no_db = tcp_target(&primary).with_login("postgres", "no_such_db");
+    let (outcome, _) = probe_from(&n2, &no_db, PROBE_TIMEOUT);
+    assert_eq!(
+        outcome,
+        ProbeOutcome::Rejected {
+            sqlstate: SqlState::parse("3D000").unwrap()
+        }
+    );
+
+    let facts = observe_from(&n1, &unix_params(&primary)).unwrap();
+    println!("primary: {facts:?}");
+    assert!(!facts.in_recovery);
+    assert_eq!(
+        (facts.timeline, facts.timeline_source),
+        (1, TimelineSource::Insert)
+    );
+    assert!(facts.current_lsn.is_some());
+    assert_eq!(facts.wal_receiver, None);
+    assert!(facts.replication.is_empty());
+    for flavor in [Flavor::Postgres, Flavor::WarehousePg] {
+        write_check_from(&n2, &tcp_params(&primary), flavor)
+            .unwrap_or_else(|e| panic!("write check ({flavor:?}) on the primary: {e}"));
+    }
+
+    // Black hole: n1 drops everything from and to n2. The probe gives up at its deadline.
+    lab.block_traffic_from(&n1, n2.address()).unwrap();
+    let (outcome, took) = probe_from(&n2, &tcp_target(&primary), PROBE_TIMEOUT);
+    println!("black-holed primary: {outcome} after {took:?} (timeout {PROBE_TIMEOUT:?})");
+    assert_eq!(outcome, ProbeOutcome::TimedOut);
+    assert!(took >= PROBE_TIMEOUT && took < PROBE_TIMEOUT + Duration::from_millis(200));
+    let started = Instant::now();
+    let err = observe_from(&n2, &tcp_params(&primary)).unwrap_err();
+    assert!(matches!(err, QueryError::TimedOut { .. }), "{err}");
+    assert!(started.elapsed() < QUERY_TIMEOUT + Duration::from_secs(1));
+    lab.unblock_traffic_from(&n1, n2.address()).unwrap();
+    let (outcome, _) = probe_from(&n2, &tcp_target(&primary), PROBE_TIMEOUT);
+    assert_eq!(outcome, ProbeOutcome::Accepting);
+
+    primary.stop_fast().unwrap();
+    let (outcome, took) = probe_from(&n2, &tcp_target(&primary), PROBE_TIMEOUT);
+    println!("stopped primary over TCP: {outcome} in {took:?}");
+    assert_eq!(outcome, ProbeOutcome::Refused);
+    let (outcome, _) = probe_from(&n1, &unix_target(&primary), PROBE_TIMEOUT);
+    assert_eq!(outcome, ProbeOutcome::Refused);
+    let err = observe_from(&n1, &unix_params(&primary)).unwrap_err();
+    assert!(matches!(err, QueryError::Connect { .. }), "{err}");
+}
+
+#[test]
+fn standby_accepts_rejects_writes_then_promotes() {
+    let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
+    let n1 = lab.add_host("n1", N1).unwrap();
+    let n2 = lab.add_host("n2", N2).unwrap();
+    let primary = PgNode::init_primary(&lab, &n1, 54321).unwrap();
+    primary.start().unwrap();
+    let standby = PgNode::init_standby_from(&lab, &n2, &primary, 54322).unwrap();
+    standby.start().unwrap();
+    primary
+        .wait_for_sql(
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+            "1",
+            WAIT,
+        )
+        .unwrap();
+    // Fresh WAL to the standby, so its receiver has just heard from the primary.
+    primary
+        .psql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .unwrap();
+    standby
+        .wait_for_sql("SELECT count(*) FROM t", "1", WAIT)
+        .unwrap();
+
+    let (outcome, _) = probe_from(&n1, &tcp_target(&standby), PROBE_TIMEOUT);
+    assert_eq!(
+        outcome,
+        ProbeOutcome::Accepting,
+        "hot standby accepts logins"
+    );
+    let facts = observe_from(&n2, &unix_params(&standby)).unwrap();
+    println!("standby: {facts:?}");
+    assert!(facts.in_recovery);
+    assert_eq!(
+        (facts.timeline, facts.timeline_source),
+        (1, TimelineSource::WalReceiver)
+    );
+    assert_eq!(facts.current_lsn, None);
+    assert!(facts.receive_lsn.is_some() && facts.replay_lsn.is_some());
+    let receiver = facts.wal_receiver.expect("a WAL receiver");
+    assert_eq!(receiver.status, Some(WalReceiverStatus::Streaming));
+    assert_eq!(receiver.sender_host.as_deref(), Some(primary.address()));
+    assert_eq!(receiver.sender_port, Some(primary.port()));
+    let age = receiver.last_msg_age.expect("a last message time");
+    println!("standby WAL receiver: last message {age:?} ago");
+    assert!(age < Duration::from_secs(3), "last message {age:?} ago");
+
+    let facts = observe_from(&n2, &tcp_params(&primary)).unwrap();
+    println!("primary: {facts:?}");
+    assert!(!facts.in_recovery);
+    let [peer] = facts.replication.as_slice() else {
+        panic!("one replication peer expected: {:?}", facts.replication)
+    };
+    assert_eq!(peer.application_name, "n2");
+    assert_eq!(peer.client_addr, Some(n2.address().parse().unwrap()));
+    assert_eq!(peer.state.as_deref(), Some("streaming"));
+    assert_eq!(peer.sync_state.as_deref(), Some("async"));
+    assert!(peer.sent_lsn.is_some() && peer.flush_lsn.is_some() && peer.replay_lsn.is_some());
+
+    for flavor in [Flavor::Postgres, Flavor::WarehousePg] {
+        let err = write_check_from(&n2, &unix_params(&standby), flavor).unwrap_err();
+        println!("write check ({flavor:?}) on the standby: {err}");
+        assert!(matches!(err, QueryError::ReadOnly { .. }), "{err}");
+        assert_eq!(err.sqlstate(), SqlState::parse("25006"));
+    }
+
+    // Without hot standby the standby turns logins away with 57P03.
+    standby.stop_fast().unwrap();
+    standby.set("hot_standby", "off").unwrap();
+    standby.start().unwrap();
+    let (outcome, _) = probe_from(&n1, &tcp_target(&standby), PROBE_TIMEOUT);
+    println!("standby with hot_standby = off: {outcome}");
+    assert_eq!(outcome, ProbeOutcome::NotAccepting);
+    let (outcome, _) = probe_from(&n2, &unix_target(&standby), PROBE_TIMEOUT);
+    assert_eq!(outcome, ProbeOutcome::NotAccepting);
+    let err = observe_from(&n2, &unix_params(&standby)).unwrap_err();
+    assert_eq!(err.sqlstate(), Some(SqlState::CANNOT_CONNECT_NOW), "{err}");
+
+    standby.promote().unwrap();
+    let (outcome, _) = probe_from(&n1, &tcp_target(&standby), PROBE_TIMEOUT);
+    assert_eq!(outcome, ProbeOutcome::Accepting);
+    let facts = observe_from(&n2, &unix_params(&standby)).unwrap();
+    let checkpoint_tli = standby
+        .psql("SELECT timeline_id FROM pg_control_checkpoint()")
+        .unwrap();
+    println!(
+        "promoted: timeline {} ({:?}); pg_control_checkpoint() says {checkpoint_tli}",
+        facts.timeline, facts.timeline_source
+    );
+    assert!(!facts.in_recovery);
+    assert_eq!(
+        (facts.timeline, facts.timeline_source),
+        (2, TimelineSource::Insert)
+    );
+    for flavor in [Flavor::Postgres, Flavor::WarehousePg] {
+        write_check_from(&n1, &tcp_params(&standby), flavor)
+            .unwrap_or_else(|e| panic!("write check ({flavor:?}) after promotion: {e}"));
+    }
+    // The old primary never learnt of it: still writable, on the older timeline.
+    let old = observe_from(&n1, &unix_params(&primary)).unwrap();
+    assert_eq!((old.in_recovery, old.timeline), (false, 1));
+}
+
+#[test]
+fn postmaster_watch_fires_on_kill9() {
+    let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
+    let n1 = lab.add_host("n1", N1).unwrap();
+    let primary = PgNode::init_primary(&lab, &n1, 54321).unwrap();
+    primary.start().unwrap();
+    let pid = primary.postmaster_pid().unwrap();
+
+    let (latency, killed) = block_on_in_netns(n1.netns(), STEP_LIMIT, || async {
+        let watch = PostmasterWatch::open(primary.data_dir()).unwrap();
+        assert_eq!(watch.pid(), pid);
+        assert!(!watch.has_exited());
+        let early = tokio::time::timeout(Duration::from_millis(100), watch.exited()).await;
+        assert!(early.is_err(), "exited() resolved for a running postmaster");
+        let start = Instant::now();
+        let killed = primary.kill9().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.exited())
+            .await
+            .expect("the pidfd reports the death");
+        (start.elapsed(), killed)
+    });
+    println!("postmaster {killed} killed with SIGKILL; pidfd fired after {latency:?}");
+    assert_eq!(killed, pid);
+    assert!(latency < Duration::from_millis(100), "{latency:?}");
+
+    // postmaster.pid outlives a crash: the stale pid is refused, the restarted server watched.
+    let stale = block_on_in_netns(n1.netns(), STEP_LIMIT, || async {
+        PostmasterWatch::open(primary.data_dir()).map(|w| w.pid())
+    });
+    assert!(stale.is_err(), "watching a dead postmaster: {stale:?}");
+    println!("stale postmaster.pid: {}", stale.unwrap_err());
+    primary.start().unwrap();
+    let restarted = block_on_in_netns(n1.netns(), STEP_LIMIT, || async {
+        PostmasterWatch::open(primary.data_dir()).map(|w| w.pid())
+    })
+    .unwrap();
+    assert_ne!(restarted, pid);
+    assert_eq!(restarted, primary.postmaster_pid().unwrap());
+}
