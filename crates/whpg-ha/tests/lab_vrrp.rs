@@ -149,9 +149,12 @@ fn a_returning_higher_priority_node_preempts_only_when_configured_to() {
         };
         let vip = settings.vip_address();
         let config = pair_config(&settings, &nodes(100, 98));
+        // n1 first: without preemption, two nodes started together elect whichever timer runs
+        // out first (their Master_Down_Intervals differ by under a millisecond).
         let d1 = start_daemon(&lab, &n1, "n1", &config);
-        let d2 = start_daemon(&lab, &n2, "n2", &config);
         wait_vip(&n1, vip, true, Duration::from_secs(10));
+        let d2 = start_daemon(&lab, &n2, "n2", &config);
+        wait_state(&n2, "BACKUP", Duration::from_secs(5));
         d1.sigterm().expect("SIGTERM");
         d1.wait_exit(Duration::from_secs(5)).expect("n1 exits");
         wait_vip(&n2, vip, true, Duration::from_secs(10));

@@ -81,6 +81,8 @@ pub enum Input {
         quorum: bool,
     },
     Maintenance(bool),
+    /// The configured priority changed (reload).
+    BasePriority(u8),
     /// The promotion command finished and the result was verified with a real write (`Ok`
     /// carries the new timeline), or it failed, timed out, or could not be verified.
     PromotionFinished(Result<Option<u32>, String>),
@@ -258,6 +260,7 @@ impl Policy {
             Input::Peer(sample) => self.peer.sample(sample, now),
             Input::Witness { quorum } => self.witnesses.sample(quorum, now),
             Input::Maintenance(on) => self.maintenance = on,
+            Input::BasePriority(priority) => self.config.base_priority = priority,
             Input::PromotionFinished(result) => self.promotion_finished(result, now, &mut out),
             Input::Tick => {}
         }

@@ -5,6 +5,9 @@
 //! in [`runner`]; it owns the instance and is the only place that carries out its actions.
 
 pub mod garp_schedule;
+pub mod jobs;
+pub mod observers;
+pub mod policy_setup;
 pub mod reload;
 pub mod runner;
 pub mod status;
@@ -16,8 +19,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
+use whpg_policy::Policy;
 
 use crate::config::{self, Config};
 use crate::net::garp::GarpSender;
@@ -149,7 +153,20 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         vips,
         interface: health,
     };
-    let mut runner = runner::Runner::new(config, config_path, node, io, status_tx);
+    let (supervision, inputs) = if config.database.monitor {
+        let (tx, rx) = mpsc::channel(64);
+        observers::spawn_all(&config, &tx);
+        let policy = Policy::new(
+            policy_setup::policy_config(&config),
+            std::time::Instant::now(),
+        );
+        let jobs = jobs::Jobs::new(config.clone(), tx);
+        (Some(runner::Supervision { policy, jobs }), Some(rx))
+    } else {
+        info!("database.monitor = false: the virtual addresses follow the VRRP mastership alone");
+        (None, None)
+    };
+    let mut runner = runner::Runner::new(config, config_path, node, io, supervision, status_tx);
     runner.start().await;
     notify_ready();
     info!(
@@ -158,7 +175,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         runner.node_name(),
         interface.name
     );
-    runner.run(links).await
+    runner.run(links, inputs).await
 }
 
 fn initial_status(config: &Config) -> NodeStatus {
@@ -185,6 +202,8 @@ fn initial_status(config: &Config) -> NodeStatus {
             .collect(),
         holds_vips: false,
         transitions: VecDeque::new(),
+        database: None,
+        events: VecDeque::new(),
     }
 }
 

@@ -1,18 +1,26 @@
-//! The VRRP loop: waits for a packet, the instance's timer, a GARP deadline, a link event or a
-//! signal, feeds the instance, and carries out the actions it returns, in order.
+//! The daemon loop: waits for a packet, a deadline (VRRP timer, gratuitous ARP, policy), a link
+//! event, an observation of the databases or a signal; feeds the VRRP instance and the HA policy,
+//! and carries out what they return, in order.
 //!
-//! This is the only code that touches the instance, so no lock is needed. It never blocks on
-//! anything but the kernel: netlink and socket calls answer in microseconds.
+//! This is the only code that touches the instance and the policy, so no lock is needed. It never
+//! blocks on anything but the kernel (netlink and socket calls answer in microseconds): probes,
+//! promotion and fencing run as separate tasks that report back as policy inputs.
+//!
+//! With `database.monitor = false` there is no policy and the VIP follows the VRRP mastership;
+//! otherwise the VIP follows the policy's decisions (a verified writable database).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
+use whpg_policy::{Decision, Input, Notice, Policy};
 use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
 
 use super::garp_schedule::GarpSchedule;
+use super::jobs::Jobs;
 use super::status::{describe_reason, NodeStatus};
 use super::{reload, vrrp_setup};
 use crate::config::{self, Config};
@@ -49,8 +57,18 @@ pub struct Io {
     pub interface: InterfaceHealth,
 }
 
+/// The database-aware half: the policy and the jobs it starts. Its observations arrive on the
+/// channel given to [`Runner::run`].
+pub struct Supervision {
+    pub policy: Policy,
+    pub jobs: Jobs,
+}
+
 pub struct Runner {
     config: Config,
+    supervision: Option<Supervision>,
+    /// Policy inputs produced while carrying out actions, handled before the next event.
+    pending: VecDeque<Input>,
     config_path: PathBuf,
     node: Option<String>,
     instance: Instance,
@@ -71,6 +89,7 @@ impl Runner {
         config_path: PathBuf,
         node: Option<String>,
         io: Io,
+        supervision: Option<Supervision>,
         status_tx: watch::Sender<NodeStatus>,
     ) -> Runner {
         let Io {
@@ -84,6 +103,8 @@ impl Runner {
         let status = status_tx.borrow().clone();
         Runner {
             config,
+            supervision,
+            pending: VecDeque::new(),
             config_path,
             node,
             instance,
@@ -106,6 +127,13 @@ impl Runner {
     /// Leave Initialize; with the link down or our address missing the instance starts in FAULT.
     pub async fn start(&mut self) {
         let now = Instant::now();
+        // The policy speaks first: its start-up gate must hold before the instance can elect.
+        if let Some(supervision) = &mut self.supervision {
+            let decisions = supervision.policy.start(now);
+            for decision in decisions {
+                self.decide(decision, now).await;
+            }
+        }
         if self.interface.fault().is_some() {
             self.feed(
                 Event::SetFault {
@@ -120,7 +148,11 @@ impl Runner {
     }
 
     /// Run until SIGTERM or SIGINT, then resign and release the addresses.
-    pub async fn run(&mut self, mut links: mpsc::Receiver<LinkEvent>) -> anyhow::Result<()> {
+    pub async fn run(
+        &mut self,
+        mut links: mpsc::Receiver<LinkEvent>,
+        mut inputs: Option<mpsc::Receiver<Input>>,
+    ) -> anyhow::Result<()> {
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
@@ -129,6 +161,13 @@ impl Runner {
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
+                input = recv_input(&mut inputs) => match input {
+                    Some(input) => self.policy_input(input, Instant::now()).await,
+                    None => {
+                        error!("the database observers stopped: no more database decisions");
+                        inputs = None;
+                    }
+                },
                 received = self.socket.recv(&mut buf) => match received {
                     Ok(len) => {
                         let now = Instant::now();
@@ -144,6 +183,9 @@ impl Runner {
                 _ = sleep_until(deadline) => {
                     let now = Instant::now();
                     self.feed(Event::Timeout, now).await;
+                    if self.supervision.is_some() {
+                        self.policy_input(Input::Tick, now).await;
+                    }
                     self.send_due_garps(now);
                 }
                 event = links.recv(), if links_open => match event {
@@ -164,10 +206,18 @@ impl Runner {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.instance.poll_timeout(), self.garp_schedule.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let policy = self
+            .supervision
+            .as_ref()
+            .and_then(|s| s.policy.next_wakeup());
+        [
+            self.instance.poll_timeout(),
+            self.garp_schedule.next_due(),
+            policy,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     async fn on_link_event(&mut self, event: LinkEvent) {
@@ -208,8 +258,14 @@ impl Runner {
                 self.config.local.priority
             );
             self.status.vrrp.configured_priority = priority;
-            self.feed(Event::SetPriority(priority), Instant::now())
-                .await;
+            if self.supervision.is_some() {
+                // The policy owns the effective priority (it adds the primary's bonus).
+                self.policy_input(Input::BasePriority(priority), Instant::now())
+                    .await;
+            } else {
+                self.feed(Event::SetPriority(priority), Instant::now())
+                    .await;
+            }
         }
         if plan.garp {
             info!("reload: gratuitous ARP timing updated");
@@ -228,9 +284,25 @@ impl Runner {
         self.config = applied;
     }
 
-    /// Hand one event to the instance and carry out what it returns.
+    /// Hand one event to the instance and carry out what it returns, then what the policy
+    /// decides about it.
     async fn feed(&mut self, event: Event<'_>, now: Instant) {
         let actions = self.instance.handle(event, now);
+        self.carry_out(actions, now).await;
+        self.drain_policy(now).await;
+        self.send_due_garps(now);
+        self.publish(now);
+    }
+
+    /// One observation for the policy.
+    async fn policy_input(&mut self, input: Input, now: Instant) {
+        self.pending.push_back(input);
+        self.drain_policy(now).await;
+        self.send_due_garps(now);
+        self.publish(now);
+    }
+
+    async fn carry_out(&mut self, actions: Vec<Action>, now: Instant) {
         if actions.is_empty() {
             return;
         }
@@ -246,8 +318,120 @@ impl Runner {
         for action in actions {
             self.execute(action, became_master, now).await;
         }
-        self.send_due_garps(now);
-        self.publish(now);
+    }
+
+    /// Feed queued inputs to the policy and carry out its decisions until nothing is left.
+    async fn drain_policy(&mut self, now: Instant) {
+        while let Some(input) = self.pending.pop_front() {
+            let Some(supervision) = &mut self.supervision else {
+                self.pending.clear();
+                return;
+            };
+            let decisions = supervision.policy.handle(input, now);
+            for decision in decisions {
+                self.decide(decision, now).await;
+            }
+        }
+    }
+
+    async fn decide(&mut self, decision: Decision, now: Instant) {
+        match decision {
+            Decision::SetPriority(priority) => {
+                debug!("policy: priority {priority}");
+                let actions = self.instance.handle(Event::SetPriority(priority), now);
+                self.carry_out(actions, now).await;
+            }
+            Decision::SetPreempt(preempt) => {
+                let actions = self.instance.handle(Event::SetPreempt(preempt), now);
+                self.carry_out(actions, now).await;
+            }
+            Decision::SetFault { source, active } => {
+                let actions = self
+                    .instance
+                    .handle(Event::SetFault { source, active }, now);
+                self.carry_out(actions, now).await;
+            }
+            Decision::Resign => {
+                warn!("policy: releasing the mastership so the peer can act");
+                let actions = self.instance.handle(Event::Resign, now);
+                self.carry_out(actions, now).await;
+            }
+            Decision::InstallVip => {
+                self.install_vips().await;
+                self.garp_schedule.announce(now);
+                self.status
+                    .record_event("vip", "virtual addresses installed");
+            }
+            Decision::RemoveVip => {
+                self.remove_vips().await;
+                self.status.record_event("vip", "virtual addresses removed");
+            }
+            Decision::Promote { attempt } => {
+                warn!("policy: promoting the local standby (attempt {attempt})");
+                self.status
+                    .record_event("promotion", &format!("attempt {attempt} started"));
+                if let Some(s) = &self.supervision {
+                    s.jobs.promote(attempt);
+                }
+            }
+            Decision::Fence(reason) => {
+                error!("policy: fencing the local database: {reason:?}");
+                self.status.record_event("fence", &format!("{reason:?}"));
+                if let Some(s) = &self.supervision {
+                    s.jobs.fence(reason);
+                }
+            }
+            Decision::Notice(notice) => self.notice(notice),
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        let text = match &notice {
+            Notice::StartupChecksDone => "start-up checks done: joining the election".to_string(),
+            Notice::PromotionHeld(hold) => format!("promotion held: {hold:?}"),
+            Notice::PromotionSucceeded { attempt } => {
+                format!("promotion verified: the database is writable (attempt {attempt})")
+            }
+            Notice::PromotionFailed { attempt, error, giving_up } => format!(
+                "promotion attempt {attempt} failed: {error}{}",
+                if *giving_up { "; giving up and releasing the mastership" } else { "; will retry" }
+            ),
+            Notice::NeedsRejoin { local_timeline, peer_timeline } => format!(
+                "this database is an old primary (timeline {local_timeline}, the peer's is {peer_timeline}): \
+                 fenced, needs rejoin"
+            ),
+            Notice::Isolated => "isolated: neither the peer nor the witnesses answer".to_string(),
+            Notice::IsolationEnded => "no longer isolated".to_string(),
+        };
+        match notice {
+            Notice::PromotionFailed { .. } | Notice::NeedsRejoin { .. } | Notice::Isolated => {
+                error!("{text}")
+            }
+            Notice::PromotionHeld(_) => info!("{text}"),
+            _ => warn!("{text}"),
+        }
+        self.status.record_event("policy", &text);
+    }
+
+    async fn install_vips(&mut self) {
+        for vip in kernel_vips(&self.config) {
+            match self.vips.add(&vip).await {
+                Ok(_) => info!("virtual address {vip} installed"),
+                Err(e) => error!("{e}"),
+            }
+        }
+        self.holds_vips = true;
+    }
+
+    async fn remove_vips(&mut self) {
+        self.garp_schedule.stop();
+        for vip in kernel_vips(&self.config) {
+            match self.vips.remove(&vip).await {
+                Ok(_) => info!("virtual address {vip} removed"),
+                Err(e) => error!("{e}"),
+            }
+        }
+        self.holds_vips = false;
     }
 
     async fn execute(&mut self, action: Action, became_master: bool, now: Instant) {
@@ -260,27 +444,12 @@ impl Runner {
                     warn!("sending advert to {dst}: {e}");
                 }
             }
-            Action::TakeAddresses => {
-                for vip in kernel_vips(&self.config) {
-                    match self.vips.add(&vip).await {
-                        Ok(_) => info!("virtual address {vip} installed"),
-                        Err(e) => error!("{e}"),
-                    }
-                }
-                self.holds_vips = true;
-            }
-            Action::ReleaseAddresses => {
-                self.garp_schedule.stop();
-                for vip in kernel_vips(&self.config) {
-                    match self.vips.remove(&vip).await {
-                        Ok(_) => info!("virtual address {vip} removed"),
-                        Err(e) => error!("{e}"),
-                    }
-                }
-                self.holds_vips = false;
-            }
+            // With a policy, the VIP follows its decisions (a writable database), not the mastership.
+            Action::TakeAddresses if self.supervision.is_none() => self.install_vips().await,
+            Action::ReleaseAddresses if self.supervision.is_none() => self.remove_vips().await,
+            Action::TakeAddresses | Action::ReleaseAddresses => {}
             Action::GratuitousArp => {
-                if became_master {
+                if became_master && self.supervision.is_none() {
                     self.garp_schedule.announce(now);
                 } else if self.config.vrrp.garp.on_lower_priority {
                     self.garp_schedule.reannounce(now);
@@ -292,6 +461,9 @@ impl Runner {
                 self.status.record_transition(from, to, &reason);
                 if to != State::Master {
                     self.garp_schedule.stop();
+                }
+                if self.supervision.is_some() {
+                    self.pending.push_back(Input::Vrrp { to, reason });
                 }
             }
             Action::ArmTimer(_) | Action::DisarmTimer => {
@@ -333,6 +505,13 @@ impl Runner {
         self.status
             .update_from(&self.instance, self.holds_vips, now);
         self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+async fn recv_input(inputs: &mut Option<mpsc::Receiver<Input>>) -> Option<Input> {
+    match inputs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

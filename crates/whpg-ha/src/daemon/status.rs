@@ -21,6 +21,33 @@ pub struct NodeStatus {
     /// Whether this node has the virtual addresses installed right now.
     pub holds_vips: bool,
     pub transitions: VecDeque<TransitionRecord>,
+    /// The database side (absent with `database.monitor = false`).
+    pub database: Option<DatabaseStatus>,
+    /// Recent decisions and actions of the policy (promotion, fencing, VIP), newest last.
+    pub events: VecDeque<EventRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DatabaseStatus {
+    /// `primary`, `standby` or `unknown`.
+    pub role: String,
+    pub healthy: bool,
+    pub timeline: Option<u32>,
+    pub needs_rejoin: bool,
+    pub fenced: Option<String>,
+    pub isolated: bool,
+    pub maintenance: bool,
+    pub promoting: bool,
+    pub promotion_gave_up: bool,
+    /// Why a promotion is being held back right now, if it is.
+    pub promotion_hold: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRecord {
+    pub at_unix_ms: u64,
+    pub kind: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -90,9 +117,47 @@ pub fn describe_reason(reason: &TransitionReason) -> String {
     }
 }
 
+/// How many events `/status` keeps.
+const RECENT_EVENTS: usize = 50;
+
 impl NodeStatus {
+    pub fn record_event(&mut self, kind: &str, detail: &str) {
+        if self.events.len() == RECENT_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(EventRecord {
+            at_unix_ms: unix_ms(SystemTime::now()),
+            kind: kind.to_string(),
+            detail: detail.to_string(),
+        });
+    }
+
+    pub fn update_database(&mut self, policy: &whpg_policy::PolicyStatus) {
+        self.database = Some(DatabaseStatus {
+            role: match policy.local_role {
+                Some(whpg_policy::DbRole::Primary) => "primary",
+                Some(whpg_policy::DbRole::Standby) => "standby",
+                None => "unknown",
+            }
+            .to_string(),
+            healthy: policy.local_healthy,
+            timeline: policy.local_timeline,
+            needs_rejoin: policy.needs_rejoin,
+            fenced: policy.fenced.map(|f| format!("{f:?}")),
+            isolated: policy.isolated,
+            maintenance: policy.maintenance,
+            promoting: policy.promoting,
+            promotion_gave_up: policy.promotion_gave_up,
+            promotion_hold: policy.hold.map(|h| format!("{h:?}")),
+        });
+    }
+
     pub fn record_transition(&mut self, from: State, to: State, reason: &TransitionReason) {
         let now = unix_ms(SystemTime::now());
+        self.record_event(
+            "vrrp",
+            &format!("{from} -> {to}: {}", describe_reason(reason)),
+        );
         self.vrrp.since_unix_ms = now;
         if self.transitions.len() == RECENT_TRANSITIONS {
             self.transitions.pop_front();

@@ -6,3 +6,4 @@ pub mod garp;
 pub mod link;
 pub mod vip;
 pub mod vrrp_socket;
+pub mod witness;

@@ -1,0 +1,46 @@
+//! From the validated configuration to the settings of the HA policy core.
+
+use std::time::Duration;
+
+use whpg_policy::{PolicyConfig, Triggers};
+
+use crate::config::{Config, Trigger};
+
+/// Added to the priority of a node whose database is a healthy primary: larger than any gap
+/// between configured priorities, so a primary always outranks a standby.
+const PRIMARY_BONUS: u8 = 100;
+/// Promotion attempts before the mastership is released (invariant 3).
+const PROMOTION_ATTEMPTS: u32 = 3;
+const PROMOTION_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+pub fn policy_config(config: &Config) -> PolicyConfig {
+    let failover = &config.failover;
+    let health = &config.health;
+    PolicyConfig {
+        base_priority: config.local.priority,
+        preempt: config.vrrp.preempt,
+        primary_bonus: PRIMARY_BONUS,
+        triggers: Triggers {
+            database_failure: failover.triggers_on(Trigger::DatabaseFailure),
+            node_loss: failover.triggers_on(Trigger::NodeLoss),
+            network_loss: failover.triggers_on(Trigger::NetworkLoss),
+        },
+        confirmation: failover.confirmation,
+        wal_freshness: failover.wal_freshness,
+        // Invariant 2: "answered within the last probe interval". A probe that is still in
+        // flight when the interval ends is covered by its own timeout.
+        peer_alive_window: health.interval,
+        fall: health.fall,
+        rise: health.rise,
+        fence_when_isolated: failover.fence_when_isolated,
+        witness_enabled: config.witness.enabled(),
+        // Fence an isolated node before the peer can promote (half the confirmation time), but
+        // never on fewer than three missed witness rounds.
+        isolation_after: (failover.confirmation / 2)
+            .max(config.witness.interval * 3 + config.witness.timeout),
+        promotion_attempts: PROMOTION_ATTEMPTS,
+        promotion_retry_delay: PROMOTION_RETRY_DELAY,
+        // Long enough for a few probes of the peer; after it a node decides alone.
+        startup_grace: (health.interval + health.timeout) * 3 + failover.confirmation,
+    }
+}
