@@ -153,6 +153,11 @@ impl LocalDb {
         }
     }
 
+    /// Enough samples to call it either way: healthy, or failed `fall` times in a row.
+    pub fn settled(&self) -> bool {
+        self.healthy || self.consecutive_bad >= self.fall
+    }
+
     pub fn is_healthy(&self, role: DbRole) -> bool {
         self.healthy && self.role == Some(role)
     }

@@ -134,13 +134,28 @@ fn start_up_gate_keeps_the_node_out_of_the_election_until_it_knows_both_database
             active: false
         }));
     run.at(100, Input::Peer(PEER_PRIMARY));
+    // One good sample is not yet "healthy" with rise 2: the gate waits for the second.
+    assert!(!run.decided(|d| *d
+        == Decision::SetFault {
+            source: FaultSource::Admin,
+            active: false
+        }));
+    run.at(200, Input::Local(STANDBY_IDLE));
     assert_eq!(
         run.when(&Decision::SetFault {
             source: FaultSource::Admin,
             active: false
         }),
-        Some(100)
+        Some(200)
     );
+    // Opening the gate with a healthy database raises no health fault on the way.
+    assert!(!run.decided(|d| matches!(
+        d,
+        Decision::SetFault {
+            source: FaultSource::Health,
+            active: true
+        }
+    )));
 }
 
 #[test]

@@ -407,7 +407,7 @@ impl Runner {
             Notice::PromotionFailed { .. } | Notice::NeedsRejoin { .. } | Notice::Isolated => {
                 error!("{text}")
             }
-            Notice::PromotionHeld(_) => info!("{text}"),
+            Notice::PromotionHeld(_) | Notice::StartupChecksDone => info!("{text}"),
             _ => warn!("{text}"),
         }
         self.status.record_event("policy", &text);
@@ -504,6 +504,9 @@ impl Runner {
     fn publish(&mut self, now: Instant) {
         self.status
             .update_from(&self.instance, self.holds_vips, now);
+        if let Some(supervision) = &self.supervision {
+            self.status.update_database(&supervision.policy.status());
+        }
         self.status_tx.send_replace(self.status.clone());
     }
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod daemon;
+pub mod pg;
 
 use std::future::Future;
 use std::os::fd::AsRawFd;
