@@ -138,13 +138,8 @@ impl LocalDb {
     }
 
     fn good(&mut self, role: DbRole) {
-        // A role change (promotion) is a new database state: count it afresh.
-        if self.role != Some(role) {
-            self.consecutive_good = 0;
-            if self.role.is_some() {
-                self.healthy = false;
-            }
-        }
+        // A role change (a promotion) keeps the health: the database answered in both roles.
+        // Resetting it here would make a node that is being promoted fault and resign.
         self.role = Some(role);
         self.consecutive_bad = 0;
         self.consecutive_good = self.consecutive_good.saturating_add(1);

@@ -511,3 +511,27 @@ fn no_triggers_means_no_automatic_promotion() {
     run.at(20_000, Input::Tick);
     assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
 }
+
+#[test]
+fn the_database_turning_primary_during_promotion_is_no_fault() {
+    let mut run = Run::standby_settled(config());
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    run.master(700, TransitionReason::MasterResigned);
+    assert!(run.decided(|d| *d == Decision::Promote { attempt: 1 }));
+    // The probe sees the new primary before the promotion job has verified it.
+    let out = run.at(760, Input::Local(PRIMARY));
+    assert!(
+        !out.iter().any(|d| matches!(
+            d,
+            Decision::SetFault {
+                source: FaultSource::Health,
+                active: true
+            }
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.contains(&Decision::InstallVip),
+        "a writable primary on the master gets the VIP: {out:?}"
+    );
+}
