@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod demo;
 pub mod exec;
 pub mod fence;
 pub mod net;

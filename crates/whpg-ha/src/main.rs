@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Command::Switchover(_) => not_implemented("switchover"),
         Command::Rejoin(_) => not_implemented("rejoin"),
         Command::Maintenance(_) => not_implemented("maintenance"),
-        Command::Demo => not_implemented("demo"),
+        Command::Demo => whpg_ha::demo::demo_command(),
     }
 }
 
