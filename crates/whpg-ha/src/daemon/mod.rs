@@ -86,6 +86,9 @@ fn init_logging() {
 }
 
 async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyhow::Result<()> {
+    if config.database.monitor {
+        preflight(&config)?;
+    }
     let vips = VipManager::new().await.context("opening netlink")?;
     // Subscribe before looking anything up, so no change between the two is missed.
     let watcher = link::watch(&config.vrrp.interface).await.with_context(|| {
@@ -178,6 +181,30 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
     runner.run(links, inputs).await
 }
 
+/// What must hold before a database-aware daemon starts, so that a failover never finds out
+/// that its tools are missing: the data directory, the OS user, the promote and fence programs.
+fn preflight(config: &Config) -> anyhow::Result<()> {
+    let db = &config.database;
+    if !db.data_directory.is_dir() {
+        bail!(
+            "database.data_directory = {:?} does not exist or is not a directory; fix the path \
+             (or set database.monitor = false to run without the database)",
+            db.data_directory
+        );
+    }
+    crate::exec::lookup_user(&db.os_user)
+        .with_context(|| format!("database.os_user = {:?}", db.os_user))?;
+    let runtime = std::collections::BTreeMap::from([
+        ("primary_host", config.local.address.to_string()),
+        ("standby_host", config.local.address.to_string()),
+    ]);
+    for kind in [config::CommandKind::Promote, config::CommandKind::Fence] {
+        let command = crate::exec::PreparedCommand::from_config(config, kind, &runtime)?;
+        command.check_program()?;
+    }
+    Ok(())
+}
+
 fn initial_status(config: &Config) -> NodeStatus {
     NodeStatus {
         node: config.local.name.clone(),
@@ -211,5 +238,45 @@ fn initial_status(config: &Config) -> NodeStatus {
 fn notify_ready() {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!("could not notify systemd: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(data_directory: &str, promote: &str) -> Config {
+        let text = format!(
+            "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
+             [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
+             [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
+             [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
+             data_directory = \"{data_directory}\"\nos_user = \"nobody\"\nbin_dir = \"/usr/bin\"\n\
+             [commands.promote]\nargv = [\"{promote}\", \"promote\"]\n\
+             [commands.fence]\nargv = [\"/bin/true\"]\n"
+        );
+        config::parse(&text, Some("a")).expect("test configuration parses")
+    }
+
+    #[test]
+    fn preflight_names_a_missing_data_directory_and_a_missing_promote_program() {
+        let missing_dir = preflight(&config_with("/nonexistent/whpg-ha/data", "/bin/true"))
+            .expect_err("missing data directory");
+        assert!(
+            format!("{missing_dir:#}").contains("database.data_directory"),
+            "{missing_dir:#}"
+        );
+
+        let tmp = std::env::temp_dir();
+        let dir = tmp.to_str().expect("utf-8 temp dir");
+        let missing_program = preflight(&config_with(dir, "/nonexistent/bin/pg_ctl"))
+            .expect_err("missing promote program");
+        let text = format!("{missing_program:#}");
+        assert!(
+            text.contains("commands.promote") && text.contains("/nonexistent/bin/pg_ctl"),
+            "{text}"
+        );
+
+        preflight(&config_with(dir, "/bin/true")).expect("everything present");
     }
 }

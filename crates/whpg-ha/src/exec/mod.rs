@@ -182,6 +182,14 @@ impl PreparedCommand {
     }
 
     /// The argv as one readable line (for logs only; never executed as such).
+    /// The program this command would run, resolved as [`run`] will (a path, or the command's own
+    /// `PATH`): lets the daemon refuse to start with a missing promote command rather than find
+    /// out during a failover.
+    pub fn check_program(&self) -> Result<std::path::PathBuf, ExecError> {
+        let program = self.argv().first().map(String::as_str).unwrap_or("");
+        runner::resolve_program(self.key(), program, &self.environment().path_dirs())
+    }
+
     pub fn display_argv(&self) -> String {
         display_argv(&self.argv)
     }

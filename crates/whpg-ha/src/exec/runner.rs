@@ -199,7 +199,11 @@ async fn resolve_user(cmd: &PreparedCommand) -> Result<Target, ExecError> {
 
 /// Finds the file to execute: a path as given, else the first executable match in the command's
 /// own `PATH` (not the daemon's).
-fn resolve_program(key: &str, program: &str, path: &[PathBuf]) -> Result<PathBuf, ExecError> {
+pub(crate) fn resolve_program(
+    key: &str,
+    program: &str,
+    path: &[PathBuf],
+) -> Result<PathBuf, ExecError> {
     if program.is_empty() {
         return Err(ExecError::EmptyArgv { key: key.into() });
     }
