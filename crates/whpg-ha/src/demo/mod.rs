@@ -217,7 +217,10 @@ fn run(progress: &mut Progress) -> Result<()> {
         progress.fail();
         for (name, daemon) in &running.daemons {
             eprintln!("--- last lines of the {name} daemon's log ---");
-            eprintln!("{}", tail(&daemon.log_contents(), 15));
+            eprintln!(
+                "{}",
+                timeline::strip_ansi(&tail(&daemon.log_contents(), 15))
+            );
         }
     }
     let cleaned = teardown(progress, lab, running);

@@ -72,14 +72,27 @@ pub fn daemon_config(data_directory: &Path) -> String {
     text
 }
 
-/// Starts `whpg-ha run` (this very binary) on `host` as `node`.
+/// Starts `whpg-ha run` (this very binary) on `host` as `node`, logging to `<node>.whpg-ha-<node>.log`
+/// in the lab directory.
 pub fn start_daemon(lab: &Lab, host: &Host, node: &str, config: &str) -> Result<Process> {
     let path = lab.write_file(&format!("{node}.toml"), config)?;
     let binary = std::env::current_exe().context("locating the whpg-ha binary")?;
     let binary = binary.to_string_lossy().into_owned();
     let path = path.to_string_lossy().into_owned();
+    // The timeline reads the daemon's timestamped log; under systemd (JOURNAL_STREAM) the
+    // daemon would leave the timestamps to the journal.
     host.spawn(
-        &[binary.as_str(), "run", "--config", &path, "--node", node],
+        &[
+            "env",
+            "-u",
+            "JOURNAL_STREAM",
+            binary.as_str(),
+            "run",
+            "--config",
+            &path,
+            "--node",
+            node,
+        ],
         &format!("whpg-ha-{node}"),
     )
 }

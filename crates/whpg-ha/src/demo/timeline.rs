@@ -376,7 +376,8 @@ pub fn postmaster_exit_logged(log: &str, pid: u32) -> Option<f64> {
         .and_then(|line| parse_rfc3339_utc(line.split_whitespace().next()?))
 }
 
-fn strip_ansi(line: &str) -> String {
+/// `line` without terminal colour codes.
+pub fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
