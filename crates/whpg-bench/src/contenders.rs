@@ -1,0 +1,313 @@
+//! The four failover stacks compared: whpg-ha in its default and fast profiles, keepalived as the
+//! seed configures it and as fast as keepalived allows.
+//!
+//! keepalived's database check and promotion are shell scripts written into the lab directory:
+//! they are keepalived's interface (a `vrrp_script` and a `notify_master`), owned by root, run as
+//! `postgres` under `enable_script_security`, doing what the seed's scripts do.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER, PG_SUPERUSER};
+use whpg_lab::{Host, KeepalivedConf, Lab, PgNode, Process};
+
+use crate::lab::{PG_PORT, VIP_CIDR};
+
+/// A stack under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Contender {
+    #[serde(rename = "whpg-ha")]
+    WhpgHa,
+    #[serde(rename = "whpg-ha-fast")]
+    WhpgHaFast,
+    #[serde(rename = "keepalived-seed")]
+    KeepalivedSeed,
+    #[serde(rename = "keepalived-fast")]
+    KeepalivedFast,
+}
+
+impl Contender {
+    pub const ALL: [Contender; 4] = [
+        Contender::WhpgHa,
+        Contender::WhpgHaFast,
+        Contender::KeepalivedSeed,
+        Contender::KeepalivedFast,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::WhpgHa => "whpg-ha",
+            Contender::WhpgHaFast => "whpg-ha-fast",
+            Contender::KeepalivedSeed => "keepalived-seed",
+            Contender::KeepalivedFast => "keepalived-fast",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.name() == s)
+    }
+
+    /// Its VRRP advertisement interval: the fault instant is spread over one of them, and a
+    /// split brain shorter than one is not counted.
+    pub fn advert_interval(self) -> Duration {
+        match self {
+            Contender::KeepalivedSeed => Duration::from_secs(1),
+            _ => Duration::from_millis(100),
+        }
+    }
+
+    /// One line describing its settings, for the report.
+    pub fn settings(self) -> &'static str {
+        match self {
+            Contender::WhpgHa => {
+                "whpg-ha, default failover profile: VRRPv3 100 ms adverts, health every 100 ms \
+                 (fall 3, rise 2), confirmation 3 s, wal_freshness 1 s"
+            }
+            Contender::WhpgHaFast => {
+                "whpg-ha, fast profile: as default with confirmation 0 s, wal_freshness 200 ms"
+            }
+            Contender::KeepalivedSeed => {
+                "keepalived 2.2.7 as the seed: VRRPv2, advert 1 s, unicast, PASS, pg_isready every \
+                 1 s (fall 3, rise 1, weight 50), notify_master `pg_ctl promote`"
+            }
+            Contender::KeepalivedFast => {
+                "keepalived 2.2.7 as fast as it allows: VRRPv3, advert 0.1 s, unicast, pg_isready \
+                 every 1 s (its minimum; fall 1, rise 1, weight 50), notify_master `pg_ctl promote`"
+            }
+        }
+    }
+
+    pub fn is_whpg_ha(self) -> bool {
+        matches!(self, Contender::WhpgHa | Contender::WhpgHaFast)
+    }
+
+    /// Starts the stack on both database hosts (n1 priority 100, n2 priority 98), at about the
+    /// same moment, as a real pair would be started.
+    pub fn start(
+        self,
+        lab: &Lab,
+        daemon: &Path,
+        hosts: [(&Host, &PgNode); 2],
+    ) -> Result<Vec<Process>> {
+        let nodes = [
+            (hosts[0].0.name(), hosts[0].0.address(), 100u8),
+            (hosts[1].0.name(), hosts[1].0.address(), 98u8),
+        ];
+        if self.is_whpg_ha() {
+            let mut procs = Vec::new();
+            for (host, db) in hosts {
+                let config = whpg_ha_config(self, db, &nodes);
+                let path = lab.write_file(&format!("{}.whpg-ha.toml", host.name()), &config)?;
+                let path = path.to_string_lossy().into_owned();
+                let daemon = daemon.to_string_lossy().into_owned();
+                procs.push(host.spawn(
+                    &[
+                        daemon.as_str(),
+                        "run",
+                        "--config",
+                        path.as_str(),
+                        "--node",
+                        host.name(),
+                    ],
+                    "whpg-ha",
+                )?);
+            }
+            Ok(procs)
+        } else {
+            let mut confs = Vec::new();
+            for (i, (host, db)) in hosts.into_iter().enumerate() {
+                let peer = nodes[1 - i].1;
+                confs.push((
+                    host,
+                    keepalived_config(self, lab, host, db, nodes[i].2, peer)?,
+                ));
+            }
+            let mut procs = Vec::new();
+            for (host, conf) in confs {
+                procs.push(spawn_keepalived(lab, host, &conf)?);
+            }
+            Ok(procs)
+        }
+    }
+}
+
+/// Starts keepalived (VRRP only, foreground, console log, own pid files) on `conf` in `host`.
+///
+/// `Host::spawn_keepalived` cannot be used here: it runs `keepalived --config-test` first, and
+/// keepalived 2.2.7 ends that test with SIGTERM to itself whenever the config has a
+/// `vrrp_script`, which reads as a rejection. Instead the log is checked for the messages
+/// keepalived prints when it drops a script or a tracked script.
+fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Process> {
+    let me = host.name();
+    let path = lab.write_file(&format!("{me}-keepalived.conf"), conf)?;
+    let dir = lab.dir();
+    let pid = |kind: &str| {
+        dir.join(format!("{me}-keepalived.{kind}.pid"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let path = path.to_string_lossy().into_owned();
+    let (main, vrrp, checkers, bfd) = (pid("main"), pid("vrrp"), pid("checkers"), pid("bfd"));
+    let proc = host.spawn(
+        &[
+            "keepalived",
+            "-P",
+            "-n",
+            "-l",
+            "-D",
+            "-G",
+            "-i",
+            me,
+            "-f",
+            &path,
+            "-p",
+            &main,
+            "-r",
+            &vrrp,
+            "-c",
+            &checkers,
+            "-b",
+            &bfd,
+        ],
+        "keepalived",
+    )?;
+    whpg_lab::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        &format!("keepalived on {me} to start"),
+        || proc.log_contents().contains("Startup complete") || !proc.is_running(),
+    )?;
+    let log = proc.log_contents();
+    if !proc.is_running() {
+        bail!("keepalived on {me} exited at startup: {}", log.trim());
+    }
+    if let Some(line) = log.lines().find(|l| {
+        (l.contains("script") && (l.contains("removing") || l.contains("not found")))
+            || l.contains("SECURITY")
+    }) {
+        bail!("keepalived on {me} dropped part of its config: {line}");
+    }
+    Ok(proc)
+}
+
+/// The whpg-ha configuration of one node of the pair.
+fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> String {
+    let (confirmation, wal_freshness) = match which {
+        Contender::WhpgHaFast => ("0s", "200ms"),
+        _ => ("3s", "1s"),
+    };
+    let mut text = String::from(
+        "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
+         transport = \"multicast\"\n\n[vrrp.garp]\nrepeat = 2\nmaster_delay = \"0s\"\n",
+    );
+    let _ = write!(
+        text,
+        "\n[[vip]]\naddress = \"{VIP_CIDR}\"\nlabel = \"eth0:vip\"\n"
+    );
+    for (name, address, priority) in nodes {
+        let _ = write!(
+            text,
+            "\n[nodes.{name}]\naddress = \"{address}\"\npriority = {priority}\n"
+        );
+    }
+    let _ = write!(
+        text,
+        "\n[database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\nport = {PG_PORT}\n\
+         user = \"{PG_SUPERUSER}\"\ndbname = \"postgres\"\ndata_directory = \"{}\"\n\
+         os_user = \"{PG_OS_USER}\"\nbin_dir = \"{PG_BIN_DIR}\"\n",
+        db.data_dir().display()
+    );
+    text += "\n[health]\ninterval = \"100ms\"\ntimeout = \"500ms\"\nfall = 3\nrise = 2\n";
+    let _ = write!(
+        text,
+        "\n[failover]\ntriggers = [\"node-loss\", \"network-loss\", \"database-failure\"]\n\
+         confirmation = \"{confirmation}\"\nwal_freshness = \"{wal_freshness}\"\n"
+    );
+    let _ = write!(
+        text,
+        "\n[api]\nlisten = [\"127.0.0.1:{}\"]\n",
+        crate::lab::API_PORT
+    );
+    text
+}
+
+/// Writes a root-owned, non-writable script into the lab directory.
+fn write_script(lab: &Lab, name: &str, body: &str) -> Result<String> {
+    let path = lab.write_file(name, body)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// keepalived's configuration of one node, with its check and notify scripts.
+fn keepalived_config(
+    which: Contender,
+    lab: &Lab,
+    host: &Host,
+    db: &PgNode,
+    priority: u8,
+    peer: &str,
+) -> Result<String> {
+    let me = host.name();
+    // The seed's check: pg_isready against the local port, 1 s timeout, wrapped in `timeout 2s`.
+    let check = write_script(
+        lab,
+        &format!("{me}-check-pg.sh"),
+        &format!(
+            "#!/bin/sh\nexec timeout 2s {PG_BIN_DIR}/pg_isready -q -h 127.0.0.1 -p {PG_PORT} -t 1\n"
+        ),
+    )?;
+    // The seed's promotion: only if this node really is a standby. Logged where postgres may write.
+    let log_dir = lab.user_dir(PG_OS_USER, &format!("{me}.notify"))?;
+    let notify = write_script(
+        lab,
+        &format!("{me}-notify-master.sh"),
+        &format!(
+            "#!/bin/sh\nPGDATA='{data}'\nLOG='{log}/notify.log'\n\
+             echo \"$(date +%T.%N) notify_master\" >>\"$LOG\"\n\
+             if [ -f \"$PGDATA/standby.signal\" ]; then\n  \
+             echo \"$(date +%T.%N) promoting\" >>\"$LOG\"\n  \
+             {PG_BIN_DIR}/pg_ctl promote -D \"$PGDATA\" -w -t 30 >>\"$LOG\" 2>&1\n  \
+             echo \"$(date +%T.%N) promote exit $?\" >>\"$LOG\"\nfi\n",
+            data = db.data_dir().display(),
+            log = log_dir.display(),
+        ),
+    )?;
+    let (fall, conf) = match which {
+        Contender::KeepalivedSeed => (
+            3,
+            KeepalivedConf::new(51, priority, VIP_CIDR)
+                .auth_pass("whpg2025")
+                .advert_int(Duration::from_secs(1)),
+        ),
+        _ => (
+            1,
+            KeepalivedConf::new(51, priority, VIP_CIDR)
+                .version(3)
+                .advert_int(Duration::from_millis(100)),
+        ),
+    };
+    let conf = conf
+        .state(if priority == 100 { "MASTER" } else { "BACKUP" })
+        .unicast(host.address(), &[peer])
+        .global_line("enable_script_security")
+        .global_line(&format!("script_user {PG_OS_USER}"))
+        .instance_line("track_script {\n        chk_pg\n    }")
+        .instance_line(&format!("notify_master \"{notify}\""))
+        .render();
+    let script = format!(
+        "vrrp_script chk_pg {{\n    script \"{check}\"\n    interval 1\n    timeout 2\n    \
+         fall {fall}\n    rise 1\n    weight 50\n}}\n\n"
+    );
+    // The script block goes before the instance that tracks it.
+    let at = conf
+        .find("vrrp_instance")
+        .context("rendered keepalived config has no vrrp_instance")?;
+    let mut text = conf;
+    text.insert_str(at, &script);
+    Ok(text)
+}

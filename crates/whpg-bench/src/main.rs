@@ -1,0 +1,346 @@
+//! Failover benchmark of whpg-ha against keepalived on a PostgreSQL 15 pair in the namespace lab.
+//!
+//! For each fault (`db-crash`: kill -9 of the primary's postmaster; `link-loss`: the primary's
+//! link goes down) and each implementation, N trials each in a fresh lab measure the time from the
+//! fault to the first committed write through the VIP, seen by a client in its own namespace that
+//! starts a new INSERT every 25 ms on its own connection. Each trial also records whether the
+//! standby was promoted, split brain (VIP on both live hosts, or both databases writable, for
+//! longer than one advert interval, sampled every 10 ms) and acknowledged commits missing from the
+//! final primary. Run as root:
+//!
+//! ```text
+//! cargo run --release -p whpg-bench -- --trials 10 --faults db-crash,link-loss --out docs/bench-results
+//! cargo run --release -p whpg-bench -- --smoke
+//! ```
+//!
+//! A measurement tool: slow numbers never fail it; only a harness failure (a lab that cannot be
+//! built or observed) makes it exit non-zero.
+
+mod contenders;
+mod lab;
+mod netns;
+mod report;
+mod sampler;
+mod trial;
+mod writer;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+use contenders::Contender;
+use trial::{Fault, Outcome, Status};
+
+#[derive(Parser, Debug)]
+#[command(about = "Fault-to-first-write benchmark of whpg-ha and keepalived (run as root)")]
+struct Args {
+    /// Measured trials per fault and implementation.
+    #[arg(long, default_value_t = 10)]
+    trials: usize,
+    /// Faults, comma-separated: db-crash, link-loss.
+    #[arg(long, value_delimiter = ',', default_value = "db-crash,link-loss")]
+    faults: Vec<String>,
+    /// Implementations, comma-separated: whpg-ha, whpg-ha-fast, keepalived-seed, keepalived-fast.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "whpg-ha,whpg-ha-fast,keepalived-seed,keepalived-fast"
+    )]
+    implementations: Vec<String>,
+    /// Directory for results.md, results.json and the logs of unusual trials.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// One trial of each fault for whpg-ha-fast and keepalived-fast: checks the harness.
+    #[arg(long)]
+    smoke: bool,
+    /// The whpg-ha binary (default: built with cargo, same profile as this benchmark).
+    #[arg(long)]
+    daemon: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    nproc: usize,
+    kernel: String,
+    build: &'static str,
+    date: String,
+    load_before: String,
+}
+
+#[derive(Serialize)]
+struct Results<'a> {
+    command: String,
+    machine: &'a Machine,
+    wall_clock_s: f64,
+    settings: Vec<(&'static str, &'static str)>,
+    rows: &'a [report::Row],
+    trials: &'a [Outcome],
+}
+
+fn main() {
+    match run() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("whpg-bench: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run() -> Result<i32> {
+    let args = Args::parse();
+    let (faults, contenders, trials) = if args.smoke {
+        (
+            vec![Fault::DbCrash, Fault::LinkLoss],
+            vec![Contender::WhpgHaFast, Contender::KeepalivedFast],
+            1,
+        )
+    } else {
+        let faults = args
+            .faults
+            .iter()
+            .map(|f| Fault::parse(f).with_context(|| format!("unknown fault {f:?}")))
+            .collect::<Result<Vec<_>>>()?;
+        let contenders = args
+            .implementations
+            .iter()
+            .map(|c| Contender::parse(c).with_context(|| format!("unknown implementation {c:?}")))
+            .collect::<Result<Vec<_>>>()?;
+        (faults, contenders, args.trials)
+    };
+    if trials == 0 {
+        bail!("--trials must be at least 1");
+    }
+    let needs = [
+        "ip",
+        "runuser",
+        "keepalived",
+        "user:postgres",
+        "/usr/lib/postgresql/15/bin/initdb",
+        "/usr/lib/postgresql/15/bin/pg_isready",
+    ];
+    let (missing, packages) = whpg_lab::prereq::missing(&needs);
+    if !missing.is_empty() {
+        bail!(
+            "prerequisites missing: {}; packages: {}",
+            missing.join("; "),
+            packages.join(" ")
+        );
+    }
+    let daemon = resolve_daemon(args.daemon.as_deref())?;
+    let machine = machine()?;
+    let logs = args.out.as_ref().map(|o| o.join("logs"));
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    eprintln!(
+        "whpg-bench: {} trial(s) x {} fault(s) x {} implementation(s), {} build, daemon {}",
+        trials,
+        faults.len(),
+        contenders.len(),
+        machine.build,
+        daemon.display()
+    );
+
+    let started = Instant::now();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for &fault in &faults {
+        // Implementations alternate trial by trial, so machine load hits them alike.
+        for n in 1..=trials {
+            for &which in &contenders {
+                // A start-up that promoted the standby before the fault measures nothing: rerun
+                // it, at most `trials` extra times per row.
+                let mut reruns = 0;
+                loop {
+                    let outcome = one_trial(fault, which, n, &daemon, logs.as_deref());
+                    let again = outcome.status == Status::PromotedBeforeFault && reruns < trials;
+                    outcomes.push(outcome);
+                    if !again {
+                        break;
+                    }
+                    reruns += 1;
+                }
+            }
+        }
+    }
+    let wall = started.elapsed();
+
+    let rows = report::rows(&outcomes, &faults, &contenders);
+    let table = report::table(&rows);
+    let ratios = report::ratios(&rows);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    println!();
+    println!("{table}");
+    println!("Median ratios (lower is faster for whpg-ha):");
+    println!("{ratios}");
+    println!(
+        "{} build, nproc {}, kernel {}, {}, load before: {}; wall clock {:.0} s",
+        machine.build,
+        machine.nproc,
+        machine.kernel,
+        machine.date,
+        machine.load_before,
+        wall.as_secs_f64()
+    );
+    if let Some(out) = &args.out {
+        let settings = contenders
+            .iter()
+            .map(|c| (c.name(), c.settings()))
+            .collect();
+        let md = format!(
+            "# whpg-bench results\n\nCommand: `{command}`\n\nMachine: nproc {}, kernel {}, {} \
+             build, {}, load average before the run: {}; wall clock {:.0} s.\n\n{table}\n\
+             Median ratios:\n\n{ratios}\n",
+            machine.nproc,
+            machine.kernel,
+            machine.build,
+            machine.date,
+            machine.load_before,
+            wall.as_secs_f64()
+        );
+        std::fs::write(out.join("results.md"), md)?;
+        let json = Results {
+            command,
+            machine: &machine,
+            wall_clock_s: wall.as_secs_f64(),
+            settings,
+            rows: &rows,
+            trials: &outcomes,
+        };
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_string_pretty(&json)? + "\n",
+        )?;
+        eprintln!("whpg-bench: wrote {}/results.{{md,json}}", out.display());
+    }
+    let harness_errors = outcomes
+        .iter()
+        .filter(|o| o.status == Status::HarnessError)
+        .count();
+    if harness_errors > 0 {
+        eprintln!("whpg-bench: {harness_errors} trial(s) failed in the harness");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// Runs one trial; errors and panics become a harness error in the outcome. The lab is torn down
+/// by its guard in both cases.
+fn one_trial(
+    fault: Fault,
+    which: Contender,
+    n: usize,
+    daemon: &Path,
+    logs: Option<&Path>,
+) -> Outcome {
+    let mut outcome = Outcome::new(fault, which, n);
+    let started = Instant::now();
+    let result =
+        std::panic::catch_unwind(AssertUnwindSafe(|| trial::run(&mut outcome, daemon, logs)));
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(panic) => Some(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into()),
+        ),
+    };
+    if let Some(e) = error {
+        outcome.status = Status::HarnessError;
+        outcome.error = Some(e);
+    }
+    eprintln!(
+        "{} {} #{n}: {:?} first write {} on {} | VIP on n2 {} | failover {} | split brain {} \
+         (VIP {:.0} ms, writable {:.0} ms) | acked {} lost {} | n2 MASTER before fault {} | {:.1} s{}",
+        fault.name(),
+        which.name(),
+        outcome.status,
+        outcome
+            .first_write_ms
+            .map_or("–".into(), |v| format!("{v:.0} ms")),
+        outcome.first_write_node.as_deref().unwrap_or("–"),
+        outcome
+            .vip_on_n2_ms
+            .map_or("–".into(), |v| format!("{v:.0} ms")),
+        outcome.failover,
+        outcome.split_brain,
+        outcome.vip_on_both_ms,
+        outcome.both_writable_ms,
+        outcome.acknowledged,
+        outcome
+            .lost
+            .map_or("?".into(), |l| l.to_string()),
+        outcome.n2_master_before_fault,
+        started.elapsed().as_secs_f64(),
+        outcome
+            .error
+            .as_deref()
+            .map_or(String::new(), |e| format!(" | error: {e}")),
+    );
+    outcome
+}
+
+fn machine() -> Result<Machine> {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let load_before = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let date = whpg_lab::run(
+        &["date", "-u", "+%Y-%m-%d %H:%M UTC"],
+        whpg_lab::DEFAULT_TIMEOUT,
+    )?
+    .stdout
+    .trim()
+    .to_string();
+    Ok(Machine {
+        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        date,
+        load_before,
+    })
+}
+
+/// The whpg-ha binary: `--daemon`, or built now by cargo in this benchmark's profile.
+fn resolve_daemon(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        // Daemons run with the lab directory as working directory: the path must be absolute.
+        return std::fs::canonicalize(path).with_context(|| format!("{}", path.display()));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/whpg-bench -> target/<profile>/whpg-ha
+    let profile_dir = exe.parent().context("locating the target directory")?;
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-p", "whpg-ha", "--bin", "whpg-ha"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build for whpg-ha")?;
+    if !status.success() {
+        bail!("cargo build of whpg-ha failed ({status}); pass --daemon PATH");
+    }
+    let path = profile_dir.join("whpg-ha");
+    if !path.exists() {
+        bail!("{} does not exist; pass --daemon PATH", path.display());
+    }
+    Ok(path)
+}
