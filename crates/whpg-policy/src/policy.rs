@@ -171,7 +171,10 @@ enum Promotion {
         attempt: u32,
         at: Instant,
     },
-    /// Every attempt failed; no more until restart or until this node stops being master.
+    /// Every attempt failed; no more until restart, until the peer's database serves as a
+    /// primary again (a later failure of it is a new one) or until ours is a primary. Not reset
+    /// by leaving the mastership: the resignation itself does that, and a node re-elected
+    /// because nobody else can be master would otherwise start over, forever.
     GaveUp,
 }
 
@@ -250,7 +253,7 @@ impl Policy {
                 self.vrrp = to;
                 self.master_reason = (to == State::Master).then_some(reason);
                 if to != State::Master {
-                    if let Promotion::RetryAt { .. } | Promotion::GaveUp = self.promotion {
+                    if let Promotion::RetryAt { .. } = self.promotion {
                         self.promotion = Promotion::Idle;
                     }
                 }
@@ -418,8 +421,14 @@ impl Policy {
             self.fenced = None;
         }
 
-        // Priority: a healthy primary outranks any standby; a node that gave up promoting sits low.
+        // Priority: a healthy primary outranks any standby; a node that gave up promoting sits low
+        // until a primary serves again (the peer's, or ours promoted by hand).
         let local_primary = self.local.is_healthy(DbRole::Primary);
+        if self.promotion == Promotion::GaveUp
+            && (local_primary || self.peer.primary_within(c.peer_alive_window, now))
+        {
+            self.promotion = Promotion::Idle;
+        }
         let priority = if self.promotion == Promotion::GaveUp {
             1
         } else if c.base_priority == 255 {
@@ -473,8 +482,11 @@ impl Policy {
         }
 
         // Invariant 1: the VIP only on the master whose database is writable.
+        // While a promotion runs, its own write check decides: on WarehousePG "not in recovery"
+        // comes before the coordinator can dispatch, so a probe's word is not enough.
         let vip = self.vrrp == State::Master
             && self.startup_done
+            && !matches!(self.promotion, Promotion::Running { .. })
             && self.local.is_healthy(DbRole::Primary)
             && !self.needs_rejoin
             && self.fenced.is_none()

@@ -403,6 +403,44 @@ fn failed_promotions_are_retried_then_the_mastership_is_released() {
 }
 
 #[test]
+fn a_node_that_gave_up_promoting_does_not_start_over_when_elected_again() {
+    // Lab finding: the resignation after the last failed attempt made the node BACKUP, which reset
+    // "gave up"; with no other candidate it was elected again at once and started over from
+    // attempt 1, forever.
+    let mut run = Run::standby_settled(config());
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    run.master(700, TransitionReason::MasterResigned);
+    run.at(800, Input::PromotionFinished(Err("exit 1".into())));
+    run.at(1800, Input::Tick);
+    run.at(1900, Input::PromotionFinished(Err("exit 1".into())));
+    run.at(2900, Input::Tick);
+    let out = run.at(3000, Input::PromotionFinished(Err("exit 1".into())));
+    assert!(out.contains(&Decision::Resign), "{out:?}");
+    let gave_up_at = run.log.len();
+    run.at(
+        3000,
+        Input::Vrrp {
+            to: State::Backup,
+            reason: TransitionReason::Resigned,
+        },
+    );
+    run.master(3400, TransitionReason::MasterDown);
+    run.probes(3500, 10_000, STANDBY_IDLE, PeerSample::DatabaseDown);
+    run.at(10_000, Input::Tick);
+    let later = &run.log[gave_up_at..];
+    assert!(
+        !later.iter().any(|(_, d)| matches!(d, Decision::Promote { .. })),
+        "{later:?}"
+    );
+    assert!(!later.iter().any(|(_, d)| *d == Decision::SetPriority(98)));
+    assert!(run.policy.status().promotion_gave_up);
+    // The old primary serves again: a later failure of it deserves fresh attempts.
+    let out = run.at(10_100, Input::Peer(PEER_PRIMARY));
+    assert!(out.contains(&Decision::SetPriority(98)), "{out:?}");
+    assert!(!run.policy.status().promotion_gave_up);
+}
+
+#[test]
 fn an_old_primary_on_an_older_timeline_is_fenced_and_never_serves() {
     let mut run = Run::new(config());
     run.at(0, Input::Local(PRIMARY));
@@ -531,7 +569,9 @@ fn the_database_turning_primary_during_promotion_is_no_fault() {
         "{out:?}"
     );
     assert!(
-        out.contains(&Decision::InstallVip),
-        "a writable primary on the master gets the VIP: {out:?}"
+        !out.contains(&Decision::InstallVip),
+        "the VIP waits for the promotion's own write check: {out:?}"
     );
+    let out = run.at(800, Input::PromotionFinished(Ok(Some(2))));
+    assert!(out.contains(&Decision::InstallVip), "{out:?}");
 }

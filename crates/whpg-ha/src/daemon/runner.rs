@@ -296,6 +296,10 @@ impl Runner {
 
     /// One observation for the policy.
     async fn policy_input(&mut self, input: Input, now: Instant) {
+        if let Input::PostmasterExited = input {
+            warn!("the local postmaster exited");
+            self.status.record_event("database", "postmaster exited (pidfd)");
+        }
         self.pending.push_back(input);
         self.drain_policy(now).await;
         self.send_due_garps(now);
