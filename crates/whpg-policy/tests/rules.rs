@@ -429,7 +429,9 @@ fn a_node_that_gave_up_promoting_does_not_start_over_when_elected_again() {
     run.at(10_000, Input::Tick);
     let later = &run.log[gave_up_at..];
     assert!(
-        !later.iter().any(|(_, d)| matches!(d, Decision::Promote { .. })),
+        !later
+            .iter()
+            .any(|(_, d)| matches!(d, Decision::Promote { .. })),
         "{later:?}"
     );
     assert!(!later.iter().any(|(_, d)| *d == Decision::SetPriority(98)));

@@ -61,6 +61,17 @@ pub fn db_pair_config(
     node_db: &PgNode,
     nodes: &[(&str, &str, u8)],
 ) -> String {
+    db_pair_config_with_bin_dir(settings, node_db, nodes, Some(PG_BIN_DIR))
+}
+
+/// [`db_pair_config`] with `database.bin_dir` set to `bin_dir`, or left out (`None`: for
+/// WarehousePG it then defaults to `bin` next to `greenplum_path.sh`).
+pub fn db_pair_config_with_bin_dir(
+    settings: &DbPairSettings,
+    node_db: &PgNode,
+    nodes: &[(&str, &str, u8)],
+    bin_dir: Option<&str>,
+) -> String {
     let mut text = String::from(
         "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
          transport = \"multicast\"\n\n[vrrp.garp]\nrepeat = 2\nmaster_delay = \"0s\"\n",
@@ -71,10 +82,13 @@ pub fn db_pair_config(
     }
     text += &format!(
         "\n[database]\nflavor = \"{}\"\nhost = \"127.0.0.1\"\nport = {PG_PORT}\nuser = \"{PG_SUPERUSER}\"\n\
-         dbname = \"postgres\"\ndata_directory = \"{}\"\nos_user = \"{PG_OS_USER}\"\nbin_dir = \"{PG_BIN_DIR}\"\n",
+         dbname = \"postgres\"\ndata_directory = \"{}\"\nos_user = \"{PG_OS_USER}\"\n",
         settings.flavor,
         node_db.data_dir().display()
     );
+    if let Some(dir) = bin_dir {
+        text += &format!("bin_dir = \"{dir}\"\n");
+    }
     if let Some(path) = &settings.greenplum_path {
         text += &format!("greenplum_path = \"{path}\"\n");
     }
@@ -120,4 +134,41 @@ pub fn write_through_vip(client: &Host, id: u64) -> bool {
         )
         .map(|o| o.success())
         .unwrap_or(false)
+}
+
+/// Whether the node's server runs: a query over its Unix socket succeeds.
+pub fn db_running(node: &PgNode) -> bool {
+    node.psql("SELECT 1").is_ok()
+}
+
+/// A fake WarehousePG installation in the lab directory, for the `warehousepg` flavor on
+/// PostgreSQL 15: `<gphome>/greenplum_path.sh` (only its location matters),
+/// `<gphome>/bin/gpactivatestandby` (the test stand-in, which checks its command line and
+/// environment like the real tool, then runs `pg_ctl promote`) and `<gphome>/bin/pg_ctl` (a
+/// symlink to PostgreSQL's). Returns the path of `greenplum_path.sh`.
+pub fn fake_gphome(lab: &Lab) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let gphome = lab.dir().join("gphome");
+    let bin = gphome.join("bin");
+    std::fs::create_dir_all(&bin).expect("creating the fake GPHOME");
+    for dir in [&gphome, &bin] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let script = gphome.join("greenplum_path.sh");
+    std::fs::write(
+        &script,
+        "# whpg-ha lab: a stand-in for WarehousePG's greenplum_path.sh\n",
+    )
+    .expect("writing greenplum_path.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let standin = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/standins/gpactivatestandby"
+    );
+    let activate = bin.join("gpactivatestandby");
+    std::fs::copy(standin, &activate).expect("copying the gpactivatestandby stand-in");
+    std::fs::set_permissions(&activate, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink(format!("{PG_BIN_DIR}/pg_ctl"), bin.join("pg_ctl"))
+        .expect("linking pg_ctl into the fake GPHOME");
+    script
 }
