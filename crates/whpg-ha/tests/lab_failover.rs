@@ -285,9 +285,23 @@ fn link_loss_of_the_master_promotes_after_confirmation_and_fences_the_old_master
 
 #[test]
 fn daemon_sigkill_on_the_master_with_a_healthy_database_does_not_promote() {
-    let lab = lab_or_skip!("daemon_kill", PREREQUISITES);
+    daemon_sigkill_on_the_master("daemon_kill", "3s");
+}
+
+#[test]
+fn daemon_sigkill_on_the_master_does_not_promote_in_the_fast_profile_either() {
+    daemon_sigkill_on_the_master("daemon_kill_fast", "0s");
+}
+
+/// kill -9 of n1's daemon, its database healthy, with the given confirmation time.
+fn daemon_sigkill_on_the_master(name: &str, confirmation: &'static str) {
+    let lab = lab_or_skip!(name, PREREQUISITES);
     let p = pair(&lab);
-    let (d1, d2) = serving(&lab, &p, &DbPairSettings::default());
+    let settings = DbPairSettings {
+        confirmation,
+        ..DbPairSettings::default()
+    };
+    let (d1, d2) = serving(&lab, &p, &settings);
     let logs = [&d1, &d2];
 
     let fault = Instant::now();
@@ -314,7 +328,7 @@ fn daemon_sigkill_on_the_master_with_a_healthy_database_does_not_promote() {
     }
     let n2 = status(&p.n2).expect("n2's status");
     println!(
-        "daemon SIGKILL on the master: n2 VRRP {} after 5 s, promotion hold PeerPrimaryAlive \
+        "daemon SIGKILL on the master (confirmation {confirmation}): n2 VRRP {} after 5 s, promotion hold PeerPrimaryAlive \
          first seen after {hold_seen:?}, {} writes through the VIP committed",
         n2["vrrp"]["state"],
         id - 10
@@ -694,4 +708,35 @@ fn warehousepg_flavor_promotes_with_gpactivatestandby() {
         ["attempt 1 started"],
         "promoted at the first attempt\n{log}"
     );
+}
+
+#[test]
+fn graceful_stop_of_the_master_daemon_with_a_healthy_database_does_not_promote() {
+    let lab = lab_or_skip!("daemon_stop", PREREQUISITES);
+    let p = pair(&lab);
+    let settings = DbPairSettings::default();
+    let c1 = db_pair_config(&settings, &p.primary, &nodes());
+    let (d1, d2) = serving(&lab, &p, &settings);
+    let mut d1 = d1;
+    let n2_vip = VipWatch::start(&p.n2);
+    for round in 0..5 {
+        // SIGTERM: n1 resigns with a priority-0 advert (the "certain" path on n2), the
+        // database stays up.
+        d1.sigterm().expect("SIGTERM n1");
+        d1.wait_exit(Duration::from_secs(10)).expect("n1 exits");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            p.standby.is_in_recovery().expect("query n2"),
+            "round {round}: n2 was promoted beside a live primary\n{}",
+            dump_logs(&[&d1, &d2])
+        );
+        d1 = start_daemon(&lab, &p.n1, "n1", &c1);
+        wait_logged(
+            &format!("round {round}: VIP back on n1"),
+            Duration::from_secs(15),
+            &[&d1, &d2],
+            || p.n1.has_address(VIP),
+        );
+    }
+    assert_eq!(n2_vip.held(), 0, "n2 held the VIP");
 }

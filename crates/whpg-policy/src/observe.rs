@@ -181,11 +181,18 @@ pub struct Peer {
     /// Timeline of the peer when it last answered as primary.
     pub primary_timeline: Option<u32>,
     pub observed: bool,
+    /// The latest sample was a live primary: no newer answer (down, standby, no answer within
+    /// the probe's timeout) has contradicted it yet.
+    pub latest_primary: bool,
 }
 
 impl Peer {
     pub fn sample(&mut self, sample: PeerSample, now: Instant) {
         self.observed = true;
+        self.latest_primary = matches!(
+            sample,
+            PeerSample::Primary { .. } | PeerSample::AcceptingUnknownRole
+        );
         match sample {
             PeerSample::Unreachable => {}
             PeerSample::DatabaseDown | PeerSample::Standby => self.reachable_at = Some(now),
@@ -201,10 +208,15 @@ impl Peer {
         }
     }
 
-    /// The peer's database answered as a primary within `window`.
-    pub fn primary_within(&self, window: Duration, now: Instant) -> bool {
-        self.primary_at
-            .is_some_and(|at| now.saturating_duration_since(at) < window)
+    /// The peer's database answered as a primary within `window`, or its latest answer was a
+    /// live primary and the next one may still be on its way: samples arrive when probes finish,
+    /// so one interval after a good answer the next probe can still be in flight, for up to
+    /// `in_flight` (the probe timeout). Its answer, not the clock, tells whether the primary died.
+    pub fn primary_within(&self, window: Duration, in_flight: Duration, now: Instant) -> bool {
+        self.primary_at.is_some_and(|at| {
+            let age = now.saturating_duration_since(at);
+            age < window || (self.latest_primary && age < window + in_flight)
+        })
     }
 }
 

@@ -52,6 +52,10 @@ pub struct PolicyConfig {
     pub wal_freshness: Duration,
     /// The peer's database answered as primary within this: it is alive, do not promote.
     pub peer_alive_window: Duration,
+    /// How long a probe of the peer may take. After an answer as primary, the peer stays alive
+    /// past `peer_alive_window` by up to this while no newer answer has come (the next probe is
+    /// still in flight); any newer answer that is not a live primary ends that at once.
+    pub peer_probe_timeout: Duration,
     pub fall: u32,
     pub rise: u32,
     pub fence_when_isolated: bool,
@@ -285,6 +289,9 @@ impl Policy {
         }
         if let Some(at) = self.peer.primary_at {
             times.push(at + self.config.peer_alive_window);
+            if self.peer.latest_primary {
+                times.push(at + self.config.peer_alive_window + self.config.peer_probe_timeout);
+            }
         }
         if let Some(lost) = self.witnesses.lost_since {
             times.push(lost + self.config.isolation_after);
@@ -368,7 +375,9 @@ impl Policy {
 
         // Invariant 4: an old primary (older timeline than a live peer primary) never serves.
         let local_primary = self.local.is_healthy(DbRole::Primary);
-        let peer_primary_alive = self.peer.primary_within(c.peer_alive_window, now);
+        let peer_primary_alive =
+            self.peer
+                .primary_within(c.peer_alive_window, c.peer_probe_timeout, now);
         if local_primary && peer_primary_alive && !self.needs_rejoin {
             if let (Some(local), Some(peer)) = (self.local.timeline, self.peer.primary_timeline) {
                 if peer > local {
@@ -425,7 +434,10 @@ impl Policy {
         // until a primary serves again (the peer's, or ours promoted by hand).
         let local_primary = self.local.is_healthy(DbRole::Primary);
         if self.promotion == Promotion::GaveUp
-            && (local_primary || self.peer.primary_within(c.peer_alive_window, now))
+            && (local_primary
+                || self
+                    .peer
+                    .primary_within(c.peer_alive_window, c.peer_probe_timeout, now))
         {
             self.promotion = Promotion::Idle;
         }
@@ -550,7 +562,10 @@ impl Policy {
             return Some(Hold::TriggerNotConfigured);
         }
         // Invariant 2: never promote while the old primary is known to be alive.
-        if self.peer.primary_within(c.peer_alive_window, now) {
+        if self
+            .peer
+            .primary_within(c.peer_alive_window, c.peer_probe_timeout, now)
+        {
             return Some(Hold::PeerPrimaryAlive);
         }
         if self.local.primary_heard_within(c.wal_freshness, now) {

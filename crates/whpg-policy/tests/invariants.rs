@@ -17,6 +17,7 @@ fn config(confirmation_ms: u64) -> PolicyConfig {
         confirmation: Duration::from_millis(confirmation_ms),
         wal_freshness: Duration::from_millis(500),
         peer_alive_window: Duration::from_millis(100),
+        peer_probe_timeout: Duration::from_millis(500),
         fall: 2,
         rise: 1,
         fence_when_isolated: true,

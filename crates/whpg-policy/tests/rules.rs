@@ -18,6 +18,7 @@ fn config() -> PolicyConfig {
         confirmation: Duration::from_secs(3),
         wal_freshness: Duration::from_secs(1),
         peer_alive_window: Duration::from_millis(100),
+        peer_probe_timeout: Duration::from_millis(500),
         fall: 3,
         rise: 2,
         fence_when_isolated: true,
@@ -440,6 +441,47 @@ fn a_node_that_gave_up_promoting_does_not_start_over_when_elected_again() {
     let out = run.at(10_100, Input::Peer(PEER_PRIMARY));
     assert!(out.contains(&Decision::SetPriority(98)), "{out:?}");
     assert!(!run.policy.status().promotion_gave_up);
+}
+
+#[test]
+fn a_late_answer_of_a_live_peer_primary_does_not_open_a_gap_for_promotion() {
+    // Lab finding: the master's daemon stopped (priority 0), its database up. Peer samples arrive
+    // when probes finish; when one came a few ms later than an interval after the previous one,
+    // the 100 ms alive window had lapsed and the standby promoted beside the live primary. The
+    // peer now stays alive while the probe after a good answer is in flight (up to its timeout).
+    let mut run = Run::standby_settled(config());
+    run.master(560, TransitionReason::MasterResigned);
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::PeerPrimaryAlive),
+        "{:?}",
+        run.log
+    );
+    // Answers 10-40 ms late, ticks in between.
+    for (tick, answer) in [(600, 640), (740, 770), (870, 910)] {
+        run.at(tick, Input::Tick);
+        run.at(tick + 1, Input::Local(STANDBY_IDLE));
+        run.at(answer, Input::Peer(PEER_PRIMARY));
+    }
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    // Its database crashes: the next answer says so and ends the hold at once.
+    run.at(1010, Input::Peer(PeerSample::DatabaseDown));
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(1010));
+}
+
+#[test]
+fn a_peer_primary_whose_probe_times_out_holds_only_the_alive_window() {
+    // The in-flight extension ends with the next answer: no answer within the probe timeout
+    // leaves only invariant 2's window after the last answer as primary (500 + 100 ms).
+    let mut run = Run::standby_settled(config());
+    run.master(560, TransitionReason::MasterResigned);
+    run.at(560, Input::Peer(PeerSample::Unreachable));
+    assert_eq!(
+        run.policy.next_wakeup(),
+        Some(run.t0 + Duration::from_millis(600))
+    );
+    run.at(600, Input::Tick);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(600));
 }
 
 #[test]

@@ -27,9 +27,14 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
         },
         confirmation: failover.confirmation,
         wal_freshness: failover.wal_freshness,
-        // Invariant 2: "answered within the last probe interval". A probe that is still in
-        // flight when the interval ends is covered by its own timeout.
+        // Invariant 2: "answered within the last probe interval". Samples arrive when probes
+        // finish, so an interval after a good answer the next probe may still be in flight: until
+        // its answer (or its timeout) the peer stays alive. With the interval alone, a primary
+        // whose answer came a few ms later than the one before counted as dead in between, and a
+        // standby whose master's daemon had stopped promoted beside the live primary (lab:
+        // graceful stop of the master's daemon, database up).
         peer_alive_window: health.interval,
+        peer_probe_timeout: health.timeout,
         fall: health.fall,
         rise: health.rise,
         fence_when_isolated: failover.fence_when_isolated,
