@@ -38,6 +38,10 @@ pub enum Command {
     Rejoin(ClientArgs),
     /// Turn maintenance mode on or off: no automatic failover while it is on.
     Maintenance(MaintenanceArgs),
+    /// Print this node's journal: every transition, decision and action, oldest first.
+    ///
+    /// Reads the journal directory (`[journal] path`) directly; the daemon need not run.
+    History(HistoryArgs),
     /// Build a namespace lab with a PostgreSQL pair and show a failover with a millisecond timeline (root).
     Demo,
 }
@@ -73,6 +77,18 @@ pub struct ClientArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// How many of the newest entries to print (0: all).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Print one JSON object per line, as stored, instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -12,4 +12,5 @@ pub mod db;
 pub mod demo;
 pub mod exec;
 pub mod fence;
+pub mod journal;
 pub mod net;

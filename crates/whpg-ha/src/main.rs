@@ -16,6 +16,12 @@ fn main() -> ExitCode {
         Command::Switchover(_) => not_implemented("switchover"),
         Command::Rejoin(_) => not_implemented("rejoin"),
         Command::Maintenance(_) => not_implemented("maintenance"),
+        Command::History(args) => whpg_ha::journal::history_command(
+            &args.config.config,
+            args.config.node.as_deref(),
+            args.limit,
+            args.json,
+        ),
         Command::Demo => whpg_ha::demo::demo_command(),
     }
 }

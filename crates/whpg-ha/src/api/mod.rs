@@ -3,7 +3,10 @@
 //! Handlers only read the snapshot published on a watch channel; they never reach into the VRRP
 //! loop, so a slow client cannot delay an advert.
 
+mod history;
+
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,11 +18,12 @@ use tokio::sync::watch;
 use crate::daemon::status::NodeStatus;
 
 /// Routes of the API.
-pub fn router(status: watch::Receiver<NodeStatus>) -> Router {
+pub fn router(status: watch::Receiver<NodeStatus>, journal: PathBuf) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status_json))
         .with_state(status)
+        .merge(history::routes(journal))
 }
 
 /// Bind every listen address first (so a bad address is reported before the daemon says it is
@@ -27,6 +31,7 @@ pub fn router(status: watch::Receiver<NodeStatus>) -> Router {
 pub async fn start(
     listen: &[SocketAddr],
     status: watch::Receiver<NodeStatus>,
+    journal: PathBuf,
 ) -> anyhow::Result<()> {
     let mut listeners = Vec::with_capacity(listen.len());
     for address in listen {
@@ -36,7 +41,7 @@ pub async fn start(
         listeners.push(listener);
     }
     for listener in listeners {
-        let app = router(status.clone());
+        let app = router(status.clone(), journal.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("HTTP API stopped: {e}");

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use whpg_policy::Policy;
 
 use crate::config::{self, Config};
+use crate::journal::{self, Entry, Journal, Kind};
 use crate::net::garp::GarpSender;
 use crate::net::link;
 use crate::net::vip::{Change, VipManager};
@@ -86,6 +87,25 @@ fn init_logging() {
 }
 
 async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyhow::Result<()> {
+    let mut journal = Journal::open(
+        &config.journal.path,
+        journal::DEFAULT_MAX_BYTES,
+        journal::DEFAULT_KEEP,
+    )?;
+    journal.record(
+        &Entry::new(
+            &config.local.name,
+            Kind::Notice,
+            format!(
+                "whpg-ha {} starting as node {}",
+                env!("CARGO_PKG_VERSION"),
+                config.local.name
+            ),
+        )
+        .with("event", "start")
+        .with("version", env!("CARGO_PKG_VERSION"))
+        .with("pid", std::process::id()),
+    );
     if config.database.monitor {
         preflight(&config)?;
     }
@@ -112,6 +132,14 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         // At start-up we are not master: an installed VIP is a leftover of a crash or reboot.
         if vips.remove(&vip).await? == Change::Done {
             warn!("removed stale virtual address {vip}: it was installed without mastership (left by a crash or reboot)");
+            journal.record(
+                &Entry::new(
+                    &config.local.name,
+                    Kind::Action,
+                    format!("removed stale virtual address {vip} (left by a crash or reboot)"),
+                )
+                .with("vip", vip.to_string()),
+            );
         }
     }
 
@@ -140,7 +168,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
     };
     let (status_tx, status_rx) = watch::channel(initial_status(&config));
     if !config.api.listen.is_empty() {
-        crate::api::start(&config.api.listen, status_rx).await?;
+        crate::api::start(&config.api.listen, status_rx, config.journal.path.clone()).await?;
     }
 
     let health = link::InterfaceHealth::new(&interface, Some(config.local.address));
@@ -170,6 +198,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         (None, None)
     };
     let mut runner = runner::Runner::new(config, config_path, node, io, supervision, status_tx);
+    runner.set_journal(journal);
     runner.start().await;
     notify_ready();
     info!(

@@ -24,9 +24,10 @@ use super::jobs::Jobs;
 use super::status::{describe_reason, NodeStatus};
 use super::{reload, vrrp_setup};
 use crate::config::{self, Config};
+use crate::journal::{Entry, Journal, Kind};
 use crate::net::garp::GarpSender;
 use crate::net::link::{InterfaceHealth, LinkEvent};
-use crate::net::vip::{Vip, VipManager};
+use crate::net::vip::{Change, Vip, VipManager};
 use crate::net::vrrp_socket::VrrpSocket;
 
 /// Largest datagram we read: an IPv4 header with options plus the largest v2/v3 advert.
@@ -81,6 +82,8 @@ pub struct Runner {
     status: NodeStatus,
     status_tx: watch::Sender<NodeStatus>,
     drop_logged: std::collections::HashMap<&'static str, Instant>,
+    /// Where every transition, decision and action is recorded (none in tests of the loop).
+    journal: Option<Journal>,
 }
 
 impl Runner {
@@ -117,7 +120,29 @@ impl Runner {
             status,
             status_tx,
             drop_logged: Default::default(),
+            journal: None,
         }
+    }
+
+    /// Record everything from now on in `journal`.
+    pub fn set_journal(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    /// Record what happened: in the journal and, with `recent` (kind and detail as `/status`
+    /// shows them), among the recent events of `/status`. The log line is the caller's.
+    fn record(&mut self, recent: Option<(&str, &str)>, entry: Entry) {
+        if let Some((kind, detail)) = recent {
+            self.status.record_event(kind, detail);
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.record(&entry);
+        }
+    }
+
+    /// A journal entry of this node.
+    fn entry(&self, kind: Kind, detail: impl Into<String>) -> Entry {
+        Entry::new(&self.config.local.name, kind, detail)
     }
 
     pub fn node_name(&self) -> &str {
@@ -158,7 +183,7 @@ impl Runner {
         let mut sighup = signal(SignalKind::hangup())?;
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut links_open = true;
-        loop {
+        let stop_signal = loop {
             let deadline = self.next_deadline();
             tokio::select! {
                 input = recv_input(&mut inputs) => match input {
@@ -196,12 +221,22 @@ impl Runner {
                     }
                 },
                 _ = sighup.recv() => self.reload().await,
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = sigint.recv() => break "SIGINT",
             }
-        }
+        };
         info!("shutting down: resigning mastership and releasing the virtual addresses");
+        let entry = self
+            .entry(
+                Kind::Notice,
+                format!("{stop_signal}: shutting down, resigning the mastership"),
+            )
+            .with("event", "shutdown")
+            .with("signal", stop_signal);
+        self.record(None, entry);
         self.feed(Event::Shutdown, Instant::now()).await;
+        let entry = self.entry(Kind::Notice, "stopped").with("event", "stopped");
+        self.record(None, entry);
         Ok(())
     }
 
@@ -226,10 +261,21 @@ impl Runner {
         let Some(change) = self.interface.apply(&event) else {
             return;
         };
-        match change {
-            Some(fault) => warn!("interface {name}: {fault:?}: entering FAULT"),
-            None => info!("interface {name}: link up and address present again: leaving FAULT"),
-        }
+        let detail = match change {
+            Some(fault) => {
+                warn!("interface {name}: {fault:?}: entering FAULT");
+                format!("interface {name}: {fault:?}")
+            }
+            None => {
+                info!("interface {name}: link up and address present again: leaving FAULT");
+                format!("interface {name}: link up and address present again")
+            }
+        };
+        let entry = self
+            .entry(Kind::Observation, detail)
+            .with("interface", name.as_str())
+            .with("fault", change.is_some());
+        self.record(None, entry);
         let active = change.is_some();
         self.feed(
             Event::SetFault {
@@ -298,7 +344,8 @@ impl Runner {
     async fn policy_input(&mut self, input: Input, now: Instant) {
         if let Input::PostmasterExited = input {
             warn!("the local postmaster exited");
-            self.status.record_event("database", "postmaster exited (pidfd)");
+            let entry = self.entry(Kind::Observation, "the local postmaster exited");
+            self.record(Some(("database", "postmaster exited (pidfd)")), entry);
         }
         self.pending.push_back(input);
         self.drain_policy(now).await;
@@ -319,6 +366,21 @@ impl Runner {
                 }
             )
         });
+        // The instance lists a transition after the actions it brings (take the addresses,
+        // advertise); the log and the journal tell it first, as the cause.
+        for action in &actions {
+            if let Action::Transition { from, to, reason } = action {
+                let text = describe_reason(reason);
+                info!("VRRP {from} -> {to}: {text}");
+                self.status.record_transition(*from, *to, reason);
+                let entry = self
+                    .entry(Kind::Transition, format!("VRRP {from} -> {to}: {text}"))
+                    .with("from", from.to_string())
+                    .with("to", to.to_string())
+                    .with("reason", text.as_str());
+                self.record(None, entry);
+            }
+        }
         for action in actions {
             self.execute(action, became_master, now).await;
         }
@@ -342,14 +404,35 @@ impl Runner {
         match decision {
             Decision::SetPriority(priority) => {
                 debug!("policy: priority {priority}");
+                let entry = self
+                    .entry(Kind::Decision, format!("priority {priority}"))
+                    .with("priority", priority);
+                self.record(None, entry);
                 let actions = self.instance.handle(Event::SetPriority(priority), now);
                 self.carry_out(actions, now).await;
             }
             Decision::SetPreempt(preempt) => {
+                debug!("policy: preempt {preempt}");
+                let entry = self
+                    .entry(Kind::Decision, format!("preempt {preempt}"))
+                    .with("preempt", preempt);
+                self.record(None, entry);
                 let actions = self.instance.handle(Event::SetPreempt(preempt), now);
                 self.carry_out(actions, now).await;
             }
             Decision::SetFault { source, active } => {
+                let source_name = format!("{source:?}").to_lowercase();
+                debug!("policy: fault {source_name} {active}");
+                let detail = if active {
+                    format!("enter FAULT ({source_name})")
+                } else {
+                    format!("clear the {source_name} fault")
+                };
+                let entry = self
+                    .entry(Kind::Decision, detail)
+                    .with("fault", source_name)
+                    .with("active", active);
+                self.record(None, entry);
                 let actions = self
                     .instance
                     .handle(Event::SetFault { source, active }, now);
@@ -357,30 +440,50 @@ impl Runner {
             }
             Decision::Resign => {
                 warn!("policy: releasing the mastership so the peer can act");
+                let entry =
+                    self.entry(Kind::Decision, "release the mastership so the peer can act");
+                self.record(None, entry);
                 let actions = self.instance.handle(Event::Resign, now);
                 self.carry_out(actions, now).await;
             }
             Decision::InstallVip => {
+                let entry = self.entry(Kind::Decision, "install the virtual addresses");
+                self.record(None, entry);
                 self.install_vips().await;
                 self.garp_schedule.announce(now);
                 self.status
                     .record_event("vip", "virtual addresses installed");
             }
             Decision::RemoveVip => {
+                let entry = self.entry(Kind::Decision, "remove the virtual addresses");
+                self.record(None, entry);
                 self.remove_vips().await;
                 self.status.record_event("vip", "virtual addresses removed");
             }
             Decision::Promote { attempt } => {
                 warn!("policy: promoting the local standby (attempt {attempt})");
-                self.status
-                    .record_event("promotion", &format!("attempt {attempt} started"));
+                let entry = self
+                    .entry(
+                        Kind::Decision,
+                        format!("promote the local standby (attempt {attempt})"),
+                    )
+                    .with("attempt", attempt);
+                let recent = format!("attempt {attempt} started");
+                self.record(Some(("promotion", &recent)), entry);
                 if let Some(s) = &self.supervision {
                     s.jobs.promote(attempt);
                 }
             }
             Decision::Fence(reason) => {
                 error!("policy: fencing the local database: {reason:?}");
-                self.status.record_event("fence", &format!("{reason:?}"));
+                let reason_text = format!("{reason:?}");
+                let entry = self
+                    .entry(
+                        Kind::Decision,
+                        format!("fence the local database: {reason_text}"),
+                    )
+                    .with("reason", reason_text.as_str());
+                self.record(Some(("fence", &reason_text)), entry);
                 if let Some(s) = &self.supervision {
                     s.jobs.fence(reason);
                 }
@@ -414,28 +517,70 @@ impl Runner {
             Notice::PromotionHeld(_) | Notice::StartupChecksDone => info!("{text}"),
             _ => warn!("{text}"),
         }
-        self.status.record_event("policy", &text);
+        let entry = self.entry(Kind::Notice, text.as_str());
+        self.record(Some(("policy", &text)), entry);
     }
 
     async fn install_vips(&mut self) {
+        let mut outcome = VipOutcome::default();
         for vip in kernel_vips(&self.config) {
             match self.vips.add(&vip).await {
-                Ok(_) => info!("virtual address {vip} installed"),
-                Err(e) => error!("{e}"),
+                Ok(change) => {
+                    info!("virtual address {vip} installed");
+                    outcome.done(change, &vip);
+                }
+                Err(e) => {
+                    error!("{e}");
+                    outcome.failed.push(e.to_string());
+                }
             }
         }
         self.holds_vips = true;
+        self.record_vips(outcome, "installed");
     }
 
     async fn remove_vips(&mut self) {
         self.garp_schedule.stop();
+        let mut outcome = VipOutcome::default();
         for vip in kernel_vips(&self.config) {
             match self.vips.remove(&vip).await {
-                Ok(_) => info!("virtual address {vip} removed"),
-                Err(e) => error!("{e}"),
+                Ok(change) => {
+                    info!("virtual address {vip} removed");
+                    outcome.done(change, &vip);
+                }
+                Err(e) => {
+                    error!("{e}");
+                    outcome.failed.push(e.to_string());
+                }
             }
         }
         self.holds_vips = false;
+        self.record_vips(outcome, "removed");
+    }
+
+    /// One journal entry for a change of the virtual addresses (none when nothing changed).
+    fn record_vips(&mut self, outcome: VipOutcome, verb: &str) {
+        if outcome.changed.is_empty() && outcome.failed.is_empty() {
+            return;
+        }
+        let mut detail = if outcome.changed.is_empty() {
+            format!("no virtual address {verb}")
+        } else {
+            format!("virtual addresses {verb}: {}", outcome.changed.join(", "))
+        };
+        if !outcome.failed.is_empty() {
+            detail += &format!("; failed: {}", outcome.failed.join("; "));
+        }
+        let mut entry = self
+            .entry(Kind::Action, detail)
+            .with("vips", outcome.changed);
+        if !outcome.unchanged.is_empty() {
+            entry = entry.with("unchanged", outcome.unchanged);
+        }
+        if !outcome.failed.is_empty() {
+            entry = entry.with("errors", outcome.failed);
+        }
+        self.record(None, entry);
     }
 
     async fn execute(&mut self, action: Action, became_master: bool, now: Instant) {
@@ -459,10 +604,8 @@ impl Runner {
                     self.garp_schedule.reannounce(now);
                 }
             }
-            Action::Transition { from, to, reason } => {
-                let text = describe_reason(&reason);
-                info!("VRRP {from} -> {to}: {text}");
-                self.status.record_transition(from, to, &reason);
+            Action::Transition { to, reason, .. } => {
+                // Logged and recorded by `carry_out`, before the actions it explains.
                 if to != State::Master {
                     self.garp_schedule.stop();
                 }
@@ -512,6 +655,24 @@ impl Runner {
             self.status.update_database(&supervision.policy.status());
         }
         self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+/// What adding or removing the virtual addresses did, for the journal.
+#[derive(Default)]
+struct VipOutcome {
+    changed: Vec<String>,
+    unchanged: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl VipOutcome {
+    fn done(&mut self, change: Change, vip: &Vip) {
+        let address = format!("{}/{}", vip.address, vip.prefix_len);
+        match change {
+            Change::Done => self.changed.push(address),
+            Change::Unchanged => self.unchanged.push(address),
+        }
     }
 }
 
