@@ -373,6 +373,10 @@ impl Policy {
             }
         }
 
+        // Fencing is carried out last, after the VIP is gone: clients must not be sent to a
+        // database that is being stopped.
+        let mut fences = Vec::new();
+
         // Invariant 4: an old primary (older timeline than a live peer primary) never serves.
         let local_primary = self.local.is_healthy(DbRole::Primary);
         let peer_primary_alive =
@@ -387,7 +391,7 @@ impl Policy {
                         local_timeline: local,
                         peer_timeline: peer,
                     }));
-                    out.push(Decision::Fence(FenceReason::OlderTimeline { local, peer }));
+                    fences.push(FenceReason::OlderTimeline { local, peer });
                 }
             }
         }
@@ -417,7 +421,7 @@ impl Policy {
                 && self.fenced.is_none()
             {
                 self.fenced = Some(FenceReason::Isolated);
-                out.push(Decision::Fence(FenceReason::Isolated));
+                fences.push(FenceReason::Isolated);
             }
         }
         // A database fenced for isolation that an operator starts again, with no live primary
@@ -511,6 +515,8 @@ impl Policy {
                 Decision::RemoveVip
             });
         }
+
+        out.extend(fences.into_iter().map(Decision::Fence));
 
         if self.startup_done && !self.sent.startup_done {
             self.sent.startup_done = true;

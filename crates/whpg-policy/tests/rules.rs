@@ -528,6 +528,11 @@ fn an_isolated_primary_drops_the_vip_and_fences_its_database() {
         active: true
     }));
     assert!(out.contains(&Decision::RemoveVip));
+    let position = |wanted: &Decision| out.iter().position(|d| d == wanted);
+    assert!(
+        position(&Decision::RemoveVip) < position(&Decision::Fence(FenceReason::Isolated)),
+        "the VIP goes before the database is stopped: {out:?}"
+    );
 }
 
 #[test]
