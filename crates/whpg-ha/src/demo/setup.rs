@@ -75,7 +75,10 @@ pub fn daemon_config(data_directory: &Path) -> String {
 /// Starts `whpg-ha run` (this very binary) on `host` as `node`, logging to `<node>.whpg-ha-<node>.log`
 /// in the lab directory.
 pub fn start_daemon(lab: &Lab, host: &Host, node: &str, config: &str) -> Result<Process> {
-    let path = lab.write_file(&format!("{node}.toml"), config)?;
+    // The demo's daemons journal into the lab directory, which the teardown removes.
+    let journal = lab.dir().join(format!("{node}.journal"));
+    let config = format!("{config}\n[journal]\npath = \"{}\"\n", journal.display());
+    let path = lab.write_file(&format!("{node}.toml"), &config)?;
     let binary = std::env::current_exe().context("locating the whpg-ha binary")?;
     let binary = binary.to_string_lossy().into_owned();
     let path = path.to_string_lossy().into_owned();

@@ -86,8 +86,14 @@ pub fn pair_config(settings: &PairSettings, nodes: &[(&str, &str, u8)]) -> Strin
 
 /// Start the daemon on `host` as node `node` with the given configuration text.
 pub fn start_daemon(lab: &Lab, host: &Host, node: &str, config: &str) -> Process {
+    // Each daemon journals into the lab directory, never into the machine's /var/lib.
+    let mut config = config.to_string();
+    if !config.contains("[journal]") {
+        let journal = lab.dir().join(format!("{node}.journal"));
+        config += &format!("\n[journal]\npath = \"{}\"\n", journal.display());
+    }
     let path = lab
-        .write_file(&format!("{node}.toml"), config)
+        .write_file(&format!("{node}.toml"), &config)
         .expect("writing the daemon configuration");
     let path = path.to_string_lossy().into_owned();
     let binary = env!("CARGO_BIN_EXE_whpg-ha");
