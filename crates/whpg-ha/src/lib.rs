@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod db;
@@ -13,4 +14,6 @@ pub mod demo;
 pub mod exec;
 pub mod fence;
 pub mod journal;
+pub mod metrics;
 pub mod net;
+pub mod ops;

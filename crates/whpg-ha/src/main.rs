@@ -12,10 +12,10 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             whpg_ha::daemon::run_command(&args.config.config, args.config.node.as_deref())
         }
-        Command::Status(_) => not_implemented("status"),
+        Command::Status(args) => whpg_ha::ops::status::status_command(&args),
         Command::Switchover(_) => not_implemented("switchover"),
         Command::Rejoin(_) => not_implemented("rejoin"),
-        Command::Maintenance(_) => not_implemented("maintenance"),
+        Command::Maintenance(args) => whpg_ha::ops::maintenance::maintenance_command(&args),
         Command::History(args) => whpg_ha::journal::history_command(
             &args.config.config,
             args.config.node.as_deref(),

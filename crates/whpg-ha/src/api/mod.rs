@@ -1,28 +1,71 @@
-//! The daemon's HTTP API: read-only endpoints over the latest status snapshot.
+//! The daemon's HTTP API: read-only endpoints over the latest status snapshot, role checks for
+//! load balancers, Prometheus metrics, and token-guarded commands to the daemon loop.
 //!
-//! Handlers only read the snapshot published on a watch channel; they never reach into the VRRP
-//! loop, so a slow client cannot delay an advert.
+//! Read handlers only read the snapshot published on a watch channel; they never reach into the
+//! VRRP loop, so a slow client cannot delay an advert. Commands go to the loop over a bounded
+//! channel and wait (bounded) for its answer.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /health` | 200 while the daemon runs |
+//! | `GET /status` | the [`NodeStatus`] snapshot as JSON |
+//! | `GET /primary` | 200 on the node that holds the VIP with a healthy writable database, else 503 |
+//! | `GET /standby` | 200 on a healthy standby whose WAL receiver streams, else 503 |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /history` | the newest journal entries |
+//! | `POST /maintenance` | `{"on": bool}`, bearer token required |
 
+pub mod auth;
+pub mod checks;
+pub mod control;
 mod history;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+pub use auth::Token;
+pub use control::ApiCommand;
 
 use crate::daemon::status::NodeStatus;
 
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub status: watch::Receiver<NodeStatus>,
+    /// To the daemon loop.
+    pub commands: mpsc::Sender<ApiCommand>,
+    /// `None` without `api.token_file`: mutating endpoints answer 403.
+    pub token: Option<Token>,
+    pub metrics: Arc<Registry>,
+}
+
+impl FromRef<ApiState> for watch::Receiver<NodeStatus> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.status.clone()
+    }
+}
+
 /// Routes of the API.
-pub fn router(status: watch::Receiver<NodeStatus>, journal: PathBuf) -> Router {
+pub fn router(state: ApiState, journal: PathBuf) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status_json))
-        .with_state(status)
+        .route("/primary", get(primary))
+        .route("/standby", get(standby))
+        .route("/metrics", get(metrics))
+        .route("/maintenance", post(control::maintenance))
+        .with_state(state)
         .merge(history::routes(journal))
 }
 
@@ -30,7 +73,7 @@ pub fn router(status: watch::Receiver<NodeStatus>, journal: PathBuf) -> Router {
 /// ready), then serve them in the background.
 pub async fn start(
     listen: &[SocketAddr],
-    status: watch::Receiver<NodeStatus>,
+    state: ApiState,
     journal: PathBuf,
 ) -> anyhow::Result<()> {
     let mut listeners = Vec::with_capacity(listen.len());
@@ -41,7 +84,7 @@ pub async fn start(
         listeners.push(listener);
     }
     for listener in listeners {
-        let app = router(status.clone(), journal.clone());
+        let app = router(state.clone(), journal.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("HTTP API stopped: {e}");
@@ -59,4 +102,28 @@ async fn status_json(
     State(status): State<watch::Receiver<NodeStatus>>,
 ) -> (StatusCode, Json<NodeStatus>) {
     (StatusCode::OK, Json(status.borrow().clone()))
+}
+
+/// A role check as HAProxy wants it: 200 or 503, with the reason in the body.
+fn role_check(result: Result<(), String>, role: &str) -> (StatusCode, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, format!("{role}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not {role}: {why}\n")),
+    }
+}
+
+async fn primary(State(status): State<watch::Receiver<NodeStatus>>) -> (StatusCode, String) {
+    role_check(checks::primary(&status.borrow()), "primary")
+}
+
+async fn standby(State(status): State<watch::Receiver<NodeStatus>>) -> (StatusCode, String) {
+    role_check(checks::standby(&status.borrow()), "standby")
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(&state.metrics),
+    )
+        .into_response()
 }

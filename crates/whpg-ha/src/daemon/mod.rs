@@ -109,6 +109,11 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
     if config.database.monitor {
         preflight(&config)?;
     }
+    // A token others can read is no secret: refuse to start rather than serve with it.
+    let token = match &config.api.token_file {
+        Some(path) => Some(crate::api::Token::load_for_daemon(path)?),
+        None => None,
+    };
     let vips = VipManager::new().await.context("opening netlink")?;
     // Subscribe before looking anything up, so no change between the two is missed.
     let watcher = link::watch(&config.vrrp.interface).await.with_context(|| {
@@ -167,8 +172,19 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         }
     };
     let (status_tx, status_rx) = watch::channel(initial_status(&config));
+    let (commands_tx, commands_rx) = mpsc::channel(8);
+    let event_metrics = crate::metrics::EventMetrics::default();
     if !config.api.listen.is_empty() {
-        crate::api::start(&config.api.listen, status_rx, config.journal.path.clone()).await?;
+        let state = crate::api::ApiState {
+            metrics: std::sync::Arc::new(crate::metrics::registry(
+                status_rx.clone(),
+                &event_metrics,
+            )),
+            status: status_rx,
+            commands: commands_tx,
+            token,
+        };
+        crate::api::start(&config.api.listen, state, config.journal.path.clone()).await?;
     }
 
     let health = link::InterfaceHealth::new(&interface, Some(config.local.address));
@@ -199,6 +215,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
     };
     let mut runner = runner::Runner::new(config, config_path, node, io, supervision, status_tx);
     runner.set_journal(journal);
+    runner.set_api(commands_rx, event_metrics);
     runner.start().await;
     notify_ready();
     info!(
@@ -234,7 +251,7 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn initial_status(config: &Config) -> NodeStatus {
+pub(crate) fn initial_status(config: &Config) -> NodeStatus {
     NodeStatus {
         node: config.local.name.clone(),
         address: config.local.address,
@@ -268,6 +285,20 @@ fn notify_ready() {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!("could not notify systemd: {e}");
     }
+}
+
+/// A plausible status of a BACKUP node (for unit tests of its readers).
+#[cfg(test)]
+pub(crate) fn test_status() -> NodeStatus {
+    let text = "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
+                [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
+                [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
+                [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
+                data_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n";
+    let config = config::parse(text, Some("a")).expect("test configuration parses");
+    let mut status = initial_status(&config);
+    status.vrrp.state = "BACKUP".into();
+    status
 }
 
 #[cfg(test)]

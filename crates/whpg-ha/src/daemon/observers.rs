@@ -74,6 +74,7 @@ async fn local_database(config: Config, tx: mpsc::Sender<Input>) {
     let mut warner = Warner::new();
     loop {
         ticker.tick().await;
+        let started = tokio::time::Instant::now();
         let sample = match probe(&target, timeout).await {
             ProbeOutcome::Accepting => match observe(&params, timeout).await {
                 Ok(facts) => local_from_facts(&facts),
@@ -96,6 +97,7 @@ async fn local_database(config: Config, tx: mpsc::Sender<Input>) {
                 LocalSample::Down
             }
         };
+        crate::metrics::observe_probe("local", started.elapsed());
         if tx.send(Input::Local(sample)).await.is_err() {
             return;
         }
@@ -126,6 +128,7 @@ async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>)
     let mut warner = Warner::new();
     loop {
         ticker.tick().await;
+        let started = tokio::time::Instant::now();
         let sample = match probe(&target, timeout).await {
             ProbeOutcome::Accepting => match observe(&params, timeout).await {
                 Ok(facts) if facts.in_recovery => PeerSample::Standby,
@@ -152,6 +155,7 @@ async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>)
                 _ => PeerSample::DatabaseDown,
             },
         };
+        crate::metrics::observe_probe("peer", started.elapsed());
         if tx.send(Input::Peer(sample)).await.is_err() {
             return;
         }

@@ -30,6 +30,10 @@ use crate::net::link::{InterfaceHealth, LinkEvent};
 use crate::net::vip::{Change, Vip, VipManager};
 use crate::net::vrrp_socket::VrrpSocket;
 
+use super::status::WalReceiverStatus;
+use crate::api::ApiCommand;
+use crate::metrics::EventMetrics;
+
 /// Largest datagram we read: an IPv4 header with options plus the largest v2/v3 advert.
 const RECV_BUFFER: usize = 2048;
 /// At most one log line per reason per this period for dropped packets (counters see them all).
@@ -79,6 +83,14 @@ pub struct Runner {
     vips: VipManager,
     interface: InterfaceHealth,
     holds_vips: bool,
+    /// Commands from the HTTP API (taken by [`Runner::run`]).
+    commands: Option<mpsc::Receiver<ApiCommand>>,
+    metrics: EventMetrics,
+    /// The local standby's WAL receiver as last observed, for `/status` and `/standby`.
+    wal_receiver: Option<WalReceiverStatus>,
+    /// Start of the running promotion attempt, and the mastership it serves (Unix ms).
+    promotion_started: Option<Instant>,
+    failover_from_unix_ms: Option<u64>,
     status: NodeStatus,
     status_tx: watch::Sender<NodeStatus>,
     drop_logged: std::collections::HashMap<&'static str, Instant>,
@@ -117,6 +129,11 @@ impl Runner {
             vips,
             interface,
             holds_vips: false,
+            commands: None,
+            metrics: EventMetrics::default(),
+            wal_receiver: None,
+            promotion_started: None,
+            failover_from_unix_ms: None,
             status,
             status_tx,
             drop_logged: Default::default(),
@@ -149,6 +166,12 @@ impl Runner {
         &self.config.local.name
     }
 
+    /// Serve the HTTP API's commands and record into its metrics.
+    pub fn set_api(&mut self, commands: mpsc::Receiver<ApiCommand>, metrics: EventMetrics) {
+        self.commands = Some(commands);
+        self.metrics = metrics;
+    }
+
     /// Leave Initialize; with the link down or our address missing the instance starts in FAULT.
     pub async fn start(&mut self) {
         let now = Instant::now();
@@ -178,6 +201,7 @@ impl Runner {
         mut links: mpsc::Receiver<LinkEvent>,
         mut inputs: Option<mpsc::Receiver<Input>>,
     ) -> anyhow::Result<()> {
+        let mut commands = self.commands.take();
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
@@ -213,6 +237,10 @@ impl Runner {
                     }
                     self.send_due_garps(now);
                 }
+                command = recv_command(&mut commands) => match command {
+                    Some(command) => self.api_command(command).await,
+                    None => commands = None,
+                },
                 event = links.recv(), if links_open => match event {
                     Some(event) => self.on_link_event(event).await,
                     None => {
@@ -347,6 +375,15 @@ impl Runner {
             let entry = self.entry(Kind::Observation, "the local postmaster exited");
             self.record(Some(("database", "postmaster exited (pidfd)")), entry);
         }
+        if let Input::Local(sample) = &input {
+            self.wal_receiver = match sample {
+                whpg_policy::LocalSample::Standby {
+                    wal_receiver: Some(wal),
+                    ..
+                } => Some(WalReceiverStatus::from_sample(wal)),
+                _ => None,
+            };
+        }
         self.pending.push_back(input);
         self.drain_policy(now).await;
         self.send_due_garps(now);
@@ -401,6 +438,7 @@ impl Runner {
     }
 
     async fn decide(&mut self, decision: Decision, now: Instant) {
+        self.measure(&decision, now);
         match decision {
             Decision::SetPriority(priority) => {
                 debug!("policy: priority {priority}");
@@ -648,11 +686,76 @@ impl Runner {
         }
     }
 
+    /// Promotion and failover metrics from the policy's decisions.
+    fn measure(&mut self, decision: &Decision, now: Instant) {
+        match decision {
+            Decision::Promote { attempt } => {
+                self.metrics.promotions_started.inc();
+                self.promotion_started = Some(now);
+                if *attempt == 1 && self.instance.state() == State::Master {
+                    self.failover_from_unix_ms = Some(self.status.vrrp.since_unix_ms);
+                }
+            }
+            Decision::Notice(Notice::PromotionSucceeded { .. } | Notice::PromotionFailed { .. }) => {
+                if matches!(decision, Decision::Notice(Notice::PromotionSucceeded { .. })) {
+                    self.metrics.promotions_succeeded.inc();
+                } else {
+                    self.metrics.promotions_failed.inc();
+                }
+                if let Some(started) = self.promotion_started.take() {
+                    let took = now.saturating_duration_since(started);
+                    self.metrics.promotion_duration.observe(took.as_secs_f64());
+                }
+            }
+            Decision::InstallVip => {
+                if let Some(from) = self.failover_from_unix_ms.take() {
+                    let now_ms = super::status::unix_ms(std::time::SystemTime::now());
+                    let took = now_ms.saturating_sub(from) as f64 / 1000.0;
+                    self.metrics.failover_duration.observe(took);
+                }
+            }
+            Decision::RemoveVip | Decision::Resign => self.failover_from_unix_ms = None,
+            _ => {}
+        }
+    }
+
+    /// A command from the HTTP API; the answer goes back on its reply channel.
+    async fn api_command(&mut self, command: ApiCommand) {
+        match command {
+            ApiCommand::Maintenance { on, reply } => {
+                if self.supervision.is_none() {
+                    let _ = reply.send(Err("database.monitor = false: there is no automatic \
+                                            failover to suspend"
+                        .into()));
+                    return;
+                }
+                let text = if on {
+                    "maintenance mode on: no automatic failover until it is turned off"
+                } else {
+                    "maintenance mode off: automatic failover enabled"
+                };
+                warn!("{text} (requested through the API)");
+                let entry = self
+                    .entry(Kind::Decision, text)
+                    .with("maintenance", on);
+                self.record(Some(("maintenance", text)), entry);
+                self.policy_input(Input::Maintenance(on), Instant::now())
+                    .await;
+                let now_on = self
+                    .supervision
+                    .as_ref()
+                    .is_some_and(|s| s.policy.status().maintenance);
+                let _ = reply.send(Ok(now_on));
+            }
+        }
+    }
+
     fn publish(&mut self, now: Instant) {
         self.status
             .update_from(&self.instance, self.holds_vips, now);
         if let Some(supervision) = &self.supervision {
-            self.status.update_database(&supervision.policy.status());
+            self.status
+                .update_database(&supervision.policy.status(), self.wal_receiver.clone());
         }
         self.status_tx.send_replace(self.status.clone());
     }
@@ -673,6 +776,13 @@ impl VipOutcome {
             Change::Done => self.changed.push(address),
             Change::Unchanged => self.unchanged.push(address),
         }
+    }
+}
+
+async fn recv_command(commands: &mut Option<mpsc::Receiver<ApiCommand>>) -> Option<ApiCommand> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

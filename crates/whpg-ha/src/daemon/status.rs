@@ -41,6 +41,27 @@ pub struct DatabaseStatus {
     pub promotion_gave_up: bool,
     /// Why a promotion is being held back right now, if it is.
     pub promotion_hold: Option<String>,
+    /// The local standby's WAL receiver, from the latest probe (absent on a primary, or when the
+    /// standby could not be queried).
+    pub wal_receiver: Option<WalReceiverStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WalReceiverStatus {
+    /// `pg_stat_wal_receiver.status = 'streaming'`.
+    pub streaming: bool,
+    /// Age of the last message from the primary when the sample was taken.
+    pub last_message_ms_ago: Option<u64>,
+}
+
+impl WalReceiverStatus {
+    /// From the observation the policy gets.
+    pub fn from_sample(wal: &whpg_policy::WalReceiver) -> WalReceiverStatus {
+        WalReceiverStatus {
+            streaming: wal.streaming,
+            last_message_ms_ago: wal.last_message_age.map(|a| a.as_millis() as u64),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -132,7 +153,11 @@ impl NodeStatus {
         });
     }
 
-    pub fn update_database(&mut self, policy: &whpg_policy::PolicyStatus) {
+    pub fn update_database(
+        &mut self,
+        policy: &whpg_policy::PolicyStatus,
+        wal_receiver: Option<WalReceiverStatus>,
+    ) {
         self.database = Some(DatabaseStatus {
             role: match policy.local_role {
                 Some(whpg_policy::DbRole::Primary) => "primary",
@@ -149,6 +174,7 @@ impl NodeStatus {
             promoting: policy.promoting,
             promotion_gave_up: policy.promotion_gave_up,
             promotion_hold: policy.hold.map(|h| format!("{h:?}")),
+            wal_receiver,
         });
     }
 

@@ -1,0 +1,115 @@
+//! `/primary` and `/standby`: role checks for load balancers (HAProxy `option httpchk`) and
+//! monitoring. 200 when this node is that role and fit to serve it, 503 otherwise; the body says
+//! why in one line.
+
+use crate::daemon::status::NodeStatus;
+
+/// This node is where writes must go: it holds the virtual address and (when the database is
+/// monitored) its database is a healthy primary that is neither fenced nor an old primary.
+pub fn primary(status: &NodeStatus) -> Result<(), String> {
+    if !status.holds_vips {
+        return Err("does not hold the virtual address".into());
+    }
+    let Some(db) = &status.database else {
+        // database.monitor = false: the virtual address is all there is.
+        return Ok(());
+    };
+    if db.role != "primary" {
+        return Err(format!("database role is {}", db.role));
+    }
+    if !db.healthy {
+        return Err("database is not healthy".into());
+    }
+    if let Some(reason) = &db.fenced {
+        return Err(format!("database is fenced ({reason})"));
+    }
+    if db.needs_rejoin {
+        return Err("database is an old primary that needs rejoin".into());
+    }
+    Ok(())
+}
+
+/// This node's database is a healthy standby whose WAL receiver is streaming. Never true with
+/// `database.monitor = false` (nothing is known about the database).
+pub fn standby(status: &NodeStatus) -> Result<(), String> {
+    let Some(db) = &status.database else {
+        return Err("database.monitor = false: the database is not watched".into());
+    };
+    if db.role != "standby" {
+        return Err(format!("database role is {}", db.role));
+    }
+    if !db.healthy {
+        return Err("database is not healthy".into());
+    }
+    if let Some(reason) = &db.fenced {
+        return Err(format!("database is fenced ({reason})"));
+    }
+    match &db.wal_receiver {
+        Some(wal) if wal.streaming => Ok(()),
+        Some(_) => Err("WAL receiver is not streaming".into()),
+        None => Err("no WAL receiver (or it could not be queried)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::status::{DatabaseStatus, WalReceiverStatus};
+
+    fn db(role: &str, healthy: bool, streaming: Option<bool>) -> DatabaseStatus {
+        DatabaseStatus {
+            role: role.into(),
+            healthy,
+            timeline: Some(1),
+            needs_rejoin: false,
+            fenced: None,
+            isolated: false,
+            maintenance: false,
+            promoting: false,
+            promotion_gave_up: false,
+            promotion_hold: None,
+            wal_receiver: streaming.map(|streaming| WalReceiverStatus {
+                streaming,
+                last_message_ms_ago: Some(10),
+            }),
+        }
+    }
+
+    fn node(holds_vips: bool, database: Option<DatabaseStatus>) -> NodeStatus {
+        let mut status = crate::daemon::test_status();
+        status.holds_vips = holds_vips;
+        status.database = database;
+        status
+    }
+
+    #[test]
+    fn primary_needs_the_vip_and_a_healthy_writable_database() {
+        assert!(primary(&node(true, Some(db("primary", true, None)))).is_ok());
+        assert!(primary(&node(false, Some(db("primary", true, None)))).is_err());
+        assert!(primary(&node(true, Some(db("standby", true, Some(true))))).is_err());
+        assert!(primary(&node(true, Some(db("primary", false, None)))).is_err());
+        let mut fenced = db("primary", true, None);
+        fenced.fenced = Some("Isolated".into());
+        assert!(primary(&node(true, Some(fenced))).is_err());
+        let mut old = db("primary", true, None);
+        old.needs_rejoin = true;
+        assert!(primary(&node(true, Some(old))).is_err());
+    }
+
+    #[test]
+    fn without_database_monitoring_primary_is_holding_the_vip() {
+        assert!(primary(&node(true, None)).is_ok());
+        assert!(primary(&node(false, None)).is_err());
+        assert!(standby(&node(false, None)).is_err());
+    }
+
+    #[test]
+    fn standby_needs_a_healthy_streaming_standby() {
+        assert!(standby(&node(false, Some(db("standby", true, Some(true))))).is_ok());
+        assert!(standby(&node(false, Some(db("standby", true, Some(false))))).is_err());
+        assert!(standby(&node(false, Some(db("standby", true, None)))).is_err());
+        assert!(standby(&node(false, Some(db("standby", false, Some(true))))).is_err());
+        assert!(standby(&node(false, Some(db("primary", true, None)))).is_err());
+        assert!(standby(&node(false, Some(db("unknown", false, None)))).is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! `whpg-ha status`: asks every node's daemon for its `/status` and shows the pair in one table
+//! (or one JSON document). A node that does not answer is shown as unreachable; that is the
+//! answer, not an error.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{for_each_node, load_config, targets, Target, REQUEST_TIMEOUT};
+use crate::cli::StatusArgs;
+use crate::client::{send, Request};
+use crate::daemon::status::unix_ms;
+
+/// What one node said (or why it said nothing).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub address: String,
+    pub api: String,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The daemon's `/status` as it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PairReport {
+    pub at_unix_ms: u64,
+    pub nodes: Vec<NodeReport>,
+}
+
+pub fn status_command(args: &StatusArgs) -> ExitCode {
+    let config = match load_config(
+        &args.client.config.config,
+        args.client.config.node.as_deref(),
+    ) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let targets = match targets(&config) {
+        Ok(targets) => targets,
+        Err(e) => {
+            eprintln!("whpg-ha status: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    loop {
+        let report = ask_all(&targets);
+        let text = if args.client.json {
+            serde_json::to_string_pretty(&report).expect("a report serializes") + "\n"
+        } else {
+            render_table(&report)
+        };
+        if args.watch {
+            // Clear the terminal and draw again from the top.
+            println!("\x1b[H\x1b[2J{text}(refreshing every second; Ctrl-C to stop)");
+        } else {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Every node's `/status`, asked in parallel, each bounded by [`REQUEST_TIMEOUT`].
+pub fn ask_all(targets: &[Target]) -> PairReport {
+    let nodes = for_each_node(targets, |target| {
+        let mut report = NodeReport {
+            node: target.node.name.clone(),
+            address: target.node.address.to_string(),
+            api: format!("http://{}/status", target.api),
+            reachable: false,
+            error: None,
+            status: None,
+        };
+        match send(target.api, &Request::get("/status"), REQUEST_TIMEOUT) {
+            Ok(response) if response.status == 200 => match serde_json::from_str(&response.body) {
+                Ok(value) => {
+                    report.reachable = true;
+                    report.status = Some(value);
+                }
+                Err(e) => report.error = Some(format!("unreadable /status: {e}")),
+            },
+            Ok(response) => report.error = Some(format!("HTTP {}", response.status)),
+            Err(e) => report.error = Some(e.to_string()),
+        }
+        report
+    });
+    PairReport {
+        at_unix_ms: unix_ms(SystemTime::now()),
+        nodes,
+    }
+}
+
+const HEADER: [&str; 11] = [
+    "NODE",
+    "ADDRESS",
+    "VRRP",
+    "PRIO",
+    "DB",
+    "HEALTHY",
+    "VIP",
+    "MAINT",
+    "REPLICATION",
+    "SINCE",
+    "NOTES",
+];
+
+/// The report as an aligned text table.
+pub fn render_table(report: &PairReport) -> String {
+    let rows: Vec<[String; 11]> = report
+        .nodes
+        .iter()
+        .map(|node| row(node, report.at_unix_ms))
+        .collect();
+    let mut widths = HEADER.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let header = HEADER.map(str::to_string);
+    for cells in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text += line.join("  ").trim_end();
+        text += "\n";
+    }
+    text
+}
+
+fn yes_no(value: &Value) -> String {
+    match value.as_bool() {
+        Some(true) => "yes".into(),
+        Some(false) => "no".into(),
+        None => "-".into(),
+    }
+}
+
+fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
+    let dash = || "-".to_string();
+    let Some(status) = &node.status else {
+        let why = node.error.clone().unwrap_or_default();
+        return [
+            node.node.clone(),
+            node.address.clone(),
+            "UNREACHABLE".into(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            dash(),
+            why,
+        ];
+    };
+    let vrrp = &status["vrrp"];
+    let db = &status["database"];
+    let monitored = !db.is_null();
+    let replication = match &db["wal_receiver"] {
+        Value::Null if db["role"] == "standby" => "no WAL receiver".to_string(),
+        Value::Null => dash(),
+        wal => {
+            let state = if wal["streaming"] == true {
+                "streaming"
+            } else {
+                "not streaming"
+            };
+            match wal["last_message_ms_ago"].as_u64() {
+                Some(ms) => format!("{state}, last msg {ms} ms ago"),
+                None => state.to_string(),
+            }
+        }
+    };
+    let mut notes = Vec::new();
+    if db["needs_rejoin"] == true {
+        notes.push("needs rejoin".to_string());
+    }
+    if let Some(fenced) = db["fenced"].as_str() {
+        notes.push(format!("fenced ({fenced})"));
+    }
+    if db["promoting"] == true {
+        notes.push("promoting".into());
+    }
+    if db["promotion_gave_up"] == true {
+        notes.push("promotion gave up".into());
+    }
+    if db["isolated"] == true {
+        notes.push("isolated".into());
+    }
+    if let Some(hold) = db["promotion_hold"].as_str() {
+        notes.push(format!("promotion held: {hold}"));
+    }
+    if let Some(faults) = vrrp["faults"].as_array() {
+        for fault in faults.iter().filter_map(Value::as_str) {
+            notes.push(format!("fault: {fault}"));
+        }
+    }
+    let since = vrrp["since_unix_ms"]
+        .as_u64()
+        .map(|at| format!("{} ago", age(now_ms.saturating_sub(at))))
+        .unwrap_or_else(dash);
+    [
+        node.node.clone(),
+        node.address.clone(),
+        vrrp["state"].as_str().unwrap_or("?").to_string(),
+        vrrp["priority"]
+            .as_u64()
+            .map_or_else(dash, |p| p.to_string()),
+        if monitored {
+            db["role"].as_str().unwrap_or("?").to_string()
+        } else {
+            "not monitored".into()
+        },
+        if monitored {
+            yes_no(&db["healthy"])
+        } else {
+            dash()
+        },
+        yes_no(&status["holds_vips"]),
+        if monitored {
+            yes_no(&db["maintenance"])
+        } else {
+            dash()
+        },
+        replication,
+        since,
+        notes.join("; "),
+    ]
+}
+
+/// `1d2h`, `3h4m`, `5m6s`, `7s` — two units at most.
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else if m > 0 {
+        format!("{m}m{}s", s % 60)
+    } else {
+        format!("{}s", s % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age(999), "0s");
+        assert_eq!(age(61_000), "1m1s");
+        assert_eq!(age(3_600_000 * 5 + 60_000 * 7), "5h7m");
+        assert_eq!(age(86_400_000 * 2 + 3_600_000), "2d1h");
+    }
+
+    #[test]
+    fn a_table_shows_a_reachable_and_an_unreachable_node() {
+        let status = serde_json::to_value(crate::daemon::test_status()).unwrap();
+        let report = PairReport {
+            at_unix_ms: status["vrrp"]["since_unix_ms"].as_u64().unwrap() + 5_000,
+            nodes: vec![
+                NodeReport {
+                    node: "a".into(),
+                    address: "10.77.0.11".into(),
+                    api: String::new(),
+                    reachable: true,
+                    error: None,
+                    status: Some(status),
+                },
+                NodeReport {
+                    node: "b".into(),
+                    address: "10.77.0.12".into(),
+                    api: String::new(),
+                    reachable: false,
+                    error: Some("no answer within 1s".into()),
+                    status: None,
+                },
+            ],
+        };
+        let table = render_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("NODE"), "{table}");
+        assert!(
+            lines[1].contains("BACKUP") && lines[1].contains("5s ago"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("UNREACHABLE") && lines[2].contains("no answer"),
+            "{table}"
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! The operator's side of the daemon in the namespace lab: `/primary` and `/standby` through a
+//! database-crash failover, the bearer token on `POST /maintenance`, maintenance mode holding
+//! back a failover, and the `status` / `maintenance` commands run on a lab host.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::daemon::{api_get, pair_config, start_daemon, status, PairSettings, API_PORT};
+use common::in_netns;
+use common::pg::{db_pair_config, pg_pair, DbPairSettings, VIP};
+use serde_json::Value;
+use whpg_ha::client::{send, Request, Response};
+use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
+
+const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
+const TOKEN: &str = "lab-token-0123456789abcdef";
+
+struct Pair {
+    n1: Host,
+    n2: Host,
+    primary: PgNode,
+    standby: PgNode,
+}
+
+fn pair(lab: &Lab) -> Pair {
+    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
+    let n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
+    let (primary, standby) = pg_pair(lab, &n1, &n2);
+    Pair {
+        n1,
+        n2,
+        primary,
+        standby,
+    }
+}
+
+fn nodes() -> Vec<(&'static str, &'static str, u8)> {
+    vec![("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)]
+}
+
+/// A token file in the lab directory with `mode`.
+fn token_file(lab: &Lab, mode: u32) -> PathBuf {
+    let path = lab
+        .write_file(&format!("token-{mode:o}"), &format!("{TOKEN}\n"))
+        .expect("writing the token file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+/// The API on every address of the host (so the CLI on one host reaches the other), with a token.
+fn with_api(config: String, token: Option<&PathBuf>) -> String {
+    let loopback = format!("[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
+    assert!(
+        config.contains(&loopback),
+        "unexpected lab configuration:\n{config}"
+    );
+    let mut api = format!("[api]\nlisten = [\"0.0.0.0:{API_PORT}\"]\n");
+    if let Some(path) = token {
+        api += &format!("token_file = \"{}\"\n", path.display());
+    }
+    config.replace(&loopback, &api)
+}
+
+fn start_pair(lab: &Lab, p: &Pair, token: Option<&PathBuf>) -> (Process, Process) {
+    let settings = DbPairSettings::default();
+    let d1 = start_daemon(
+        lab,
+        &p.n1,
+        "n1",
+        &with_api(db_pair_config(&settings, &p.primary, &nodes()), token),
+    );
+    let d2 = start_daemon(
+        lab,
+        &p.n2,
+        "n2",
+        &with_api(db_pair_config(&settings, &p.standby, &nodes()), token),
+    );
+    (d1, d2)
+}
+
+fn dump_logs(daemons: &[&Process]) -> String {
+    daemons
+        .iter()
+        .map(|d| d.log_contents())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
+fn wait_logged(what: &str, limit: Duration, daemons: &[&Process], f: impl FnMut() -> bool) {
+    wait_until(limit, Duration::from_millis(20), what, f)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", dump_logs(daemons)));
+}
+
+/// The HTTP status of `GET path` on the host's API, `None` when it does not answer.
+fn code(host: &Host, path: &str) -> Option<u16> {
+    api_get(host, path).map(|(code, _)| code)
+}
+
+/// A request with the library's client from inside the host's namespace.
+fn request(host: &Host, request: Request<'_>) -> Response {
+    in_netns(host.netns(), || {
+        send(
+            ([127, 0, 0, 1], API_PORT).into(),
+            &request,
+            Duration::from_secs(3),
+        )
+    })
+    .expect("the API answers")
+}
+
+/// The pair settled: n1 serves the VIP, n2 is a streaming standby as `/standby` sees it.
+fn settle(p: &Pair, logs: &[&Process]) {
+    wait_logged("VIP on n1", Duration::from_secs(20), logs, || {
+        p.n1.has_address(VIP)
+    });
+    wait_logged("/primary on n1", Duration::from_secs(10), logs, || {
+        code(&p.n1, "/primary") == Some(200)
+    });
+    wait_logged("/standby on n2", Duration::from_secs(10), logs, || {
+        code(&p.n2, "/standby") == Some(200)
+    });
+}
+
+/// `/primary` and `/standby` of both nodes, asked at the same moment.
+fn sample(p: &Pair) -> [Option<u16>; 4] {
+    std::thread::scope(|s| {
+        let a = s.spawn(|| code(&p.n1, "/primary"));
+        let b = s.spawn(|| code(&p.n2, "/primary"));
+        let c = s.spawn(|| code(&p.n1, "/standby"));
+        let d = s.spawn(|| code(&p.n2, "/standby"));
+        [a, b, c, d].map(|h| h.join().expect("sampler"))
+    })
+}
+
+#[test]
+fn primary_answers_on_exactly_one_node_through_a_database_crash_failover() {
+    let lab = lab_or_skip!("api_primary", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p, None);
+    let logs = [&d1, &d2];
+    settle(&p, &logs);
+    let before = sample(&p);
+    assert_eq!(
+        before,
+        [Some(200), Some(503), Some(503), Some(200)],
+        "[n1 /primary, n2 /primary, n1 /standby, n2 /standby] before the crash"
+    );
+
+    p.primary.kill9().expect("kill -9 the primary's postmaster");
+    let crash = Instant::now();
+    let mut samples = Vec::new();
+    let mut settled_at = None;
+    while crash.elapsed() < Duration::from_secs(25) {
+        let s = sample(&p);
+        let (n1, n2) = (s[0] == Some(200), s[1] == Some(200));
+        assert!(
+            !(n1 && n2),
+            "both nodes answered 200 on /primary {:?} after the crash\n{}",
+            crash.elapsed(),
+            dump_logs(&logs)
+        );
+        samples.push((crash.elapsed(), s));
+        if n2 && settled_at.is_none() {
+            settled_at = Some(crash.elapsed());
+        }
+        // Keep sampling a while after the switch: the old node must not come back.
+        if settled_at.is_some_and(|at| crash.elapsed() > at + Duration::from_secs(2)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(switched) = settled_at else {
+        panic!("/primary never answered 200 on n2\n{}", dump_logs(&logs));
+    };
+    let neither = samples
+        .iter()
+        .filter(|(_, s)| s[0] != Some(200) && s[1] != Some(200))
+        .count();
+    println!(
+        "/primary moved to n2 {switched:?} after the crash; {} samples, {neither} with no primary",
+        samples.len()
+    );
+    assert!(
+        !p.standby.is_in_recovery().expect("query n2"),
+        "n2 was promoted"
+    );
+    // After the failover: n2 is the primary; n1's database is down and n2 has no standby, so no
+    // node is a standby.
+    let after = sample(&p);
+    assert_eq!(
+        after,
+        [Some(503), Some(200), Some(503), Some(503)],
+        "[n1 /primary, n2 /primary, n1 /standby, n2 /standby] after the failover"
+    );
+    let (_, body) = api_get(&p.n1, "/primary").expect("n1 answers");
+    assert!(body.starts_with("not primary"), "{body}");
+
+    // The metrics counted the promotion and timed the failover.
+    let (metrics_code, metrics) = api_get(&p.n2, "/metrics").expect("n2 /metrics");
+    assert_eq!(metrics_code, 200);
+    for line in [
+        "whpg_ha_vrrp_state{state=\"MASTER\"} 1",
+        "whpg_ha_vip_held 1",
+        "whpg_ha_database_role{role=\"primary\"} 1",
+        "whpg_ha_promotions_started_total 1",
+        "whpg_ha_promotions_succeeded_total 1",
+        "whpg_ha_failover_duration_seconds_count 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} missing from n2's /metrics:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("whpg_ha_probe_duration_seconds_count{target=\"local\"}"),
+        "{metrics}"
+    );
+}
+
+fn maintenance_request(host: &Host, on: bool, bearer: Option<&str>) -> Response {
+    let body = format!("{{\"on\": {on}}}");
+    request(host, Request::post_json("/maintenance", &body, bearer))
+}
+
+fn cli(host: &Host, lab: &Lab, node: &str, args: &[&str]) -> (bool, String, String) {
+    let config = lab.dir().join(format!("{node}.toml"));
+    let config = config.to_string_lossy().into_owned();
+    let mut argv = vec![env!("CARGO_BIN_EXE_whpg-ha")];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--config", config.as_str(), "--node", node]);
+    let output = host
+        .exec_timeout(&argv, Duration::from_secs(15))
+        .expect("running the CLI");
+    (
+        output.success(),
+        output.stdout.clone(),
+        output.stderr.clone(),
+    )
+}
+
+fn maintenance_of(host: &Host) -> Value {
+    status(host)
+        .map(|s| s["database"]["maintenance"].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn maintenance_needs_the_token_and_holds_back_a_failover_on_a_database_crash() {
+    let lab = lab_or_skip!("api_maintenance", PREREQUISITES);
+    let p = pair(&lab);
+    let token = token_file(&lab, 0o600);
+    let (d1, d2) = start_pair(&lab, &p, Some(&token));
+    let logs = [&d1, &d2];
+    settle(&p, &logs);
+
+    // Without the token, with a wrong one, then with the right one.
+    assert_eq!(maintenance_request(&p.n2, true, None).status, 401);
+    assert_eq!(
+        maintenance_request(&p.n2, true, Some("not-the-token")).status,
+        401
+    );
+    assert_eq!(maintenance_of(&p.n2), false);
+    let ok = maintenance_request(&p.n2, true, Some(TOKEN));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(maintenance_of(&p.n2), true);
+    let ok = maintenance_request(&p.n2, false, Some(TOKEN));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(maintenance_of(&p.n2), false);
+
+    // `whpg-ha status` on n1 sees both nodes across the lab network.
+    let (ok, json, stderr) = cli(&p.n1, &lab, "n1", &["status", "--json"]);
+    assert!(ok, "status --json failed: {stderr}");
+    let report: Value = serde_json::from_str(&json).expect("status --json prints JSON");
+    let nodes = report["nodes"].as_array().expect("nodes");
+    let states: Vec<(String, String, bool)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or("?").to_string(),
+                n["status"]["vrrp"]["state"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                n["status"]["holds_vips"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("n1".to_string(), "MASTER".to_string(), true),
+            ("n2".to_string(), "BACKUP".to_string(), false)
+        ],
+        "{json}"
+    );
+    let (ok, table, stderr) = cli(&p.n2, &lab, "n2", &["status"]);
+    assert!(ok, "status failed: {stderr}");
+    println!("whpg-ha status on n2:\n{table}");
+    assert!(table.lines().count() == 3, "{table}");
+
+    // Maintenance on through the CLI, on both nodes.
+    let (ok, out, stderr) = cli(&p.n1, &lab, "n1", &["maintenance", "on"]);
+    assert!(ok, "maintenance on failed: {out}{stderr}");
+    println!("whpg-ha maintenance on:\n{out}");
+    assert_eq!(maintenance_of(&p.n1), true);
+    assert_eq!(maintenance_of(&p.n2), true);
+
+    // A database crash now is not failed over.
+    p.primary.kill9().expect("kill -9 the primary's postmaster");
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        p.standby.is_in_recovery().expect("query n2"),
+        "n2 was promoted in maintenance mode\n{}",
+        dump_logs(&logs)
+    );
+    assert!(
+        !p.n2.has_address(VIP),
+        "n2 took the VIP in maintenance mode"
+    );
+    assert_eq!(code(&p.n2, "/primary"), Some(503));
+}
+
+#[test]
+fn a_token_file_readable_by_others_keeps_the_daemon_from_starting() {
+    let lab = lab_or_skip!("api_token_mode", &[]);
+    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
+    let loose = token_file(&lab, 0o644);
+    let config = with_api(
+        pair_config(
+            &PairSettings::fast(),
+            &[("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)],
+        ),
+        Some(&loose),
+    );
+    let daemon = start_daemon(&lab, &n1, "n1", &config);
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("the daemon exits");
+    assert!(!exit.success(), "the daemon ran with a readable token file");
+    let log = daemon.log_contents();
+    assert!(
+        log.contains("api.token_file")
+            && log.contains("chmod 600")
+            && log.contains(&loose.display().to_string()),
+        "{log}"
+    );
+    assert!(
+        !log.contains(TOKEN),
+        "the token leaked into the log:\n{log}"
+    );
+}
