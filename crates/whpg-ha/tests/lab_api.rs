@@ -148,6 +148,14 @@ fn primary_answers_on_exactly_one_node_through_a_database_crash_failover() {
         [Some(200), Some(503), Some(503), Some(200)],
         "[n1 /primary, n2 /primary, n1 /standby, n2 /standby] before the crash"
     );
+    // No api.token_file here: mutating endpoints are disabled, whatever is presented.
+    let refused = maintenance_request(&p.n2, true, Some(TOKEN));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("no api.token_file configured"),
+        "{}",
+        refused.body
+    );
 
     p.primary.kill9().expect("kill -9 the primary's postmaster");
     let crash = Instant::now();
