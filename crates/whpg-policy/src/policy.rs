@@ -90,6 +90,13 @@ pub enum Input {
     /// The promotion command finished and the result was verified with a real write (`Ok`
     /// carries the new timeline), or it failed, timed out, or could not be verified.
     PromotionFinished(Result<Option<u32>, String>),
+    /// Planned switchover, old primary: leave the election for good (until this database is
+    /// rebuilt as a standby); the operator stops the database cleanly next.
+    Demote,
+    /// Planned switchover, new primary: the old primary has stopped cleanly and everything up to
+    /// its shutdown checkpoint has arrived here, so promote now, past maintenance and the
+    /// live-primary guard (the operator's tooling checked what they protect against).
+    PlannedPromotion,
     /// Time passed; re-evaluate deadlines.
     Tick,
 }
@@ -136,6 +143,12 @@ pub enum Notice {
         local_timeline: u32,
         peer_timeline: u32,
     },
+    /// A planned promotion cannot start; the reason says why.
+    PlannedPromotionRefused(&'static str),
+    /// This node left the election for a planned switchover.
+    Demoted,
+    /// The local database is a healthy standby again (rebuilt): back in service.
+    Rejoined,
     Isolated,
     IsolationEnded,
 }
@@ -202,6 +215,8 @@ pub struct PolicyStatus {
     pub local_timeline: Option<u32>,
     pub needs_rejoin: bool,
     pub fenced: Option<FenceReason>,
+    /// Out of the election after a planned switchover, until rebuilt as a standby.
+    pub demoted: bool,
     pub isolated: bool,
     pub maintenance: bool,
     pub promoting: bool,
@@ -222,6 +237,8 @@ pub struct Policy {
     promotion: Promotion,
     needs_rejoin: bool,
     fenced: Option<FenceReason>,
+    /// Left the election for a planned switchover.
+    demoted: bool,
     startup_done: bool,
     sent: Sent,
 }
@@ -240,6 +257,7 @@ impl Policy {
             promotion: Promotion::Idle,
             needs_rejoin: false,
             fenced: None,
+            demoted: false,
             startup_done: false,
             sent: Sent::default(),
         }
@@ -269,6 +287,13 @@ impl Policy {
             Input::Maintenance(on) => self.maintenance = on,
             Input::BasePriority(priority) => self.config.base_priority = priority,
             Input::PromotionFinished(result) => self.promotion_finished(result, now, &mut out),
+            Input::Demote => {
+                if !self.demoted {
+                    self.demoted = true;
+                    out.push(Decision::Notice(Notice::Demoted));
+                }
+            }
+            Input::PlannedPromotion => self.planned_promotion(&mut out),
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
@@ -309,6 +334,7 @@ impl Policy {
             local_timeline: self.local.timeline,
             needs_rejoin: self.needs_rejoin,
             fenced: self.fenced,
+            demoted: self.demoted,
             isolated: self.sent.isolated,
             maintenance: self.maintenance,
             promoting: matches!(
@@ -318,6 +344,27 @@ impl Policy {
             promotion_gave_up: self.promotion == Promotion::GaveUp,
             hold: self.sent.hold,
             vip: self.sent.vip,
+        }
+    }
+
+    fn planned_promotion(&mut self, out: &mut Vec<Decision>) {
+        let refused = if self.vrrp != State::Master {
+            Some("this node is not the VRRP master yet")
+        } else if !self.local.is_healthy(DbRole::Standby) {
+            Some("the local database is not a healthy standby")
+        } else if self.needs_rejoin || self.fenced.is_some() || self.demoted {
+            Some("this node is fenced or waiting for a rejoin")
+        } else if matches!(self.promotion, Promotion::Running { .. }) {
+            Some("a promotion is already running")
+        } else {
+            None
+        };
+        match refused {
+            Some(reason) => out.push(Decision::Notice(Notice::PlannedPromotionRefused(reason))),
+            None => {
+                self.promotion = Promotion::Running { attempt: 1 };
+                out.push(Decision::Promote { attempt: 1 });
+            }
         }
     }
 
@@ -371,6 +418,17 @@ impl Policy {
             if self.local.settled() && (self.peer.observed || grace_over) {
                 self.startup_done = true;
             }
+        }
+
+        // A database rebuilt as a healthy standby (a rejoin) is in service again, whatever made
+        // it leave: an older timeline, a fence, a planned demotion.
+        if (self.needs_rejoin || self.fenced.is_some() || self.demoted)
+            && self.local.is_healthy(DbRole::Standby)
+        {
+            self.needs_rejoin = false;
+            self.fenced = None;
+            self.demoted = false;
+            out.push(Decision::Notice(Notice::Rejoined));
         }
 
         // Fencing is carried out last, after the VIP is gone: clients must not be sent to a
@@ -467,7 +525,8 @@ impl Policy {
 
         // Faults: Admin keeps the instance out of the election (start-up gate, old primary,
         // fenced); Health resigns on a failed database; Isolation drops the VIP of a cut-off node.
-        let admin = !self.startup_done || self.needs_rejoin || self.fenced.is_some();
+        let admin =
+            !self.startup_done || self.needs_rejoin || self.fenced.is_some() || self.demoted;
         let db_failed = self.local.observed && !self.local.healthy;
         let health = self.startup_done
             && !self.maintenance
@@ -505,6 +564,7 @@ impl Policy {
             && !matches!(self.promotion, Promotion::Running { .. })
             && self.local.is_healthy(DbRole::Primary)
             && !self.needs_rejoin
+            && !self.demoted
             && self.fenced.is_none()
             && !isolated;
         if vip != self.sent.vip {
@@ -532,6 +592,7 @@ impl Policy {
             && self.startup_done
             && self.local.is_healthy(DbRole::Standby)
             && !self.needs_rejoin
+            && !self.demoted
             && self.fenced.is_none();
         let attempt = match self.promotion {
             Promotion::Running { .. } | Promotion::GaveUp => return None,

@@ -624,3 +624,52 @@ fn the_database_turning_primary_during_promotion_is_no_fault() {
     let out = run.at(800, Input::PromotionFinished(Ok(Some(2))));
     assert!(out.contains(&Decision::InstallVip), "{out:?}");
 }
+
+#[test]
+fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
+    // Old primary: demoted, it leaves the election and drops the VIP.
+    let mut old = Run::primary_settled(config());
+    let out = old.at(600, Input::Demote);
+    assert!(out.contains(&Decision::Notice(Notice::Demoted)));
+    assert!(out.contains(&Decision::SetFault {
+        source: FaultSource::Admin,
+        active: true
+    }));
+    assert!(out.contains(&Decision::RemoveVip));
+    // ... and stays out while its database is stopped and after it would restart as a primary.
+    let demoted_at = old.log.len();
+    old.probes(700, 2000, LocalSample::Down, PeerSample::Standby);
+    old.probes(2100, 3000, PRIMARY, PeerSample::Standby);
+    assert!(
+        !old.log[demoted_at..].iter().any(|(_, d)| *d
+            == Decision::SetFault {
+                source: FaultSource::Admin,
+                active: false
+            }),
+        "a demoted node stays out of the election"
+    );
+    // Rebuilt as a standby (rejoin): back in service.
+    let out = old.at(3100, Input::Local(STANDBY_IDLE));
+    assert!(out.contains(&Decision::Notice(Notice::Rejoined)), "{out:?}");
+    assert!(out.contains(&Decision::SetFault {
+        source: FaultSource::Admin,
+        active: false
+    }));
+
+    // New primary: in maintenance (no automatic promotion), master after the old one resigned.
+    let mut new = Run::standby_settled(config());
+    new.at(550, Input::Maintenance(true));
+    let refused = new.at(560, Input::PlannedPromotion);
+    assert!(refused
+        .iter()
+        .any(|d| matches!(d, Decision::Notice(Notice::PlannedPromotionRefused(_)))));
+    new.master(700, TransitionReason::MasterResigned);
+    assert!(
+        !new.decided(|d| matches!(d, Decision::Promote { .. })),
+        "maintenance holds the automatic path"
+    );
+    let out = new.at(800, Input::PlannedPromotion);
+    assert!(out.contains(&Decision::Promote { attempt: 1 }), "{out:?}");
+    let out = new.at(900, Input::PromotionFinished(Ok(Some(2))));
+    assert!(out.contains(&Decision::InstallVip), "{out:?}");
+}

@@ -545,6 +545,16 @@ impl Runner {
                 "this database is an old primary (timeline {local_timeline}, the peer's is {peer_timeline}): \
                  fenced, needs rejoin"
             ),
+            Notice::PlannedPromotionRefused(reason) => {
+                format!("planned promotion refused: {reason}")
+            }
+            Notice::Demoted => {
+                "demoted for a planned switchover: out of the election until rebuilt as a standby"
+                    .to_string()
+            }
+            Notice::Rejoined => {
+                "the local database is a healthy standby again: back in the election".to_string()
+            }
             Notice::Isolated => "isolated: neither the peer nor the witnesses answer".to_string(),
             Notice::IsolationEnded => "no longer isolated".to_string(),
         };
@@ -696,8 +706,13 @@ impl Runner {
                     self.failover_from_unix_ms = Some(self.status.vrrp.since_unix_ms);
                 }
             }
-            Decision::Notice(Notice::PromotionSucceeded { .. } | Notice::PromotionFailed { .. }) => {
-                if matches!(decision, Decision::Notice(Notice::PromotionSucceeded { .. })) {
+            Decision::Notice(
+                Notice::PromotionSucceeded { .. } | Notice::PromotionFailed { .. },
+            ) => {
+                if matches!(
+                    decision,
+                    Decision::Notice(Notice::PromotionSucceeded { .. })
+                ) {
                     self.metrics.promotions_succeeded.inc();
                 } else {
                     self.metrics.promotions_failed.inc();
@@ -735,9 +750,7 @@ impl Runner {
                     "maintenance mode off: automatic failover enabled"
                 };
                 warn!("{text} (requested through the API)");
-                let entry = self
-                    .entry(Kind::Decision, text)
-                    .with("maintenance", on);
+                let entry = self.entry(Kind::Decision, text).with("maintenance", on);
                 self.record(Some(("maintenance", text)), entry);
                 self.policy_input(Input::Maintenance(on), Instant::now())
                     .await;
