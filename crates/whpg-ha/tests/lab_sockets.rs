@@ -5,10 +5,8 @@
 //! `ip` (plus `tcpdump` for the ARP capture); without them it prints SKIPPED, and fails under CI=true.
 //! Every wait is bounded, and the lab guard tears the namespaces down even when a test fails.
 
-use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -32,28 +30,13 @@ const B_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 12);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 
 /// Runs `f` on a new thread that first joins the network namespace `netns` (only that thread
-/// moves). If the namespace cannot be entered the thread panics before running `f`, so nothing is
-/// ever opened in the root namespace. Join with [`join`].
+/// moves); nothing is ever opened in the root namespace. Join with [`join`].
 fn in_netns<T, F>(netns: &str, f: F) -> JoinHandle<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let path = format!("/var/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-        // SAFETY: plain syscall on an open namespace file descriptor; it only changes the network
-        // namespace of the calling thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "setns into {path}: {}",
-            std::io::Error::last_os_error()
-        );
-        drop(file);
-        f()
-    })
+    whpg_lab::netns::spawn_in(netns, f)
 }
 
 /// Joins a thread, re-raising its panic in the test thread.

@@ -15,6 +15,7 @@
 //! - [`process`]: handles to spawned processes, signals, exit waits, logs.
 //! - [`fault`]: link, nftables and partition faults.
 //! - [`keepalived`]: running Debian's keepalived inside a host and a small config builder.
+//! - [`netns`]: running test code inside a lab namespace, one thread at a time.
 //! - [`postgres`]: PostgreSQL 15 primaries and standbys inside hosts, as the `postgres` user.
 //! - [`prereq`]: root and command checks, the explicit skip / CI failure policy.
 //! - [`wait`]: bounded polling.
@@ -25,6 +26,7 @@ pub mod fault;
 pub mod host;
 pub mod keepalived;
 pub mod lab;
+pub mod netns;
 pub mod postgres;
 pub mod prereq;
 pub mod process;

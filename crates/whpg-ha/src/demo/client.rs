@@ -74,7 +74,7 @@ impl Writer {
             .spawn(move || -> Result<()> {
                 // Sockets belong to the namespace of the thread creating them: a current-thread
                 // runtime keeps every connection on this thread, inside the client namespace.
-                super::setup::enter_netns(&netns)?;
+                whpg_lab::netns::enter(&netns)?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

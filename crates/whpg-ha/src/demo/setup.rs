@@ -4,11 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER, PG_SUPERUSER};
 use whpg_lab::{Host, Lab, PgNode, Process};
@@ -125,40 +124,10 @@ pub fn start_standby(lab: &Lab, n2: &Host, primary: &PgNode) -> Result<PgNode> {
     Ok(standby)
 }
 
-/// Runs `f` on a new thread that has joined network namespace `ns` (a name under `/run/netns`).
-/// Only that thread changes namespace; the demo process itself stays where it is.
+/// Runs `f` on a new thread that has joined network namespace `ns`; the demo process itself
+/// stays where it is.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
-    std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new()
-            .name(format!("netns-{ns}"))
-            .spawn_scoped(scope, move || -> Result<T> {
-                enter_netns(ns)?;
-                Ok(f())
-            })
-            .context("spawning a namespace thread")?;
-        match thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
-/// Moves the calling thread into network namespace `ns`.
-pub fn enter_netns(ns: &str) -> Result<()> {
-    if ns.is_empty() || ns.contains('/') {
-        bail!("bad namespace name {ns:?}");
-    }
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-    // SAFETY: `file` is an open namespace file; setns only changes this thread's namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!(
-            "setns({path}, CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
+    whpg_lab::netns::run_in(ns, f)
 }
 
 /// What the demo reads from a daemon's `/status` (unknown fields are ignored).

@@ -10,25 +10,12 @@ pub mod daemon;
 pub mod pg;
 
 use std::future::Future;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Runs `f` on a new thread that has joined network namespace `ns` (a name under `/run/netns`, as
 /// created by `ip netns add`). Panics of `f` propagate; failing to enter the namespace panics.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new()
-            .name(format!("netns-{ns}"))
-            .spawn_scoped(scope, move || {
-                enter_netns(ns);
-                f()
-            })
-            .expect("spawning the namespace thread");
-        match thread.join() {
-            Ok(value) => value,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
+    whpg_lab::netns::run_in(ns, f).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Runs the future built by `make` on a current-thread tokio runtime inside namespace `ns`, and
@@ -51,21 +38,4 @@ where
             }
         })
     })
-}
-
-fn enter_netns(ns: &str) {
-    assert!(
-        !ns.is_empty() && !ns.contains('/'),
-        "bad namespace name {ns:?}"
-    );
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-    // SAFETY: `file` is an open namespace file; setns only changes this thread's namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        panic!(
-            "setns({path}, CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
