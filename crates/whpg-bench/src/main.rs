@@ -274,9 +274,18 @@ fn one_trial(
         outcome.vip_on_both_ms,
         outcome.both_writable_ms,
         outcome.acknowledged,
-        outcome
-            .lost
-            .map_or("?".into(), |l| l.to_string()),
+        match outcome.lost {
+            Some(0) => "0".to_string(),
+            Some(l) => format!(
+                "{l} {:?}",
+                outcome
+                    .lost_acks
+                    .iter()
+                    .map(|a| format!("#{} by {} at {:+.0} ms", a.id, a.node, a.acked_ms))
+                    .collect::<Vec<_>>()
+            ),
+            None => "?".to_string(),
+        },
         outcome.n2_master_before_fault,
         started.elapsed().as_secs_f64(),
         outcome

@@ -63,6 +63,22 @@ pub enum Status {
     HarnessError,
 }
 
+/// When and by whom a commit that was later lost had been acknowledged.
+#[derive(Debug, Clone, Serialize)]
+pub struct LostAck {
+    pub id: i64,
+    pub node: String,
+    pub acked_ms: f64,
+}
+
+fn signed_ms(t: Instant, t0: Instant) -> f64 {
+    if t >= t0 {
+        ms(t - t0)
+    } else {
+        -ms(t0 - t)
+    }
+}
+
 /// Everything recorded about one trial.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -97,6 +113,9 @@ pub struct Outcome {
     /// Acknowledged ids missing from the final primary (`None`: no primary to ask).
     pub lost: Option<usize>,
     pub lost_ids: Vec<i64>,
+    /// For each lost id: the node that acknowledged it and when, in ms from the fault (negative:
+    /// before it).
+    pub lost_acks: Vec<LostAck>,
     pub error: Option<String>,
 }
 
@@ -121,6 +140,7 @@ impl Outcome {
             attempts: 0,
             lost: None,
             lost_ids: Vec::new(),
+            lost_acks: Vec::new(),
             error: None,
         }
     }
@@ -277,6 +297,15 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
             .filter(|id| !stored.contains(id))
             .collect();
         lost.sort_unstable();
+        out.lost_acks = commits
+            .iter()
+            .filter(|c| lost.contains(&c.id))
+            .map(|c| LostAck {
+                id: c.id,
+                node: c.node.clone(),
+                acked_ms: signed_ms(c.acked, t0),
+            })
+            .collect();
         out.lost = Some(lost.len());
         out.lost_ids = lost;
     }
