@@ -56,14 +56,16 @@ pub enum CommandKind {
     Fence,
     Stop,
     Rejoin,
+    Start,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 4] = [
+    pub const ALL: [CommandKind; 5] = [
         CommandKind::Promote,
         CommandKind::Fence,
         CommandKind::Stop,
         CommandKind::Rejoin,
+        CommandKind::Start,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl CommandKind {
             CommandKind::Fence => "fence",
             CommandKind::Stop => "stop",
             CommandKind::Rejoin => "rejoin",
+            CommandKind::Start => "start",
         }
     }
 }
@@ -155,6 +158,20 @@ pub fn command(kind: CommandKind, flavor: Flavor, has_bin_dir: bool) -> CommandS
                 "stream".into(),
             ],
             3600,
+        ),
+        (CommandKind::Start, _) => (
+            vec![
+                prog("pg_ctl"),
+                "start".into(),
+                "-w".into(),
+                "-t".into(),
+                "60".into(),
+                "-D".into(),
+                "{data_directory}".into(),
+                "-l".into(),
+                "{data_directory}/whpg-ha-start.log".into(),
+            ],
+            90,
         ),
     };
     CommandSpec {

@@ -365,6 +365,8 @@ pub struct Commands {
     pub stop: CommandSpec,
     /// Rebuild a standby: on WarehousePG run on the active coordinator, on PostgreSQL on the new standby.
     pub rejoin: CommandSpec,
+    /// Start the local database (after a rejoin rebuilt it as a standby).
+    pub start: CommandSpec,
 }
 
 /// `[witness]`: hosts that tell "the peer is gone" from "I am cut off".

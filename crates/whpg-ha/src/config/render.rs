@@ -135,6 +135,7 @@ impl Config {
             ("fence", &c.fence),
             ("stop", &c.stop),
             ("rejoin", &c.rejoin),
+            ("start", &c.start),
         ] {
             writeln!(o, "\n[commands.{name}]")?;
             writeln!(o, "argv = {}", list(&spec.argv))?;

@@ -150,6 +150,7 @@ pub(crate) struct RawCommands {
     pub fence: Option<RawCommand>,
     pub stop: Option<RawCommand>,
     pub rejoin: Option<RawCommand>,
+    pub start: Option<RawCommand>,
 }
 
 #[derive(Debug, Default, Deserialize)]

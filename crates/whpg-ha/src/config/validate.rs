@@ -1200,6 +1200,7 @@ impl Checker<'_> {
                 CommandKind::Fence => raw.fence.as_ref(),
                 CommandKind::Stop => raw.stop.as_ref(),
                 CommandKind::Rejoin => raw.rejoin.as_ref(),
+                CommandKind::Start => raw.start.as_ref(),
             };
             self.command(kind, raw_cmd, db)
         };
@@ -1208,6 +1209,7 @@ impl Checker<'_> {
             fence: get(CommandKind::Fence),
             stop: get(CommandKind::Stop),
             rejoin: get(CommandKind::Rejoin),
+            start: get(CommandKind::Start),
         }
     }
 

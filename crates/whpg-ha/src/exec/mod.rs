@@ -77,6 +77,7 @@ impl PreparedCommand {
             CommandKind::Fence => &config.commands.fence,
             CommandKind::Stop => &config.commands.stop,
             CommandKind::Rejoin => &config.commands.rejoin,
+            CommandKind::Start => &config.commands.start,
         };
         let mut vars: BTreeMap<&str, String> = config.template_vars().into_iter().collect();
         vars.extend(runtime.iter().map(|(name, value)| (*name, value.clone())));
