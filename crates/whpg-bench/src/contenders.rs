@@ -100,7 +100,10 @@ impl Contender {
         if self.is_whpg_ha() {
             let mut procs = Vec::new();
             for (host, db) in hosts {
-                let config = whpg_ha_config(self, db, &nodes);
+                let mut config = whpg_ha_config(self, db, &nodes);
+                // Journal into the lab directory (removed with the lab), not the machine's /var/lib.
+                let journal = lab.dir().join(format!("{}.journal", host.name()));
+                let _ = write!(config, "\n[journal]\npath = \"{}\"\n", journal.display());
                 let path = lab.write_file(&format!("{}.whpg-ha.toml", host.name()), &config)?;
                 let path = path.to_string_lossy().into_owned();
                 let daemon = daemon.to_string_lossy().into_owned();
@@ -196,9 +199,12 @@ fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Process> {
 
 /// The whpg-ha configuration of one node of the pair.
 fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> String {
-    let (confirmation, wal_freshness) = match which {
-        Contender::WhpgHaFast => ("0s", "200ms"),
-        _ => ("3s", "1s"),
+    // The fast profile also shortens the probe timeout: a live primary's last answer counts until
+    // the next probe answers or times out, so the timeout bounds how long a silent peer delays
+    // the promotion.
+    let (confirmation, wal_freshness, probe_timeout) = match which {
+        Contender::WhpgHaFast => ("0s", "200ms", "200ms"),
+        _ => ("3s", "1s", "500ms"),
     };
     let mut text = String::from(
         "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
@@ -221,7 +227,10 @@ fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> 
          os_user = \"{PG_OS_USER}\"\nbin_dir = \"{PG_BIN_DIR}\"\n",
         db.data_dir().display()
     );
-    text += "\n[health]\ninterval = \"100ms\"\ntimeout = \"500ms\"\nfall = 3\nrise = 2\n";
+    let _ = write!(
+        text,
+        "\n[health]\ninterval = \"100ms\"\ntimeout = \"{probe_timeout}\"\nfall = 3\nrise = 2\n"
+    );
     let _ = write!(
         text,
         "\n[failover]\ntriggers = [\"node-loss\", \"network-loss\", \"database-failure\"]\n\

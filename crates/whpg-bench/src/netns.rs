@@ -5,28 +5,11 @@
 //! namespace first and then runs a current-thread tokio runtime there.
 
 use std::future::Future;
-use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-/// Moves the calling thread into network namespace `ns` (a name under `/run/netns`).
-fn enter(ns: &str) -> Result<()> {
-    if ns.is_empty() || ns.contains('/') {
-        bail!("bad namespace name {ns:?}");
-    }
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-    // SAFETY: `file` is an open namespace file; setns changes only this thread's namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        bail!(
-            "setns({path}, CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
+use whpg_lab::netns::enter;
 
 /// Runs the future built by `make` on a current-thread runtime, on a new thread inside `ns`.
 pub fn spawn_in<T, F, Fut>(ns: &str, name: &str, make: F) -> Result<JoinHandle<Result<T>>>
