@@ -17,3 +17,4 @@ pub mod journal;
 pub mod metrics;
 pub mod net;
 pub mod ops;
+pub mod rebuild;

@@ -13,8 +13,8 @@ fn main() -> ExitCode {
             whpg_ha::daemon::run_command(&args.config.config, args.config.node.as_deref())
         }
         Command::Status(args) => whpg_ha::ops::status::status_command(&args),
-        Command::Switchover(_) => not_implemented("switchover"),
-        Command::Rejoin(_) => not_implemented("rejoin"),
+        Command::Switchover(args) => whpg_ha::ops::switchover::switchover_command(&args),
+        Command::Rejoin(args) => whpg_ha::ops::rejoin::rejoin_command(&args),
         Command::Maintenance(args) => whpg_ha::ops::maintenance::maintenance_command(&args),
         Command::History(args) => whpg_ha::journal::history_command(
             &args.config.config,
@@ -24,10 +24,4 @@ fn main() -> ExitCode {
         ),
         Command::Demo => whpg_ha::demo::demo_command(),
     }
-}
-
-/// Subcommands that later milestones fill in say so plainly instead of pretending to work.
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!("whpg-ha {what}: not implemented yet in this version");
-    ExitCode::from(2)
 }

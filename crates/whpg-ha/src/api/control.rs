@@ -27,6 +27,19 @@ pub enum ApiCommand {
         on: bool,
         reply: oneshot::Sender<Result<bool, String>>,
     },
+    /// Planned switchover, old primary: leave the election and remove the VIP.
+    Demote {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Planned switchover, new primary: promote now (the policy may refuse, with its reason).
+    PlannedPromotion {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Journal one action done by an API task (switchover and rejoin steps).
+    Record {
+        detail: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +68,7 @@ fn error(state: &ApiState, code: StatusCode, text: impl Into<String>) -> Respons
 }
 
 /// The refusal of a request without the configured bearer token (`None`: authorized).
-fn refusal(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn refusal(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &state.token else {
         return Some(error(
             state,

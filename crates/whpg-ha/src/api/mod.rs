@@ -14,11 +14,13 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /history` | the newest journal entries |
 //! | `POST /maintenance` | `{"on": bool}`, bearer token required |
+//! | `POST /switchover/demote`, `/switchover/promote`, `/rejoin` | planned switchover and rejoin steps ([`switchover`]) |
 
 pub mod auth;
 pub mod checks;
 pub mod control;
 mod history;
+pub mod switchover;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,8 @@ pub struct ApiState {
     /// `None` without `api.token_file`: mutating endpoints answer 403.
     pub token: Option<Token>,
     pub metrics: Arc<Registry>,
+    /// The daemon's configuration (switchover and rejoin steps run its commands).
+    pub config: Arc<crate::config::Config>,
 }
 
 impl FromRef<ApiState> for watch::Receiver<NodeStatus> {
@@ -65,6 +69,10 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
         .route("/standby", get(standby))
         .route("/metrics", get(metrics))
         .route("/maintenance", post(control::maintenance))
+        .route("/switchover/demote", post(switchover::demote))
+        .route("/switchover/promote", post(switchover::promote))
+        .route("/rejoin", post(switchover::rejoin))
+        .route("/rejoin/local", post(switchover::rejoin_local))
         .with_state(state)
         .merge(history::routes(journal))
 }

@@ -183,6 +183,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
             status: status_rx,
             commands: commands_tx,
             token,
+            config: std::sync::Arc::new(config.clone()),
         };
         crate::api::start(&config.api.listen, state, config.journal.path.clone()).await?;
     }

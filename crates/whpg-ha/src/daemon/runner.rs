@@ -96,6 +96,8 @@ pub struct Runner {
     drop_logged: std::collections::HashMap<&'static str, Instant>,
     /// Where every transition, decision and action is recorded (none in tests of the loop).
     journal: Option<Journal>,
+    /// Why the policy refused the last planned promotion, for the API's answer.
+    planned_refusal: Option<&'static str>,
 }
 
 impl Runner {
@@ -138,6 +140,7 @@ impl Runner {
             status_tx,
             drop_logged: Default::default(),
             journal: None,
+            planned_refusal: None,
         }
     }
 
@@ -546,6 +549,7 @@ impl Runner {
                  fenced, needs rejoin"
             ),
             Notice::PlannedPromotionRefused(reason) => {
+                self.planned_refusal = Some(reason);
                 format!("planned promotion refused: {reason}")
             }
             Notice::Demoted => {
@@ -759,6 +763,52 @@ impl Runner {
                     .as_ref()
                     .is_some_and(|s| s.policy.status().maintenance);
                 let _ = reply.send(Ok(now_on));
+            }
+            ApiCommand::Demote { reply } => {
+                let Some(supervision) = &self.supervision else {
+                    let _ = reply.send(Err(
+                        "database.monitor = false: no database to hand over".into()
+                    ));
+                    return;
+                };
+                let policy = supervision.policy.status();
+                if !policy.local_healthy || policy.local_role != Some(whpg_policy::DbRole::Primary)
+                {
+                    let _ = reply.send(Err("the local database is not a healthy primary".into()));
+                    return;
+                }
+                let text = "planned switchover: leaving the election, the database will be stopped";
+                warn!("{text} (requested through the API)");
+                let entry = self
+                    .entry(Kind::Decision, text)
+                    .with("switchover", "demote");
+                self.record(Some(("switchover", text)), entry);
+                self.policy_input(Input::Demote, Instant::now()).await;
+                let _ = reply.send(Ok(()));
+            }
+            ApiCommand::PlannedPromotion { reply } => {
+                if self.supervision.is_none() {
+                    let _ = reply.send(Err("database.monitor = false: nothing to promote".into()));
+                    return;
+                }
+                let text = "planned switchover: promote the local standby";
+                let entry = self
+                    .entry(Kind::Decision, text)
+                    .with("switchover", "promote");
+                self.record(Some(("switchover", text)), entry);
+                self.planned_refusal = None;
+                self.policy_input(Input::PlannedPromotion, Instant::now())
+                    .await;
+                let _ = reply.send(match self.planned_refusal.take() {
+                    Some(reason) => Err(reason.to_string()),
+                    None => Ok(()),
+                });
+            }
+            ApiCommand::Record { detail, reply } => {
+                info!("{detail}");
+                let entry = self.entry(Kind::Action, detail.as_str());
+                self.record(Some(("switchover", &detail)), entry);
+                let _ = reply.send(Ok(()));
             }
         }
     }

@@ -1,9 +1,13 @@
 //! The operator's commands that talk to the running daemons over their HTTP APIs
-//! (`whpg-ha status`, `whpg-ha maintenance`). They read the same configuration file as the
-//! daemon to find every node, and never hang: each request is bounded by [`REQUEST_TIMEOUT`].
+//! (`whpg-ha status`, `maintenance`, `switchover`, `rejoin`). They read the same configuration
+//! file as the daemon to find every node, and never hang: each request is bounded (by
+//! [`REQUEST_TIMEOUT`], or by the step's own bound for switchover and rejoin steps).
 
 pub mod maintenance;
+pub mod rejoin;
 pub mod status;
+pub mod steps;
+pub mod switchover;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
