@@ -222,7 +222,18 @@ fn check_pair(
         .filter(|&i| i != p && role(i) == "standby")
         .collect();
     let [s] = standbys[..] else {
-        return Err("no node has a standby database".into());
+        let others: Vec<String> = (0..all.len())
+            .filter(|&i| i != p)
+            .map(|i| format!("{}'s database is {}", all[i].node.name, role(i)))
+            .collect();
+        return Err(format!(
+            "no standby is streaming: {}",
+            if others.is_empty() {
+                "there is no other node".to_string()
+            } else {
+                others.join(", ")
+            }
+        ));
     };
     let (primary, standby) = (all[p].clone(), all[s].clone());
     if let Some(to) = to {
@@ -234,18 +245,18 @@ fn check_pair(
         }
     }
     let db = field(status(s), &["database"]);
+    if field(db, &["wal_receiver", "streaming"]) != &Value::Bool(true) {
+        return Err(format!(
+            "the standby {} is not streaming (its WAL receiver is not streaming)",
+            standby.node.name
+        ));
+    }
     if db["healthy"] != Value::Bool(true) {
         return Err(format!("the standby {} is not healthy", standby.node.name));
     }
     if db["needs_rejoin"] == Value::Bool(true) || !db["fenced"].is_null() {
         return Err(format!(
             "the standby {} is fenced or needs a rejoin",
-            standby.node.name
-        ));
-    }
-    if field(db, &["wal_receiver", "streaming"]) != &Value::Bool(true) {
-        return Err(format!(
-            "the standby {} is not streaming (its WAL receiver is not streaming)",
             standby.node.name
         ));
     }

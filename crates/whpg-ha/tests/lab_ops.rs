@@ -1,0 +1,376 @@
+//! Planned switchover and rejoin in the namespace lab, with a PostgreSQL 15 pair and the CLI run
+//! on a lab host: no acknowledged commit lost under a steady write load, a crashed primary rebuilt
+//! as a streaming standby, and bad requests refused with the pair left as it was.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::daemon::{api_get, start_daemon, status, API_PORT};
+use common::in_netns;
+use common::pg::{db_pair_config, pg_pair, write_through_vip, DbPairSettings, VIP};
+use whpg_ha::client::{send, Request};
+use whpg_lab::postgres::PG_BIN_DIR;
+use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
+
+const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
+const TOKEN: &str = "lab-ops-token-0123456789abcdef";
+
+struct Pair {
+    n1: Host,
+    n2: Host,
+    client: Host,
+    primary: PgNode,
+    standby: PgNode,
+}
+
+fn pair(lab: &Lab) -> Pair {
+    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
+    let n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
+    let client = lab.add_host("cl", "10.77.0.99/24").expect("client");
+    let (primary, standby) = pg_pair(lab, &n1, &n2);
+    Pair {
+        n1,
+        n2,
+        client,
+        primary,
+        standby,
+    }
+}
+
+fn nodes() -> Vec<(&'static str, &'static str, u8)> {
+    vec![("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)]
+}
+
+/// The configuration of one node: the API on every address with a token file, and a start
+/// command that keeps this node's own socket directory and name (a base backup copies the
+/// primary's `postgresql.conf`, and the lab hosts share one file system).
+fn config(lab: &Lab, db: &PgNode, name: &str) -> String {
+    let token = lab
+        .write_file("token", &format!("{TOKEN}\n"))
+        .expect("writing the token file");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = db_pair_config(&DbPairSettings::default(), db, &nodes());
+    let loopback = format!("[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
+    assert!(text.contains(&loopback), "unexpected lab configuration");
+    let api = format!(
+        "[api]\nlisten = [\"0.0.0.0:{API_PORT}\"]\ntoken_file = \"{}\"\n",
+        token.display()
+    );
+    let own = format!(
+        "-c unix_socket_directories={} -c cluster_name={name}",
+        db.socket_dir().display()
+    );
+    let start = format!(
+        "\n[commands.start]\nargv = [\"{PG_BIN_DIR}/pg_ctl\", \"start\", \"-w\", \"-t\", \"60\", \
+         \"-D\", \"{{data_directory}}\", \"-l\", \"{{data_directory}}/whpg-ha-start.log\", \"-o\", \"{own}\"]\n"
+    );
+    text.replace(&loopback, &api) + &start
+}
+
+fn start_pair(lab: &Lab, p: &Pair) -> (Process, Process) {
+    let d1 = start_daemon(lab, &p.n1, "n1", &config(lab, &p.primary, "n1"));
+    let d2 = start_daemon(lab, &p.n2, "n2", &config(lab, &p.standby, "n2"));
+    (d1, d2)
+}
+
+fn logs(daemons: &[&Process]) -> String {
+    daemons
+        .iter()
+        .map(|d| d.log_contents())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
+fn wait_logged(what: &str, limit: Duration, daemons: &[&Process], f: impl FnMut() -> bool) {
+    wait_until(limit, Duration::from_millis(50), what, f)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(daemons)));
+}
+
+fn code(host: &Host, path: &str) -> Option<u16> {
+    api_get(host, path).map(|(code, _)| code)
+}
+
+/// The pair settled: n1 serves the VIP, n2 is a streaming standby.
+fn settle(p: &Pair, daemons: &[&Process]) {
+    wait_logged("VIP on n1", Duration::from_secs(20), daemons, || {
+        p.n1.has_address(VIP)
+    });
+    wait_logged("/primary on n1", Duration::from_secs(10), daemons, || {
+        code(&p.n1, "/primary") == Some(200)
+    });
+    wait_logged("/standby on n2", Duration::from_secs(10), daemons, || {
+        code(&p.n2, "/standby") == Some(200)
+    });
+}
+
+/// `whpg-ha ARGS --config <node's file> --node NODE` run inside `host`.
+fn cli(host: &Host, lab: &Lab, node: &str, args: &[&str], limit: Duration) -> (bool, String) {
+    let config = lab.dir().join(format!("{node}.toml"));
+    let config = config.to_string_lossy().into_owned();
+    let mut argv = vec![env!("CARGO_BIN_EXE_whpg-ha")];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--config", config.as_str(), "--node", node]);
+    let output = host.exec_timeout(&argv, limit).expect("running the CLI");
+    (
+        output.success(),
+        format!("{}{}", output.stdout, output.stderr),
+    )
+}
+
+/// Who serves: (n1 holds the VIP, n2 holds it, n1 /primary, n2 /standby).
+fn layout(p: &Pair) -> (bool, bool, Option<u16>, Option<u16>) {
+    (
+        p.n1.has_address(VIP),
+        p.n2.has_address(VIP),
+        code(&p.n1, "/primary"),
+        code(&p.n2, "/standby"),
+    )
+}
+
+/// INSERTs through the VIP from the client every ~30 ms, each on its own connection; records
+/// the acknowledged ids with the time of their acknowledgement.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(u64, Instant)>>>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Writer {
+    fn start(client: &Host, first_id: u64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (client, stop, acked) = (client.clone(), Arc::clone(&stop), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                let mut id = first_id;
+                while !stop.load(Ordering::Relaxed) {
+                    if write_through_vip(&client, id) {
+                        acked.lock().unwrap().push((id, Instant::now()));
+                    }
+                    id += 1;
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                id - first_id
+            })
+        };
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop; the acknowledged ids and how many writes were tried.
+    fn finish(mut self) -> (Vec<(u64, Instant)>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let tried = self.thread.take().map_or(0, |t| t.join().expect("writer"));
+        let acked = std::mem::take(&mut *self.acked.lock().unwrap());
+        (acked, tried)
+    }
+}
+
+fn ids_on(db: &PgNode) -> std::collections::BTreeSet<u64> {
+    db.psql("SELECT id FROM writes")
+        .expect("reading the writes")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn switchover_under_a_steady_write_load_loses_no_acknowledged_commit() {
+    let lab = lab_or_skip!("ops_switchover", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+
+    let writer = Writer::start(&p.client, 1000);
+    wait_logged(
+        "writes acknowledged",
+        Duration::from_secs(10),
+        &daemons,
+        || writer.acked.lock().unwrap().len() >= 10,
+    );
+    let (ok, out) = cli(
+        &p.n1,
+        &lab,
+        "n1",
+        &["switchover", "--yes"],
+        Duration::from_secs(240),
+    );
+    let cli_done = Instant::now();
+    println!("whpg-ha switchover --yes:\n{out}");
+    assert!(ok, "switchover failed:\n{out}\n{}", logs(&daemons));
+    // Keep writing a little on the new primary.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (acked, tried) = writer.finish();
+
+    assert!(p.n2.has_address(VIP) && !p.n1.has_address(VIP));
+    assert_eq!(code(&p.n2, "/primary"), Some(200));
+    assert!(!p.standby.is_in_recovery().expect("query n2"));
+    let present = ids_on(&p.standby);
+    let lost: Vec<u64> = acked
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !present.contains(id))
+        .collect();
+    let gap = acked
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "writes tried {tried}, acknowledged {}, lost {}, longest gap between acknowledged writes {:.3} s",
+        acked.len(),
+        lost.len(),
+        gap.as_secs_f64()
+    );
+    assert!(lost.is_empty(), "acknowledged but missing on n2: {lost:?}");
+    assert!(
+        acked.iter().any(|(_, at)| *at > cli_done),
+        "no write acknowledged after the switchover"
+    );
+    assert!(gap < Duration::from_secs(10), "write gap {gap:?}");
+    let maint = status(&p.n2).map(|s| s["database"]["maintenance"].clone());
+    assert_eq!(maint, Some(serde_json::Value::Bool(false)));
+    assert!(out.contains("write gap"), "{out}");
+}
+
+#[test]
+fn rejoin_after_a_failover_restores_streaming() {
+    let lab = lab_or_skip!("ops_rejoin", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+
+    p.primary.kill9().expect("kill -9 the primary's postmaster");
+    wait_logged("failover to n2", Duration::from_secs(30), &daemons, || {
+        p.n2.has_address(VIP) && code(&p.n2, "/primary") == Some(200)
+    });
+    assert!(write_through_vip(&p.client, 2001));
+
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["rejoin"], Duration::from_secs(240));
+    println!("whpg-ha rejoin:\n{out}");
+    assert!(ok, "rejoin failed:\n{out}\n{}", logs(&daemons));
+
+    assert_eq!(code(&p.n1, "/standby"), Some(200));
+    let db = status(&p.n1).expect("n1 status")["database"].clone();
+    assert_eq!(db["needs_rejoin"], false, "{db}");
+    assert!(db["fenced"].is_null(), "{db}");
+    let data_dir = p.primary.data_dir();
+    let prefix = format!(
+        "{}.whpg-ha-",
+        data_dir.file_name().unwrap().to_string_lossy()
+    );
+    let aside: Vec<PathBuf> = std::fs::read_dir(data_dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].join("PG_VERSION").exists(), "{aside:?}");
+    // A new write reaches the rebuilt standby.
+    assert!(write_through_vip(&p.client, 2002));
+    p.primary
+        .wait_for_sql(
+            "SELECT count(*) FROM writes WHERE id = 2002",
+            "1",
+            Duration::from_secs(10),
+        )
+        .expect("the rebuilt standby replays new writes");
+    // The pair is healthy again with the roles swapped.
+    assert_eq!(code(&p.n2, "/primary"), Some(200));
+    assert!(p.n2.has_address(VIP) && !p.n1.has_address(VIP));
+}
+
+#[test]
+fn bad_switchover_and_rejoin_requests_are_refused_and_change_nothing() {
+    let lab = lab_or_skip!("ops_refusals", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+    let before = (true, false, Some(200), Some(200));
+    assert_eq!(layout(&p), before);
+    let minute = Duration::from_secs(60);
+
+    let (ok, out) = cli(
+        &p.n2,
+        &lab,
+        "n2",
+        &["switchover", "--to", "n1", "--yes"],
+        minute,
+    );
+    println!("switchover --to n1:\n{out}");
+    assert!(!ok && out.contains("n1 is not the standby"), "{out}");
+    assert_eq!(layout(&p), before);
+
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["switchover"], minute);
+    println!("switchover without --yes and without a terminal:\n{out}");
+    assert!(!ok && out.contains("--yes"), "{out}");
+    assert_eq!(layout(&p), before);
+    let maint = status(&p.n2).map(|s| s["database"]["maintenance"].clone());
+    assert_eq!(maint, Some(serde_json::Value::Bool(false)));
+
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["rejoin"], minute);
+    println!("rejoin on the active primary:\n{out}");
+    assert!(!ok && out.contains("is the active primary"), "{out}");
+    assert!(data_dir_untouched(&p.primary));
+    assert_eq!(layout(&p), before);
+
+    let response = in_netns(p.n2.netns(), || {
+        send(
+            ([10, 77, 0, 11], API_PORT).into(),
+            &Request::post_json("/switchover/demote", "{}", Some("wrong-token")),
+            Duration::from_secs(3),
+        )
+    })
+    .expect("the API answers");
+    println!(
+        "/switchover/demote with a wrong token: {} {}",
+        response.status, response.body
+    );
+    assert_eq!(response.status, 401);
+    assert_eq!(layout(&p), before);
+
+    // The standby's database stopped: its WAL receiver does not stream.
+    p.standby.stop_fast().expect("stop the standby's database");
+    wait_logged(
+        "/standby 503 on n2",
+        Duration::from_secs(10),
+        &daemons,
+        || code(&p.n2, "/standby") == Some(503),
+    );
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["switchover", "--yes"], minute);
+    println!("switchover with the standby stopped:\n{out}");
+    assert!(!ok && out.contains("not streaming"), "{out}");
+    assert_eq!(layout(&p), (true, false, Some(200), Some(503)));
+    assert!(p.n1.has_address(VIP));
+    assert!(!p.primary.is_in_recovery().expect("n1 is still the primary"));
+}
+
+/// The primary's data directory is where it was and was not moved aside.
+fn data_dir_untouched(db: &PgNode) -> bool {
+    let dir = db.data_dir();
+    let parent = dir.parent().unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    dir.join("PG_VERSION").exists()
+        && !std::fs::read_dir(parent)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}.whpg-ha-"))
+            })
+}
