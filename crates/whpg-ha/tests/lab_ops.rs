@@ -374,3 +374,46 @@ fn data_dir_untouched(db: &PgNode) -> bool {
                     .starts_with(&format!("{name}.whpg-ha-"))
             })
 }
+
+#[test]
+fn switchover_with_rejoin_leaves_a_healthy_pair_with_the_roles_swapped() {
+    let lab = lab_or_skip!("ops_switch_rejoin", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+    assert!(write_through_vip(&p.client, 3001));
+
+    let (ok, out) = cli(
+        &p.n2,
+        &lab,
+        "n2",
+        &["switchover", "--to", "n2", "--yes", "--rejoin", "--json"],
+        Duration::from_secs(300),
+    );
+    println!("whpg-ha switchover --to n2 --yes --rejoin --json:\n{out}");
+    assert!(ok, "switchover --rejoin failed:\n{out}\n{}", logs(&daemons));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+    assert_eq!(report["ok"], true, "{out}");
+    assert!(report["write_gap_ms"].as_u64().is_some(), "{out}");
+
+    assert!(p.n2.has_address(VIP) && !p.n1.has_address(VIP));
+    assert_eq!(code(&p.n2, "/primary"), Some(200));
+    assert_eq!(code(&p.n1, "/standby"), Some(200));
+    let db = status(&p.n1).expect("n1 status")["database"].clone();
+    assert_eq!(db["needs_rejoin"], false, "{db}");
+    wait_logged(
+        "n1 back in the election",
+        Duration::from_secs(10),
+        &daemons,
+        || common::daemon::vrrp_state(&p.n1).as_deref() == Some("BACKUP"),
+    );
+    assert!(write_through_vip(&p.client, 3002));
+    p.primary
+        .wait_for_sql(
+            "SELECT count(*) FROM writes WHERE id IN (3001, 3002)",
+            "2",
+            Duration::from_secs(10),
+        )
+        .expect("the rebuilt n1 has the old and the new writes");
+}

@@ -5,6 +5,7 @@
 //! | `POST /switchover/demote` | leaves the election (VIP removed), stops its database cleanly, answers the shutdown checkpoint |
 //! | `POST /switchover/promote` `{"min_lsn": "X/Y"}` | waits until its standby received WAL up to `min_lsn`, promotes, answers once writable with the VIP |
 //! | `POST /rejoin` `{"standby_host": "A.B.C.D"}` | WarehousePG, on the active coordinator: runs `commands.rejoin` (gpinitstandby) for that host |
+//! | `POST /rejoin/local` `{"primary_host": "A.B.C.D"}` | on the node to rebuild (`switchover --rejoin`): stop, move the data directory aside, PostgreSQL: base backup and start |
 //!
 //! All need the bearer token. The loop is only asked for short things (feed a policy input,
 //! journal a line); the long work (commands, waiting for WAL) runs in a spawned task that
@@ -367,7 +368,14 @@ pub async fn rejoin_local(
                     .map_err(|e| format!("{moved}; start failed: {e}"))?;
                 journal(state, "rejoin: standby started".to_string()).await;
             }
-            Ok::<_, String>(aside.display().to_string())
+            Ok::<_, String>(if config.database.flavor == Flavor::Postgres {
+                format!(
+                    "{moved}; base backup from {} taken; standby started",
+                    request.primary_host
+                )
+            } else {
+                moved
+            })
         }
         .await;
         if let Err(e) = &result {
