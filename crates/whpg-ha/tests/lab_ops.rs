@@ -417,3 +417,120 @@ fn switchover_with_rejoin_leaves_a_healthy_pair_with_the_roles_swapped() {
         )
         .expect("the rebuilt n1 has the old and the new writes");
 }
+
+/// Samples `/primary` on both nodes every 50 ms until stopped: (samples, samples with both 200,
+/// samples with none).
+struct PrimarySampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u64, u64)>>,
+}
+
+impl PrimarySampler {
+    fn start(p: &Pair) -> PrimarySampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (n1, n2, flag) = (p.n1.clone(), p.n2.clone(), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let (mut samples, mut both, mut none) = (0, 0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let a = code(&n1, "/primary") == Some(200);
+                let b = code(&n2, "/primary") == Some(200);
+                samples += 1;
+                both += u64::from(a && b);
+                none += u64::from(!a && !b);
+                std::thread::sleep(Duration::from_millis(50).saturating_sub(started.elapsed()));
+            }
+            (samples, both, none)
+        });
+        PrimarySampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map_or((0, 0, 0), |t| t.join().expect("sampler"))
+    }
+}
+
+#[test]
+fn five_switchovers_back_and_forth_keep_one_primary_and_every_commit() {
+    let lab = lab_or_skip!("ops_five_switchovers", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+
+    let writer = Writer::start(&p.client, 5000);
+    let sampler = PrimarySampler::start(&p);
+    let mut gaps = Vec::new();
+    for round in 0..5 {
+        // Even rounds hand over from n1 to n2, odd ones back.
+        let (to_host, to, from_host) = if round % 2 == 0 {
+            (&p.n2, "n2", &p.n1)
+        } else {
+            (&p.n1, "n1", &p.n2)
+        };
+        let (ok, out) = cli(
+            to_host,
+            &lab,
+            to,
+            &["switchover", "--to", to, "--yes", "--rejoin", "--json"],
+            Duration::from_secs(300),
+        );
+        assert!(
+            ok,
+            "round {round}: switchover to {to} failed:\n{out}\n{}",
+            logs(&daemons)
+        );
+        let report: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
+        let gap = report["write_gap_ms"].as_u64().expect("write_gap_ms");
+        gaps.push(gap);
+        wait_logged(
+            "the new layout settles",
+            Duration::from_secs(20),
+            &daemons,
+            || code(to_host, "/primary") == Some(200) && code(from_host, "/standby") == Some(200),
+        );
+    }
+    let (samples, both, none) = sampler.finish();
+    let (acked, tried) = writer.finish();
+
+    let present = ids_on(&p.standby);
+    let lost: Vec<u64> = acked
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !present.contains(id))
+        .collect();
+    let longest = acked
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+    let mut sorted = gaps.clone();
+    sorted.sort_unstable();
+    println!(
+        "five switchovers: write gaps {gaps:?} ms (median {} ms); writes tried {tried}, \
+         acknowledged {}, lost {}; longest gap between acknowledged writes {longest:?}; \
+         /primary samples {samples}: both 200 in {both}, neither in {none}",
+        sorted[2],
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but missing on the final primary: {lost:?}"
+    );
+    assert_eq!(
+        both, 0,
+        "/primary answered 200 on both nodes in {both} samples"
+    );
+    assert!(samples > 20, "the sampler ran ({samples} samples)");
+    assert!(
+        p.n2.has_address(VIP) && !p.n1.has_address(VIP),
+        "after an odd number of rounds n2 serves"
+    );
+}
