@@ -79,11 +79,7 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
 
 /// Bind every listen address first (so a bad address is reported before the daemon says it is
 /// ready), then serve them in the background.
-pub async fn start(
-    listen: &[SocketAddr],
-    state: ApiState,
-    journal: PathBuf,
-) -> anyhow::Result<()> {
+pub async fn start(listen: &[SocketAddr], state: ApiState, journal: PathBuf) -> anyhow::Result<()> {
     let mut listeners = Vec::with_capacity(listen.len());
     for address in listen {
         let listener = TcpListener::bind(address)
@@ -116,7 +112,10 @@ async fn status_json(
 fn role_check(result: Result<(), String>, role: &str) -> (StatusCode, String) {
     match result {
         Ok(()) => (StatusCode::OK, format!("{role}\n")),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not {role}: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not {role}: {why}\n"),
+        ),
     }
 }
 
