@@ -411,8 +411,9 @@ impl Policy {
         let c = &self.config;
 
         // Start-up gate: say nothing to VRRP until our database's health is settled either way
-        // and we have heard from the peer (or waited long enough), so a transient mastership at start-up cannot promote and
-        // an old primary cannot grab the VIP before its timeline is compared.
+        // and we have heard from the peer (or waited long enough), so a transient mastership at
+        // start-up cannot promote and an old primary cannot grab the VIP before its timeline is
+        // compared.
         if !self.startup_done {
             let grace_over = now.saturating_duration_since(self.started_at) >= c.startup_grace;
             if self.local.settled() && (self.peer.observed || grace_over) {
