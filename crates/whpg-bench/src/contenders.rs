@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +17,14 @@ use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER, PG_SUPERUSER};
 use whpg_lab::{Host, KeepalivedConf, Lab, PgNode, Process};
 
 use crate::lab::{PG_PORT, VIP_CIDR};
+
+/// Advert interval of every stack but keepalived-seed, in ms (`--advert-interval-ms`).
+static ADVERT_MS: AtomicU64 = AtomicU64::new(100);
+
+/// Sets the advert interval of whpg-ha, whpg-ha-fast and keepalived-fast (default 100 ms).
+pub fn set_advert_interval(interval: Duration) {
+    ADVERT_MS.store(interval.as_millis() as u64, Ordering::Relaxed);
+}
 
 /// A stack under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,7 +65,7 @@ impl Contender {
     pub fn advert_interval(self) -> Duration {
         match self {
             Contender::KeepalivedSeed => Duration::from_secs(1),
-            _ => Duration::from_millis(100),
+            _ => Duration::from_millis(ADVERT_MS.load(Ordering::Relaxed)),
         }
     }
 
@@ -144,7 +153,7 @@ impl Contender {
 /// keepalived 2.2.7 ends that test with SIGTERM to itself whenever the config has a
 /// `vrrp_script`, which reads as a rejection. Instead the log is checked for the messages
 /// keepalived prints when it drops a script or a tracked script.
-fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Process> {
+pub(crate) fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Process> {
     let me = host.name();
     let path = lab.write_file(&format!("{me}-keepalived.conf"), conf)?;
     let dir = lab.dir();
@@ -198,7 +207,7 @@ fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Process> {
 }
 
 /// The whpg-ha configuration of one node of the pair.
-fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> String {
+pub(crate) fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> String {
     // The fast profile also shortens the probe timeout: a live primary's last answer counts until
     // the next probe answers or times out, so the timeout bounds how long a silent peer delays
     // the promotion.
@@ -206,9 +215,10 @@ fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> 
         Contender::WhpgHaFast => ("0s", "200ms", "200ms"),
         _ => ("3s", "1s", "500ms"),
     };
-    let mut text = String::from(
-        "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
+    let mut text = format!(
+        "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"{}ms\"\n\
          transport = \"multicast\"\n\n[vrrp.garp]\nrepeat = 2\nmaster_delay = \"0s\"\n",
+        which.advert_interval().as_millis()
     );
     let _ = write!(
         text,
@@ -297,7 +307,7 @@ fn keepalived_config(
             1,
             KeepalivedConf::new(51, priority, VIP_CIDR)
                 .version(3)
-                .advert_int(Duration::from_millis(100)),
+                .advert_int(which.advert_interval()),
         ),
     };
     let conf = conf

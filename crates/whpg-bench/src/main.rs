@@ -16,7 +16,9 @@
 //! A measurement tool: slow numbers never fail it; only a harness failure (a lab that cannot be
 //! built or observed) makes it exit non-zero.
 
+mod chart;
 mod contenders;
+mod idle;
 mod lab;
 mod netns;
 mod report;
@@ -60,6 +62,24 @@ struct Args {
     /// The whpg-ha binary (default: built with cargo, same profile as this benchmark).
     #[arg(long)]
     daemon: Option<PathBuf>,
+    /// Idle cost instead of faults: CPU and RSS of the master of a settled whpg-ha pair (database
+    /// monitor off, then on) and of a keepalived pair with the same VRRP settings.
+    #[arg(long)]
+    idle: bool,
+    /// Length of each idle measurement.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// With --idle: skip the measurement with whpg-ha's database monitor on.
+    #[arg(long)]
+    no_monitor: bool,
+    /// Only draw `results.svg` into `--out` from these `results.json` files (comma-separated; a
+    /// later file's row replaces an earlier one's for the same fault and implementation).
+    #[arg(long, value_delimiter = ',')]
+    chart_from: Vec<PathBuf>,
+    /// Advert interval of whpg-ha, whpg-ha-fast and keepalived-fast in ms (a multiple of 10;
+    /// keepalived-seed keeps 1 s). The settings lines of the report say 100 ms regardless.
+    #[arg(long, default_value_t = 100)]
+    advert_interval_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -93,6 +113,10 @@ fn main() {
 
 fn run() -> Result<i32> {
     let args = Args::parse();
+    if !args.chart_from.is_empty() {
+        let out = args.out.as_ref().context("--chart-from needs --out")?;
+        return chart_from(&args.chart_from, out);
+    }
     let (faults, contenders, trials) = if args.smoke {
         (
             vec![Fault::DbCrash, Fault::LinkLoss],
@@ -115,6 +139,10 @@ fn run() -> Result<i32> {
     if trials == 0 {
         bail!("--trials must be at least 1");
     }
+    if args.advert_interval_ms < 10 || args.advert_interval_ms % 10 != 0 {
+        bail!("--advert-interval-ms must be a multiple of 10, at least 10");
+    }
+    contenders::set_advert_interval(std::time::Duration::from_millis(args.advert_interval_ms));
     let needs = [
         "ip",
         "runuser",
@@ -133,17 +161,22 @@ fn run() -> Result<i32> {
     }
     let daemon = resolve_daemon(args.daemon.as_deref())?;
     let machine = machine()?;
+    if args.idle {
+        return idle_run(&args, &daemon, &machine);
+    }
     let logs = args.out.as_ref().map(|o| o.join("logs"));
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     }
     eprintln!(
-        "whpg-bench: {} trial(s) x {} fault(s) x {} implementation(s), {} build, daemon {}",
+        "whpg-bench: {} trial(s) x {} fault(s) x {} implementation(s), {} build, daemon {}, \
+         adverts {} ms",
         trials,
         faults.len(),
         contenders.len(),
         machine.build,
-        daemon.display()
+        daemon.display(),
+        args.advert_interval_ms
     );
 
     let started = Instant::now();
@@ -192,9 +225,11 @@ fn run() -> Result<i32> {
             .map(|c| (c.name(), c.settings()))
             .collect();
         let md = format!(
-            "# whpg-bench results\n\nCommand: `{command}`\n\nMachine: nproc {}, kernel {}, {} \
+            "# whpg-bench results\n\nCommand: `{command}`\n\nAdvert interval (all but \
+             keepalived-seed): {} ms.\n\nMachine: nproc {}, kernel {}, {} \
              build, {}, load average before the run: {}; wall clock {:.0} s.\n\n{table}\n\
              Median ratios:\n\n{ratios}\n",
+            args.advert_interval_ms,
             machine.nproc,
             machine.kernel,
             machine.build,
@@ -215,7 +250,12 @@ fn run() -> Result<i32> {
             out.join("results.json"),
             serde_json::to_string_pretty(&json)? + "\n",
         )?;
-        eprintln!("whpg-bench: wrote {}/results.{{md,json}}", out.display());
+        let bars: Vec<chart::Bar> = rows.iter().filter_map(chart::Bar::from_row).collect();
+        std::fs::write(out.join("results.svg"), chart::svg(&bars, CHART_TITLE))?;
+        eprintln!(
+            "whpg-bench: wrote {}/results.{{md,json,svg}}",
+            out.display()
+        );
     }
     let harness_errors = outcomes
         .iter()
@@ -224,6 +264,76 @@ fn run() -> Result<i32> {
     if harness_errors > 0 {
         eprintln!("whpg-bench: {harness_errors} trial(s) failed in the harness");
         return Ok(1);
+    }
+    Ok(0)
+}
+
+const CHART_TITLE: &str = "whpg-ha vs keepalived: fault to first committed write through the VIP";
+
+/// `--chart-from`: `results.svg` in `out` from the rows of earlier `results.json` files.
+fn chart_from(files: &[PathBuf], out: &Path) -> Result<i32> {
+    let mut bars: Vec<chart::Bar> = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        let rows = json["rows"]
+            .as_array()
+            .with_context(|| format!("{} has no rows", file.display()))?;
+        for bar in rows.iter().filter_map(chart::Bar::from_json) {
+            match bars
+                .iter_mut()
+                .find(|b| b.fault == bar.fault && b.implementation == bar.implementation)
+            {
+                Some(old) => *old = bar,
+                None => bars.push(bar),
+            }
+        }
+    }
+    // Group order: faults as first seen; within a fault, the implementations in their usual order.
+    let rank = |name: &str| Contender::ALL.iter().position(|c| c.name() == name);
+    let faults: Vec<String> = bars.iter().fold(Vec::new(), |mut v, b| {
+        if !v.contains(&b.fault) {
+            v.push(b.fault.clone());
+        }
+        v
+    });
+    bars.sort_by_key(|b| {
+        (
+            faults.iter().position(|f| *f == b.fault),
+            rank(&b.implementation),
+        )
+    });
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("results.svg");
+    std::fs::write(&path, chart::svg(&bars, CHART_TITLE))?;
+    eprintln!("whpg-bench: wrote {} ({} bars)", path.display(), bars.len());
+    Ok(0)
+}
+
+/// `--idle`: prints the idle-cost table and writes `idle.{md,json}` into `--out`.
+fn idle_run(args: &Args, daemon: &Path, machine: &Machine) -> Result<i32> {
+    let rows = idle::run(daemon, args.seconds, !args.no_monitor)?;
+    let table = idle::table(&rows);
+    println!("{table}");
+    let facts = format!(
+        "{} build, nproc {}, kernel {}, {}, load average before: {}",
+        machine.build, machine.nproc, machine.kernel, machine.date, machine.load_before
+    );
+    println!("{facts}");
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(
+            out.join("idle.md"),
+            format!("# whpg-bench idle cost\n\nMachine: {facts}.\n\n{table}"),
+        )?;
+        let json = serde_json::json!({ "machine": machine, "rows": rows });
+        std::fs::write(
+            out.join("idle.json"),
+            serde_json::to_string_pretty(&json)? + "\n",
+        )?;
+        eprintln!("whpg-bench: wrote {}/idle.{{md,json}}", out.display());
     }
     Ok(0)
 }
