@@ -43,7 +43,7 @@ struct Args {
     /// Measured trials per fault and implementation.
     #[arg(long, default_value_t = 10)]
     trials: usize,
-    /// Faults, comma-separated: db-crash, link-loss.
+    /// Faults, comma-separated: db-crash, link-loss, db-stop, standby-down, blip-1s, daemon-kill.
     #[arg(long, value_delimiter = ',', default_value = "db-crash,link-loss")]
     faults: Vec<String>,
     /// Implementations, comma-separated: whpg-ha, whpg-ha-fast, keepalived-seed, keepalived-fast.

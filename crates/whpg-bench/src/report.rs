@@ -24,6 +24,10 @@ pub struct Row {
     pub median_ms: Option<f64>,
     pub max_ms: Option<f64>,
     pub failovers: usize,
+    /// Whether a failover should happen (`None`: either is acceptable).
+    pub failover_expected: Option<bool>,
+    /// Trials whose failover (or its absence) was what it should be.
+    pub as_expected: usize,
     pub split_brain: usize,
     pub longest_split_brain_ms: f64,
     pub lost_commits: usize,
@@ -74,6 +78,15 @@ pub fn rows(outcomes: &[Outcome], faults: &[Fault], contenders: &[Contender]) ->
                 median_ms: median(&times),
                 max_ms: times.last().copied(),
                 failovers: measured.iter().filter(|o| o.failover).count(),
+                failover_expected: fault.failover_expected(which),
+                as_expected: measured
+                    .iter()
+                    .filter(|o| {
+                        fault
+                            .failover_expected(which)
+                            .is_none_or(|e| e == o.failover)
+                    })
+                    .count(),
                 split_brain: measured.iter().filter(|o| o.split_brain).count(),
                 longest_split_brain_ms: measured
                     .iter()
@@ -98,9 +111,9 @@ fn secs(ms: Option<f64>) -> String {
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     s +=
-        "| fault | implementation | trials | min | median | max | failovers | split-brain windows \
-          (longest) | lost commits (trials) | notes |\n";
-    s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+        "| fault | implementation | trials | min | median | max | failovers | failover should happen \
+          / as it should | split-brain windows (longest) | lost commits (trials) | notes |\n";
+    s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
     for r in rows {
         let trials = if r.no_write == 0 {
             r.trials.to_string()
@@ -125,13 +138,20 @@ pub fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {trials} | {} | {} | {} | {}/{} | {} ({:.0} ms) | {} ({}) | {} |",
+            "| {} | {} | {trials} | {} | {} | {} | {}/{} | {} / {}/{} | {} ({:.0} ms) | {} ({}) | {} |",
             r.fault.name(),
             r.implementation.name(),
             secs(r.min_ms),
             secs(r.median_ms),
             secs(r.max_ms),
             r.failovers,
+            r.trials,
+            match r.failover_expected {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "either",
+            },
+            r.as_expected,
             r.trials,
             r.split_brain,
             r.longest_split_brain_ms,

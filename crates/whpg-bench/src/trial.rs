@@ -32,20 +32,66 @@ pub enum Fault {
     /// n1's link goes down.
     #[serde(rename = "link-loss")]
     LinkLoss,
+    /// `pg_ctl stop -m fast` of the primary.
+    #[serde(rename = "db-stop")]
+    DbStop,
+    /// `kill -9` of the standby's postmaster: no failover allowed.
+    #[serde(rename = "standby-down")]
+    StandbyDown,
+    /// n1's link down for 1 s, then up again: no failover allowed where the profile tolerates it.
+    #[serde(rename = "blip-1s")]
+    Blip,
+    /// SIGKILL of the HA daemon (its whole process group) on n1, the master: the database is
+    /// fine, so no failover allowed.
+    #[serde(rename = "daemon-kill")]
+    DaemonKill,
 }
 
 impl Fault {
+    pub const ALL: [Fault; 6] = [
+        Fault::DbCrash,
+        Fault::LinkLoss,
+        Fault::DbStop,
+        Fault::StandbyDown,
+        Fault::Blip,
+        Fault::DaemonKill,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::DbCrash => "db-crash",
             Fault::LinkLoss => "link-loss",
+            Fault::DbStop => "db-stop",
+            Fault::StandbyDown => "standby-down",
+            Fault::Blip => "blip-1s",
+            Fault::DaemonKill => "daemon-kill",
         }
     }
 
     pub fn parse(s: &str) -> Option<Fault> {
-        [Fault::DbCrash, Fault::LinkLoss]
-            .into_iter()
-            .find(|f| f.name() == s)
+        Fault::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// Whether `which` should promote the standby after this fault; `None` when either is
+    /// acceptable (a 1 s blip is a real outage for a profile that fails over in 0.5 s).
+    pub fn failover_expected(self, which: Contender) -> Option<bool> {
+        match self {
+            Fault::DbCrash | Fault::LinkLoss | Fault::DbStop => Some(true),
+            Fault::StandbyDown | Fault::DaemonKill => Some(false),
+            Fault::Blip => match which {
+                Contender::WhpgHa | Contender::KeepalivedSeed => Some(false),
+                Contender::WhpgHaFast | Contender::KeepalivedFast => None,
+            },
+        }
+    }
+
+    /// How long the trial goes on after the first write: longer for the faults that must not
+    /// fail over, so a late promotion is seen.
+    fn tail(self) -> Duration {
+        match self {
+            Fault::DbCrash | Fault::LinkLoss => TAIL,
+            _ => Duration::from_secs(5),
+        }
     }
 }
 
@@ -98,6 +144,8 @@ pub struct Outcome {
     pub vip_on_n2_ms: Option<f64>,
     /// n2's database had left recovery at the end.
     pub failover: bool,
+    /// Whether a failover should have happened (`None`: either is acceptable).
+    pub failover_expected: Option<bool>,
     /// n2's keepalived entered MASTER before the fault (start-up), promoted or not.
     pub n2_master_before_fault: bool,
     /// Longest time both hosts held the VIP on a live link.
@@ -132,6 +180,7 @@ impl Outcome {
             first_write_node: None,
             vip_on_n2_ms: None,
             failover: false,
+            failover_expected: fault.failover_expected(implementation),
             n2_master_before_fault: false,
             vip_on_both_ms: 0.0,
             both_writable_ms: 0.0,
@@ -242,6 +291,22 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
             topo.primary.kill9()?;
         }
         Fault::LinkLoss => topo.lab.link_down(&topo.n1)?,
+        Fault::DbStop => topo.primary.stop_fast()?,
+        Fault::StandbyDown => {
+            topo.standby.kill9()?;
+        }
+        Fault::Blip => {
+            topo.lab.link_down(&topo.n1)?;
+            std::thread::sleep(Duration::from_secs(1));
+            topo.lab.link_up(&topo.n1)?;
+        }
+        Fault::DaemonKill => {
+            let group = procs.first().map_or(0, |p| p.pid() as i32);
+            // SAFETY: kill(2) with a negative pid signals that process group, the daemon's own.
+            if group <= 0 || unsafe { libc::kill(-group, libc::SIGKILL) } != 0 {
+                bail!("cannot SIGKILL the daemon on n1");
+            }
+        }
     }
     let injected = Instant::now();
     out.injection_ms = ms(injected - t0);
@@ -255,7 +320,7 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     };
     if first.is_some() {
-        std::thread::sleep(TAIL);
+        std::thread::sleep(out.fault.tail());
     }
     out.attempts = writer.attempts();
     let commits = writer.stop()?;
