@@ -10,36 +10,13 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{api_get, pair_config, start_daemon, status, PairSettings, API_PORT};
 use common::in_netns;
-use common::pg::{db_pair_config, pg_pair, DbPairSettings, VIP};
+use common::pg::{db_pair_config, nodes, pair, DbPairSettings, Pair, VIP};
 use serde_json::Value;
 use whpg_ha::client::{send, Request, Response};
-use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
+use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
 const TOKEN: &str = "lab-token-0123456789abcdef";
-
-struct Pair {
-    n1: Host,
-    n2: Host,
-    primary: PgNode,
-    standby: PgNode,
-}
-
-fn pair(lab: &Lab) -> Pair {
-    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
-    let n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
-    let (primary, standby) = pg_pair(lab, &n1, &n2);
-    Pair {
-        n1,
-        n2,
-        primary,
-        standby,
-    }
-}
-
-fn nodes() -> Vec<(&'static str, &'static str, u8)> {
-    vec![("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)]
-}
 
 /// A token file in the lab directory with `mode`.
 fn token_file(lab: &Lab, mode: u32) -> PathBuf {

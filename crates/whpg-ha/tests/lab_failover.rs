@@ -10,40 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{start_daemon, status};
 use common::pg::{
-    db_pair_config, db_pair_config_with_bin_dir, db_running, fake_gphome, pg_pair,
-    write_through_vip, DbPairSettings, VIP,
+    db_pair_config, db_pair_config_with_bin_dir, db_running, fake_gphome, nodes, pair,
+    write_through_vip, DbPairSettings, Pair, VIP,
 };
-use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
+use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
 /// The client host, also the witness where one is configured.
 const CLIENT: &str = "10.77.0.99";
-
-struct Pair {
-    n1: Host,
-    n2: Host,
-    client: Host,
-    primary: PgNode,
-    standby: PgNode,
-}
-
-fn pair(lab: &Lab) -> Pair {
-    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
-    let n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
-    let client = lab.add_host("cl", "10.77.0.99/24").expect("client");
-    let (primary, standby) = pg_pair(lab, &n1, &n2);
-    Pair {
-        n1,
-        n2,
-        client,
-        primary,
-        standby,
-    }
-}
-
-fn nodes() -> Vec<(&'static str, &'static str, u8)> {
-    vec![("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)]
-}
 
 fn start_pair(lab: &Lab, p: &Pair, settings: &DbPairSettings) -> (Process, Process) {
     let d1 = start_daemon(

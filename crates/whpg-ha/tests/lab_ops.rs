@@ -12,39 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{api_get, start_daemon, status, API_PORT};
 use common::in_netns;
-use common::pg::{db_pair_config, pg_pair, write_through_vip, DbPairSettings, VIP};
+use common::pg::{db_pair_config, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP};
 use whpg_ha::client::{send, Request};
 use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
 const TOKEN: &str = "lab-ops-token-0123456789abcdef";
-
-struct Pair {
-    n1: Host,
-    n2: Host,
-    client: Host,
-    primary: PgNode,
-    standby: PgNode,
-}
-
-fn pair(lab: &Lab) -> Pair {
-    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
-    let n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
-    let client = lab.add_host("cl", "10.77.0.99/24").expect("client");
-    let (primary, standby) = pg_pair(lab, &n1, &n2);
-    Pair {
-        n1,
-        n2,
-        client,
-        primary,
-        standby,
-    }
-}
-
-fn nodes() -> Vec<(&'static str, &'static str, u8)> {
-    vec![("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)]
-}
 
 /// The configuration of one node: the API on every address with a token file, and a start
 /// command that keeps this node's own socket directory and name (a base backup copies the

@@ -172,3 +172,33 @@ pub fn fake_gphome(lab: &Lab) -> std::path::PathBuf {
         .expect("linking pg_ctl into the fake GPHOME");
     script
 }
+
+/// A lab with the two coordinator hosts, a client, and a PostgreSQL pair on them.
+pub struct Pair {
+    pub n1: Host,
+    pub n2: Host,
+    pub client: Host,
+    pub primary: PgNode,
+    pub standby: PgNode,
+}
+
+/// n1 (10.77.0.11) with the primary, n2 (10.77.0.12) with its streaming standby, and a client
+/// (10.77.0.99).
+pub fn pair(lab: &Lab) -> Pair {
+    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
+    let n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
+    let client = lab.add_host("cl", "10.77.0.99/24").expect("client");
+    let (primary, standby) = pg_pair(lab, &n1, &n2);
+    Pair {
+        n1,
+        n2,
+        client,
+        primary,
+        standby,
+    }
+}
+
+/// The `[nodes]` of the lab pair: (name, address, priority).
+pub fn nodes() -> Vec<(&'static str, &'static str, u8)> {
+    vec![("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)]
+}
