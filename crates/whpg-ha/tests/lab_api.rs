@@ -337,3 +337,18 @@ fn a_token_file_readable_by_others_keeps_the_daemon_from_starting() {
         "the token leaked into the log:\n{log}"
     );
 }
+
+#[test]
+fn status_exits_1_when_no_node_answers() {
+    let lab = lab_or_skip!("api_status_nobody", &[]);
+    let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
+    let _n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
+    // No daemon runs: both nodes' API ports refuse.
+    let config = common::daemon::pair_config(&common::daemon::PairSettings::fast(), &nodes())
+        .replace("127.0.0.1:", "0.0.0.0:");
+    lab.write_file("n1.toml", &config).expect("config");
+    let (ok, table, stderr) = cli(&n1, &lab, "n1", &["status"]);
+    assert!(!ok, "status must fail when nobody answers:\n{table}");
+    assert!(stderr.contains("no node answered"), "{stderr}");
+    assert!(table.contains("UNREACHABLE"), "{table}");
+}

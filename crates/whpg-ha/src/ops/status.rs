@@ -1,6 +1,6 @@
 //! `whpg-ha status`: asks every node's daemon for its `/status` and shows the pair in one table
 //! (or one JSON document). A node that does not answer is shown as unreachable; that is the
-//! answer, not an error.
+//! answer, not an error — unless no node answers at all, which exits 1 so scripts notice.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -63,7 +63,11 @@ pub fn status_command(args: &StatusArgs) -> ExitCode {
             println!("\x1b[H\x1b[2J{text}(refreshing every second; Ctrl-C to stop)");
         } else {
             print!("{text}");
-            return ExitCode::SUCCESS;
+            if report.nodes.iter().any(|n| n.reachable) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("whpg-ha status: no node answered (is whpg-ha running, and is [api] listen reachable from here?)");
+            return ExitCode::from(1);
         }
         std::thread::sleep(Duration::from_secs(1));
     }
