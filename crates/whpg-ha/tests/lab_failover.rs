@@ -518,6 +518,17 @@ fn an_isolated_master_fences_its_database_and_drops_the_vip() {
     );
     assert!(!db_running(&p.primary));
     assert!(p.n2.has_address(VIP));
+
+    // The fence job's report reached n1's journal and its /status events.
+    let journal = lab.dir().join("n1.journal").join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(
+        text.contains("fenced the local database (Isolated)"),
+        "n1's journal {}:\n{text}",
+        journal.display()
+    );
+    let events = status(&p.n1).expect("n1's status")["events"].to_string();
+    assert!(events.contains("fenced the local database"), "{events}");
 }
 
 #[test]

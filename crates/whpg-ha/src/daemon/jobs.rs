@@ -24,11 +24,29 @@ const VERIFY_POLL: Duration = Duration::from_millis(50);
 pub struct Jobs {
     config: Config,
     tx: mpsc::Sender<Input>,
+    reports: mpsc::UnboundedSender<JobReport>,
+}
+
+/// What a job wants in the journal once it is done (the loop owns the journal).
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub kind: &'static str,
+    /// True when the job did all it had to.
+    pub complete: bool,
+    pub detail: String,
 }
 
 impl Jobs {
-    pub fn new(config: Config, tx: mpsc::Sender<Input>) -> Jobs {
-        Jobs { config, tx }
+    pub fn new(
+        config: Config,
+        tx: mpsc::Sender<Input>,
+        reports: mpsc::UnboundedSender<JobReport>,
+    ) -> Jobs {
+        Jobs {
+            config,
+            tx,
+            reports,
+        }
     }
 
     /// Run the promotion command, verify with a real write, report `PromotionFinished`.
@@ -56,6 +74,7 @@ impl Jobs {
     /// Stop the local database and clean up after it; the report goes to the log.
     pub fn fence(&self, reason: FenceReason) {
         let config = self.config.clone();
+        let reports = self.reports.clone();
         tokio::spawn(async move {
             let command = match PreparedCommand::from_config(
                 &config,
@@ -65,15 +84,28 @@ impl Jobs {
                 Ok(command) => command,
                 Err(e) => {
                     error!("cannot fence ({reason:?}): commands.fence: {e}");
+                    let _ = reports.send(JobReport {
+                        kind: "fence",
+                        complete: false,
+                        detail: format!("cannot fence ({reason:?}): commands.fence: {e}"),
+                    });
                     return;
                 }
             };
             let report = fence_database(&config.database, &command).await;
-            if report.is_fenced() {
+            let complete = report.is_fenced();
+            let detail = if complete {
                 warn!("fenced the local database ({reason:?}): {report}");
+                format!("fenced the local database ({reason:?}): {report}")
             } else {
                 error!("fencing the local database ({reason:?}) is incomplete: {report}");
-            }
+                format!("fencing the local database ({reason:?}) is incomplete: {report}")
+            };
+            let _ = reports.send(JobReport {
+                kind: "fence",
+                complete,
+                detail,
+            });
         });
     }
 }

@@ -208,8 +208,12 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
             policy_setup::policy_config(&config),
             std::time::Instant::now(),
         );
-        let jobs = jobs::Jobs::new(config.clone(), tx);
-        (Some(runner::Supervision { policy, jobs }), Some(rx))
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let jobs = jobs::Jobs::new(config.clone(), tx, reports_tx);
+        (
+            Some(runner::Supervision { policy, jobs }),
+            Some((rx, reports_rx)),
+        )
     } else {
         info!("database.monitor = false: the virtual addresses follow the VRRP mastership alone");
         (None, None)
@@ -225,6 +229,8 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         runner.node_name(),
         interface.name
     );
+    let (inputs, reports) = inputs.unzip();
+    runner.set_job_reports(reports);
     runner.run(links, inputs).await
 }
 

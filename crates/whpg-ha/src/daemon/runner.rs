@@ -20,7 +20,7 @@ use whpg_policy::{Decision, Input, Notice, Policy};
 use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
 
 use super::garp_schedule::GarpSchedule;
-use super::jobs::Jobs;
+use super::jobs::{JobReport, Jobs};
 use super::status::{describe_reason, NodeStatus};
 use super::{reload, vrrp_setup};
 use crate::config::{self, Config};
@@ -85,6 +85,8 @@ pub struct Runner {
     holds_vips: bool,
     /// Commands from the HTTP API (taken by [`Runner::run`]).
     commands: Option<mpsc::Receiver<ApiCommand>>,
+    /// What finished jobs (fencing) report, for the journal.
+    job_reports: Option<mpsc::UnboundedReceiver<JobReport>>,
     metrics: EventMetrics,
     /// The local standby's WAL receiver as last observed, for `/status` and `/standby`.
     wal_receiver: Option<WalReceiverStatus>,
@@ -132,6 +134,7 @@ impl Runner {
             interface,
             holds_vips: false,
             commands: None,
+            job_reports: None,
             metrics: EventMetrics::default(),
             wal_receiver: None,
             promotion_started: None,
@@ -167,6 +170,11 @@ impl Runner {
 
     pub fn node_name(&self) -> &str {
         &self.config.local.name
+    }
+
+    /// Journal what the jobs report when they finish.
+    pub fn set_job_reports(&mut self, reports: Option<mpsc::UnboundedReceiver<JobReport>>) {
+        self.job_reports = reports;
     }
 
     /// Serve the HTTP API's commands and record into its metrics.
@@ -205,6 +213,7 @@ impl Runner {
         mut inputs: Option<mpsc::Receiver<Input>>,
     ) -> anyhow::Result<()> {
         let mut commands = self.commands.take();
+        let mut job_reports = self.job_reports.take();
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
@@ -240,6 +249,15 @@ impl Runner {
                     }
                     self.send_due_garps(now);
                 }
+                report = recv_report(&mut job_reports) => match report {
+                    Some(report) => {
+                        let kind = if report.complete { Kind::Action } else { Kind::Notice };
+                        let entry = self.entry(kind, report.detail.clone());
+                        self.record(Some((report.kind, &report.detail)), entry);
+                        self.publish(Instant::now());
+                    }
+                    None => job_reports = None,
+                },
                 command = recv_command(&mut commands) => match command {
                     Some(command) => self.api_command(command).await,
                     None => commands = None,
@@ -839,6 +857,15 @@ impl VipOutcome {
             Change::Done => self.changed.push(address),
             Change::Unchanged => self.unchanged.push(address),
         }
+    }
+}
+
+async fn recv_report(
+    reports: &mut Option<mpsc::UnboundedReceiver<JobReport>>,
+) -> Option<JobReport> {
+    match reports {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
