@@ -240,6 +240,8 @@ pub struct Policy {
     /// Left the election for a planned switchover.
     demoted: bool,
     startup_done: bool,
+    /// The latest time the rules were evaluated at.
+    evaluated_at: Instant,
     sent: Sent,
 }
 
@@ -259,6 +261,7 @@ impl Policy {
             fenced: None,
             demoted: false,
             startup_done: false,
+            evaluated_at: now,
             sent: Sent::default(),
         }
     }
@@ -324,7 +327,9 @@ impl Policy {
         if let Some(at) = self.peer.reachable_at {
             times.push(at + self.config.isolation_after);
         }
-        times.into_iter().min()
+        // Thresholds already behind the last evaluation have been acted on; returning them would
+        // make the caller wake at once, again and again.
+        times.into_iter().filter(|&t| t > self.evaluated_at).min()
     }
 
     pub fn status(&self) -> PolicyStatus {
@@ -407,6 +412,7 @@ impl Policy {
     }
 
     fn evaluate(&mut self, now: Instant) -> Vec<Decision> {
+        self.evaluated_at = self.evaluated_at.max(now);
         let mut out = Vec::new();
         let c = &self.config;
 

@@ -673,3 +673,22 @@ fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
     let out = new.at(900, Input::PromotionFinished(Ok(Some(2))));
     assert!(out.contains(&Decision::InstallVip), "{out:?}");
 }
+
+#[test]
+fn next_wakeup_never_returns_a_time_already_evaluated() {
+    // An isolated node: the isolation threshold lies in the past for as long as it stays cut off.
+    let mut run = Run::primary_settled(config());
+    run.at(500, Input::Witness { quorum: true });
+    run.probes(600, 1900, PRIMARY, PeerSample::Unreachable);
+    run.at(600, Input::Witness { quorum: false });
+    run.at(2100, Input::Tick);
+    run.at(5000, Input::Tick);
+    let evaluated = run.t0 + Duration::from_millis(5000);
+    if let Some(at) = run.policy.next_wakeup() {
+        assert!(
+            at > evaluated,
+            "a wake-up {:?} before the last evaluation",
+            evaluated - at
+        );
+    }
+}

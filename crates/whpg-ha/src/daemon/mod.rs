@@ -4,6 +4,7 @@
 //! a crash, opens the sockets, starts the API and tells systemd it is ready. The loop itself lives
 //! in [`runner`]; it owns the instance and is the only place that carries out its actions.
 
+pub mod deadline;
 pub mod garp_schedule;
 pub mod jobs;
 pub mod observers;

@@ -214,6 +214,7 @@ impl Runner {
     ) -> anyhow::Result<()> {
         let mut commands = self.commands.take();
         let mut job_reports = self.job_reports.take();
+        let timer = super::deadline::Deadline::new()?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sighup = signal(SignalKind::hangup())?;
@@ -241,7 +242,12 @@ impl Runner {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                _ = sleep_until(deadline) => {
+                waited = timer.wait_until(deadline) => {
+                    if let Err(e) = waited {
+                        // Never spin on a broken timer; the instance tolerates a late wake-up.
+                        error!("the loop's timer failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     let now = Instant::now();
                     self.feed(Event::Timeout, now).await;
                     if self.supervision.is_some() {
@@ -879,13 +885,6 @@ async fn recv_command(commands: &mut Option<mpsc::Receiver<ApiCommand>>) -> Opti
 async fn recv_input(inputs: &mut Option<mpsc::Receiver<Input>>) -> Option<Input> {
     match inputs {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }
