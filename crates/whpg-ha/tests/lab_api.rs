@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::daemon::{api_get, pair_config, start_daemon, status, PairSettings, API_PORT};
+use common::daemon::{
+    api_get, code, dump_logs, pair_config, start_daemon, status, PairSettings, API_PORT,
+};
 use common::in_netns;
 use common::pg::{db_pair_config, nodes, pair, DbPairSettings, Pair, VIP};
 use serde_json::Value;
@@ -58,22 +60,9 @@ fn start_pair(lab: &Lab, p: &Pair, token: Option<&PathBuf>) -> (Process, Process
     (d1, d2)
 }
 
-fn dump_logs(daemons: &[&Process]) -> String {
-    daemons
-        .iter()
-        .map(|d| d.log_contents())
-        .collect::<Vec<_>>()
-        .join("\n-----\n")
-}
-
 fn wait_logged(what: &str, limit: Duration, daemons: &[&Process], f: impl FnMut() -> bool) {
     wait_until(limit, Duration::from_millis(20), what, f)
         .unwrap_or_else(|e| panic!("{e:#}\n{}", dump_logs(daemons)));
-}
-
-/// The HTTP status of `GET path` on the host's API, `None` when it does not answer.
-fn code(host: &Host, path: &str) -> Option<u16> {
-    api_get(host, path).map(|(code, _)| code)
 }
 
 /// A request with the library's client from inside the host's namespace.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{start_daemon, status};
+use common::daemon::{dump_logs, start_daemon, status};
 use common::pg::{
     db_pair_config, db_pair_config_with_bin_dir, db_running, fake_gphome, nodes, pair,
     write_through_vip, DbPairSettings, Pair, VIP,
@@ -43,14 +43,6 @@ fn db_field(host: &Host, field: &str) -> serde_json::Value {
     status(host)
         .map(|s| s["database"][field].clone())
         .unwrap_or_default()
-}
-
-fn dump_logs(daemons: &[&Process]) -> String {
-    daemons
-        .iter()
-        .map(|d| d.log_contents())
-        .collect::<Vec<_>>()
-        .join("\n-----\n")
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{api_get, start_daemon, status, API_PORT};
+use common::daemon::{code, dump_logs, start_daemon, status, API_PORT};
 use common::in_netns;
 use common::pg::{db_pair_config, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP};
 use whpg_ha::client::{send, Request};
@@ -52,21 +52,9 @@ fn start_pair(lab: &Lab, p: &Pair) -> (Process, Process) {
     (d1, d2)
 }
 
-fn logs(daemons: &[&Process]) -> String {
-    daemons
-        .iter()
-        .map(|d| d.log_contents())
-        .collect::<Vec<_>>()
-        .join("\n-----\n")
-}
-
 fn wait_logged(what: &str, limit: Duration, daemons: &[&Process], f: impl FnMut() -> bool) {
     wait_until(limit, Duration::from_millis(50), what, f)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(daemons)));
-}
-
-fn code(host: &Host, path: &str) -> Option<u16> {
-    api_get(host, path).map(|(code, _)| code)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", dump_logs(daemons)));
 }
 
 /// The pair settled: n1 serves the VIP, n2 is a streaming standby.
@@ -180,7 +168,7 @@ fn switchover_under_a_steady_write_load_loses_no_acknowledged_commit() {
     );
     let cli_done = Instant::now();
     println!("whpg-ha switchover --yes:\n{out}");
-    assert!(ok, "switchover failed:\n{out}\n{}", logs(&daemons));
+    assert!(ok, "switchover failed:\n{out}\n{}", dump_logs(&daemons));
     // Keep writing a little on the new primary.
     std::thread::sleep(Duration::from_millis(1500));
     let (acked, tried) = writer.finish();
@@ -232,7 +220,7 @@ fn rejoin_after_a_failover_restores_streaming() {
 
     let (ok, out) = cli(&p.n1, &lab, "n1", &["rejoin"], Duration::from_secs(240));
     println!("whpg-ha rejoin:\n{out}");
-    assert!(ok, "rejoin failed:\n{out}\n{}", logs(&daemons));
+    assert!(ok, "rejoin failed:\n{out}\n{}", dump_logs(&daemons));
 
     assert_eq!(code(&p.n1, "/standby"), Some(200));
     let db = status(&p.n1).expect("n1 status")["database"].clone();
@@ -366,7 +354,11 @@ fn switchover_with_rejoin_leaves_a_healthy_pair_with_the_roles_swapped() {
         Duration::from_secs(300),
     );
     println!("whpg-ha switchover --to n2 --yes --rejoin --json:\n{out}");
-    assert!(ok, "switchover --rejoin failed:\n{out}\n{}", logs(&daemons));
+    assert!(
+        ok,
+        "switchover --rejoin failed:\n{out}\n{}",
+        dump_logs(&daemons)
+    );
     let report: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
     assert_eq!(report["ok"], true, "{out}");
     assert!(report["write_gap_ms"].as_u64().is_some(), "{out}");
@@ -458,7 +450,7 @@ fn five_switchovers_back_and_forth_keep_one_primary_and_every_commit() {
         assert!(
             ok,
             "round {round}: switchover to {to} failed:\n{out}\n{}",
-            logs(&daemons)
+            dump_logs(&daemons)
         );
         let report: serde_json::Value = serde_json::from_str(&out).expect("--json prints JSON");
         let gap = report["write_gap_ms"].as_u64().expect("write_gap_ms");

@@ -139,3 +139,17 @@ pub fn dropped(host: &Host, reason: &str) -> u64 {
         .and_then(|s| s["vrrp"]["counters"]["dropped"][reason].as_u64())
         .unwrap_or(0)
 }
+
+/// Every daemon's log, for a failure message.
+pub fn dump_logs(daemons: &[&Process]) -> String {
+    daemons
+        .iter()
+        .map(|d| d.log_contents())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
+/// The HTTP status of `GET path` on the host's API, `None` when it does not answer.
+pub fn code(host: &Host, path: &str) -> Option<u16> {
+    api_get(host, path).map(|(code, _)| code)
+}
