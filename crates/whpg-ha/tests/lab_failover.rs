@@ -13,6 +13,7 @@ use common::pg::{
     db_pair_config, db_pair_config_with_bin_dir, db_running, fake_gphome, nodes, pair,
     write_through_vip, DbPairSettings, Pair, VIP,
 };
+use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
@@ -392,6 +393,63 @@ fn a_failing_promotion_command_releases_the_mastership() {
 #[test]
 fn a_hanging_promotion_command_is_bounded_and_releases_the_mastership() {
     promotion_that_cannot_succeed("promote_hangs", r#"["/bin/sleep", "600"]"#, "1s");
+}
+
+/// A promote command that goes on after the database left recovery does not hold the VIP back:
+/// the write that proves the promotion is tried while the command runs (postgres flavor).
+#[test]
+fn the_vip_moves_once_the_database_is_writable_even_if_the_promote_command_lingers() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = lab_or_skip!("promote_lingers", PREREQUISITES);
+    let p = pair(&lab);
+    let standin = lab.dir().join("promote-then-linger");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/standins/promote-then-linger"
+        ),
+        &standin,
+    )
+    .expect("copying the promote stand-in");
+    std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let linger_s = 20;
+    let settings = DbPairSettings {
+        promote: Some((
+            format!(
+                r#"["{}", "{PG_BIN_DIR}/pg_ctl", "{{data_directory}}", "{linger_s}"]"#,
+                standin.display()
+            ),
+            "60s",
+        )),
+        ..DbPairSettings::default()
+    };
+    let (d1, d2) = serving(&lab, &p, &settings);
+    let logs = [&d1, &d2];
+
+    let crash = Instant::now();
+    p.primary.kill9().expect("kill -9 the primary's postmaster");
+    wait_logged("VIP on n2", Duration::from_secs(15), &logs, || {
+        p.n2.has_address(VIP)
+    });
+    let vip_after = crash.elapsed();
+    first_write(&p.client, 1, Duration::from_secs(5), &logs);
+    let write_after = crash.elapsed();
+    println!(
+        "promote command lingering {linger_s} s: VIP on n2 after {vip_after:?}, first write \
+         after {write_after:?}"
+    );
+    assert!(
+        write_after < Duration::from_secs(linger_s / 2),
+        "the failover waited for the promote command\n{}",
+        dump_logs(&logs)
+    );
+    assert!(
+        d2.log_contents().contains("left to finish on its own"),
+        "{}",
+        dump_logs(&logs)
+    );
+    let n2 = status(&p.n2).expect("n2's status");
+    assert_eq!(n2["database"]["role"], "primary", "{n2}");
 }
 
 #[test]

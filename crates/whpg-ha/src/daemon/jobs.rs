@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use whpg_policy::{FenceReason, Input};
 
-use crate::config::{CommandKind, Config};
+use crate::config::{CommandKind, Config, Flavor};
 use crate::db::{observe, write_check, ConnParams};
 use crate::exec::{self, PreparedCommand};
 use crate::fence::fence_database;
@@ -20,6 +20,10 @@ const VERIFY_AFTER_SUCCESS: Duration = Duration::from_secs(30);
 /// failure after promoting), so look briefly before calling it failed.
 const VERIFY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 const VERIFY_POLL: Duration = Duration::from_millis(50);
+/// While the promote command runs (postgres flavor): how often a write is tried, and for how long
+/// at that pace before falling back to [`VERIFY_POLL`] (a hanging command is not hammered).
+const EARLY_POLL: Duration = Duration::from_millis(10);
+const EARLY_POLL_FOR: Duration = Duration::from_secs(2);
 
 pub struct Jobs {
     config: Config,
@@ -124,12 +128,58 @@ async fn promote_and_verify(config: &Config) -> Result<Option<u32>, String> {
     let command = PreparedCommand::from_config(config, CommandKind::Promote, &runtime_vars(config))
         .map_err(|e| format!("commands.promote: {e}"))?;
     info!("running {}", command.display_argv());
-    let (verify_for, command_result) = match exec::run(&command).await {
-        Ok(outcome) if outcome.success() => (
+    let params = ConnParams::local(&config.database);
+    let timeout = config.health.timeout;
+    let started = Instant::now();
+    let argv_text = command.display_argv();
+    // The command runs in its own task, so that it is neither killed nor left unreaped when the
+    // database turns writable before it returns.
+    let mut running = tokio::spawn(async move { exec::run(&command).await });
+    // PostgreSQL leaves recovery tens of milliseconds after `pg_ctl promote` signals it, but
+    // `pg_ctl` notices only at its next poll, up to 100 ms later: a write that succeeds is the
+    // proof the promotion needs, so look while it runs. WarehousePG's gpactivatestandby has
+    // catalog work left after the coordinator is writable; its exit is awaited.
+    let race = config.database.flavor == Flavor::Postgres;
+    let finished = loop {
+        let poll = if started.elapsed() < EARLY_POLL_FOR {
+            EARLY_POLL
+        } else {
+            VERIFY_POLL
+        };
+        tokio::select! {
+            joined = &mut running => break joined,
+            () = tokio::time::sleep(poll), if race => {
+                if write_check(&params, config.database.flavor, timeout).await.is_ok() {
+                    let timeline = observe(&params, timeout).await.ok().map(|f| f.timeline);
+                    info!(
+                        "the database accepts writes {} ms into the promote command; it is left \
+                         to finish on its own",
+                        started.elapsed().as_millis()
+                    );
+                    tokio::spawn(async move {
+                        match running.await {
+                            Ok(Ok(outcome)) if outcome.success() => {}
+                            Ok(Ok(outcome)) => warn!(
+                                "{argv_text} exited with {:?} after the database was already \
+                                 writable: {}",
+                                outcome.exit,
+                                outcome.output.last_line().unwrap_or("(no output)")
+                            ),
+                            Ok(Err(e)) => warn!("{argv_text}: {e}"),
+                            Err(e) => warn!("{argv_text}: the task ended abnormally: {e}"),
+                        }
+                    });
+                    return Ok(timeline);
+                }
+            }
+        }
+    };
+    let (verify_for, command_result) = match finished {
+        Ok(Ok(outcome)) if outcome.success() => (
             VERIFY_AFTER_SUCCESS,
             "the promote command succeeded".to_string(),
         ),
-        Ok(outcome) => (
+        Ok(Ok(outcome)) => (
             VERIFY_AFTER_FAILURE,
             format!(
                 "the promote command exited with {:?}: {}",
@@ -137,10 +187,12 @@ async fn promote_and_verify(config: &Config) -> Result<Option<u32>, String> {
                 outcome.output.last_line().unwrap_or("(no output)")
             ),
         ),
-        Err(e) => (VERIFY_AFTER_FAILURE, e.to_string()),
+        Ok(Err(e)) => (VERIFY_AFTER_FAILURE, e.to_string()),
+        Err(e) => (
+            VERIFY_AFTER_FAILURE,
+            format!("the promote command's task ended abnormally: {e}"),
+        ),
     };
-    let params = ConnParams::local(&config.database);
-    let timeout = config.health.timeout;
     let deadline = Instant::now() + verify_for;
     loop {
         let last_error = match write_check(&params, config.database.flavor, timeout).await {
