@@ -1,37 +1,69 @@
 //! `results.svg`: the fault-to-first-write times as grouped bars (one group per fault, one bar per
-//! implementation) at the median, with min–max whiskers, on a logarithmic time axis. Plain SVG text.
+//! implementation) at the median, with min–max whiskers, on a logarithmic time axis. A row without
+//! any write (a fault after which none is possible, or a stack that never recovered) gets a
+//! "no write" label in its slot instead of a bar. Plain SVG text.
 
 use std::fmt::Write as _;
 
-/// One bar: a fault, an implementation and its min / median / max in milliseconds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bar {
-    pub fault: String,
-    pub implementation: String,
+/// Min, median and max of a row's first-write times, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Times {
     pub min_ms: f64,
     pub median_ms: f64,
     pub max_ms: f64,
 }
 
+/// One bar: a fault, an implementation and its times (`None`: no trial had a write).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub fault: String,
+    pub implementation: String,
+    pub times: Option<Times>,
+}
+
 impl Bar {
+    /// A row with measured trials (a row whose trials all failed in the harness has none).
     pub fn from_row(row: &crate::report::Row) -> Option<Bar> {
+        if row.trials == 0 {
+            return None;
+        }
+        let times = match (row.min_ms, row.median_ms, row.max_ms) {
+            (Some(min_ms), Some(median_ms), Some(max_ms)) => Some(Times {
+                min_ms,
+                median_ms,
+                max_ms,
+            }),
+            _ => None,
+        };
         Some(Bar {
             fault: row.fault.name().into(),
             implementation: row.implementation.name().into(),
-            min_ms: row.min_ms?,
-            median_ms: row.median_ms?,
-            max_ms: row.max_ms?,
+            times,
         })
     }
 
-    /// From a row of a `results.json` (`rows[]`).
+    /// From a row of a `results.json` (`rows[]`); `min_ms` and co. are null for a row without
+    /// a write.
     pub fn from_json(row: &serde_json::Value) -> Option<Bar> {
+        if row["trials"].as_u64() == Some(0) {
+            return None;
+        }
+        let times = match (
+            row["min_ms"].as_f64(),
+            row["median_ms"].as_f64(),
+            row["max_ms"].as_f64(),
+        ) {
+            (Some(min_ms), Some(median_ms), Some(max_ms)) => Some(Times {
+                min_ms,
+                median_ms,
+                max_ms,
+            }),
+            _ => None,
+        };
         Some(Bar {
             fault: row["fault"].as_str()?.into(),
             implementation: row["implementation"].as_str()?.into(),
-            min_ms: row["min_ms"].as_f64()?,
-            median_ms: row["median_ms"].as_f64()?,
-            max_ms: row["max_ms"].as_f64()?,
+            times,
         })
     }
 }
@@ -99,7 +131,20 @@ pub fn svg(bars: &[Bar], title: &str) -> String {
                 continue;
             };
             let x = x0 + bar_w * i as f64;
-            let (ym, ylo, yhi) = (y(b.median_ms), y(b.min_ms), y(b.max_ms));
+            let Some(t) = b.times else {
+                let (tx, ty) = (x + bar_w / 2.0, top + plot_h - 6.0);
+                let _ = writeln!(
+                    s,
+                    "<text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"10\" fill=\"{}\" \
+                     transform=\"rotate(-90 {tx:.1} {ty:.1})\">no write<title>{} {}: no write \
+                     in any trial</title></text>",
+                    COLORS[i % COLORS.len()],
+                    escape(fault),
+                    escape(name)
+                );
+                continue;
+            };
+            let (ym, ylo, yhi) = (y(t.median_ms), y(t.min_ms), y(t.max_ms));
             let cx = x + bar_w / 2.0 - 2.0;
             let _ = writeln!(
                 s,
@@ -110,9 +155,9 @@ pub fn svg(bars: &[Bar], title: &str) -> String {
                 COLORS[i % COLORS.len()],
                 escape(fault),
                 escape(name),
-                b.median_ms / 1000.0,
-                b.min_ms / 1000.0,
-                b.max_ms / 1000.0
+                t.median_ms / 1000.0,
+                t.min_ms / 1000.0,
+                t.max_ms / 1000.0
             );
             let _ = writeln!(
                 s,
@@ -125,7 +170,7 @@ pub fn svg(bars: &[Bar], title: &str) -> String {
                 s,
                 "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{:.2}</text>",
                 yhi - 4.0,
-                b.median_ms / 1000.0
+                t.median_ms / 1000.0
             );
         }
         let _ = writeln!(
@@ -173,22 +218,35 @@ mod tests {
 
     #[test]
     fn one_bar_per_row_and_well_formed() {
-        let bar = |fault: &str, name: &str, median| Bar {
+        let bar = |fault: &str, name: &str, median: f64| Bar {
             fault: fault.into(),
             implementation: name.into(),
-            min_ms: median * 0.8,
-            median_ms: median,
-            max_ms: median * 1.2,
+            times: Some(Times {
+                min_ms: median * 0.8,
+                median_ms: median,
+                max_ms: median * 1.2,
+            }),
         };
         let chart = svg(
             &[
                 bar("db-crash", "whpg-ha", 220.0),
                 bar("db-crash", "keepalived-fast", 1100.0),
                 bar("link-loss", "whpg-ha", 3100.0),
+                Bar {
+                    fault: "promote-fails".into(),
+                    implementation: "whpg-ha".into(),
+                    times: None,
+                },
             ],
             "t <1>",
         );
-        assert_eq!(chart.matches("<title>").count(), 3);
+        assert_eq!(chart.matches("<title>").count(), 4);
+        assert_eq!(
+            chart.matches("<rect x=").count(),
+            3 + 2,
+            "3 bars, 2 legend keys"
+        );
+        assert!(chart.contains(">no write<"));
         assert!(chart.contains("t &lt;1&gt;"));
         assert!(chart.starts_with("<svg") && chart.ends_with("</svg>\n"));
     }

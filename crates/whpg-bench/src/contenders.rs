@@ -26,6 +26,46 @@ pub fn set_advert_interval(interval: Duration) {
     ADVERT_MS.store(interval.as_millis() as u64, Ordering::Relaxed);
 }
 
+/// What n2's promotion command does: the `promote-fails` and `promote-hangs` faults replace it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Promotion {
+    /// `pg_ctl promote`, as configured normally.
+    #[default]
+    Works,
+    /// `/bin/false`: exits 1 at once, the database stays a standby.
+    Fails,
+    /// `/bin/sleep 3600`: never returns (whpg-ha bounds it with a 2 s promote timeout; keepalived's
+    /// notify script has no bound).
+    Hangs,
+}
+
+/// Per-trial variations of the stacks' configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// n2's promotion (n1's is always the normal one).
+    pub n2_promotion: Promotion,
+}
+
+/// Additions to the whpg-ha configuration of one node beyond [`whpg_ha_config`]'s base.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhpgHaExtras<'a> {
+    /// `[witness] hosts`: one witness address.
+    pub witness: Option<&'a str>,
+    /// The API's bearer token file: the API then also listens on every address (the CLI reaches
+    /// the peer at its node address) and accepts the mutating requests of a switchover.
+    pub token_file: Option<&'a Path>,
+    /// `[commands.promote]` of this node.
+    pub promotion: Promotion,
+}
+
+/// The token of the bench's whpg-ha API (lab-only, in a mode-600 file in the lab directory).
+const API_TOKEN: &str = "whpg-bench-token-0123456789abcdef";
+
+/// Where the whpg-ha configuration of `host` is written in the lab directory.
+pub fn whpg_ha_config_path(lab: &Lab, host: &Host) -> std::path::PathBuf {
+    lab.dir().join(format!("{}.whpg-ha.toml", host.name()))
+}
+
 /// A stack under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Contender {
@@ -74,10 +114,12 @@ impl Contender {
         match self {
             Contender::WhpgHa => {
                 "whpg-ha, default failover profile: VRRPv3 100 ms adverts, health every 100 ms \
-                 (fall 3, rise 2), confirmation 3 s, wal_freshness 1 s"
+                 (fall 3, rise 2), confirmation 3 s, wal_freshness 1 s, witness 10.77.0.1 (ICMP \
+                 every 200 ms, fence when isolated)"
             }
             Contender::WhpgHaFast => {
-                "whpg-ha, fast profile: as default with confirmation 0 s, wal_freshness 200 ms"
+                "whpg-ha, fast profile: as default with confirmation 0 s, wal_freshness 200 ms, \
+                 probe timeout 200 ms"
             }
             Contender::KeepalivedSeed => {
                 "keepalived 2.2.7 as the seed: VRRPv2, advert 1 s, unicast, PASS, pg_isready every \
@@ -95,24 +137,41 @@ impl Contender {
     }
 
     /// Starts the stack on both database hosts (n1 priority 100, n2 priority 98), at about the
-    /// same moment, as a real pair would be started.
+    /// same moment, as a real pair would be started. whpg-ha gets the witness `witness` and an API
+    /// token (for the switchover CLI).
     pub fn start(
         self,
         lab: &Lab,
         daemon: &Path,
         hosts: [(&Host, &PgNode); 2],
+        witness: &str,
+        options: Options,
     ) -> Result<Vec<Process>> {
         let nodes = [
             (hosts[0].0.name(), hosts[0].0.address(), 100u8),
             (hosts[1].0.name(), hosts[1].0.address(), 98u8),
         ];
         if self.is_whpg_ha() {
+            let token = lab.write_file("whpg-ha.token", &format!("{API_TOKEN}\n"))?;
+            // The daemon refuses a token file with any group or other permission bit.
+            std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("chmod {}", token.display()))?;
             let mut procs = Vec::new();
-            for (host, db) in hosts {
-                let mut config = whpg_ha_config(self, db, &nodes);
+            for (i, (host, db)) in hosts.into_iter().enumerate() {
+                let extras = WhpgHaExtras {
+                    witness: Some(witness),
+                    token_file: Some(&token),
+                    promotion: if i == 1 {
+                        options.n2_promotion
+                    } else {
+                        Promotion::Works
+                    },
+                };
+                let mut config = whpg_ha_config(self, db, &nodes, &extras);
                 // Journal into the lab directory (removed with the lab), not the machine's /var/lib.
                 let journal = lab.dir().join(format!("{}.journal", host.name()));
                 let _ = write!(config, "\n[journal]\npath = \"{}\"\n", journal.display());
+                // The name [`whpg_ha_config_path`] finds again.
                 let path = lab.write_file(&format!("{}.whpg-ha.toml", host.name()), &config)?;
                 let path = path.to_string_lossy().into_owned();
                 let daemon = daemon.to_string_lossy().into_owned();
@@ -133,9 +192,14 @@ impl Contender {
             let mut confs = Vec::new();
             for (i, (host, db)) in hosts.into_iter().enumerate() {
                 let peer = nodes[1 - i].1;
+                let promotion = if i == 1 {
+                    options.n2_promotion
+                } else {
+                    Promotion::Works
+                };
                 confs.push((
                     host,
-                    keepalived_config(self, lab, host, db, nodes[i].2, peer)?,
+                    keepalived_config(self, lab, host, db, nodes[i].2, peer, promotion)?,
                 ));
             }
             let mut procs = Vec::new();
@@ -206,8 +270,13 @@ pub(crate) fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Pro
     Ok(proc)
 }
 
-/// The whpg-ha configuration of one node of the pair.
-pub(crate) fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str, u8)]) -> String {
+/// The whpg-ha configuration of one node of the pair, with `extras` (none for the idle cost).
+pub(crate) fn whpg_ha_config(
+    which: Contender,
+    db: &PgNode,
+    nodes: &[(&str, &str, u8)],
+    extras: &WhpgHaExtras,
+) -> String {
     // The fast profile also shortens the probe timeout: a live primary's last answer counts until
     // the next probe answers or times out, so the timeout bounds how long a silent peer delays
     // the promotion.
@@ -246,11 +315,36 @@ pub(crate) fn whpg_ha_config(which: Contender, db: &PgNode, nodes: &[(&str, &str
         "\n[failover]\ntriggers = [\"node-loss\", \"network-loss\", \"database-failure\"]\n\
          confirmation = \"{confirmation}\"\nwal_freshness = \"{wal_freshness}\"\n"
     );
-    let _ = write!(
-        text,
-        "\n[api]\nlisten = [\"127.0.0.1:{}\"]\n",
-        crate::lab::API_PORT
-    );
+    if let Some(witness) = extras.witness {
+        // Defaults otherwise: quorum 1 of 1, ICMP every 200 ms with a 500 ms timeout, fencing
+        // when isolated.
+        let _ = write!(text, "\n[witness]\nhosts = [\"{witness}\"]\n");
+    }
+    match extras.token_file {
+        Some(token) => {
+            let _ = write!(
+                text,
+                "\n[api]\nlisten = [\"0.0.0.0:{}\"]\ntoken_file = \"{}\"\n",
+                crate::lab::API_PORT,
+                token.display()
+            );
+        }
+        None => {
+            let _ = write!(
+                text,
+                "\n[api]\nlisten = [\"127.0.0.1:{}\"]\n",
+                crate::lab::API_PORT
+            );
+        }
+    }
+    match extras.promotion {
+        Promotion::Works => {}
+        Promotion::Fails => text.push_str("\n[commands.promote]\nargv = [\"/bin/false\"]\n"),
+        // The promotion is bounded: the daemon kills it after 2 s and must give the VIP up.
+        Promotion::Hangs => text.push_str(
+            "\n[commands.promote]\nargv = [\"/bin/sleep\", \"3600\"]\ntimeout = \"2s\"\n",
+        ),
+    }
     text
 }
 
@@ -270,6 +364,7 @@ fn keepalived_config(
     db: &PgNode,
     priority: u8,
     peer: &str,
+    promotion: Promotion,
 ) -> Result<String> {
     let me = host.name();
     // The seed's check: pg_isready against the local port, 1 s timeout, wrapped in `timeout 2s`.
@@ -281,6 +376,12 @@ fn keepalived_config(
         ),
     )?;
     // The seed's promotion: only if this node really is a standby. Logged where postgres may write.
+    // The promote-* faults put a failing or hanging command in its place.
+    let promote = match promotion {
+        Promotion::Works => format!("{PG_BIN_DIR}/pg_ctl promote -D \"$PGDATA\" -w -t 30"),
+        Promotion::Fails => "/bin/false".to_string(),
+        Promotion::Hangs => "/bin/sleep 3600".to_string(),
+    };
     let log_dir = lab.user_dir(PG_OS_USER, &format!("{me}.notify"))?;
     let notify = write_script(
         lab,
@@ -290,7 +391,7 @@ fn keepalived_config(
              echo \"$(date +%T.%N) notify_master\" >>\"$LOG\"\n\
              if [ -f \"$PGDATA/standby.signal\" ]; then\n  \
              echo \"$(date +%T.%N) promoting\" >>\"$LOG\"\n  \
-             {PG_BIN_DIR}/pg_ctl promote -D \"$PGDATA\" -w -t 30 >>\"$LOG\" 2>&1\n  \
+             {promote} >>\"$LOG\" 2>&1\n  \
              echo \"$(date +%T.%N) promote exit $?\" >>\"$LOG\"\nfi\n",
             data = db.data_dir().display(),
             log = log_dir.display(),

@@ -163,7 +163,7 @@ fn whpg_ha(daemon: &Path, seconds: u64, monitor: bool) -> Result<IdleRow> {
     ];
     let mut procs = Vec::new();
     for (host, db) in [(&topo.n1, &topo.primary), (&topo.n2, &topo.standby)] {
-        let mut config = whpg_ha_config(Contender::WhpgHa, db, &nodes);
+        let mut config = whpg_ha_config(Contender::WhpgHa, db, &nodes, &Default::default());
         if !monitor {
             config = config.replace("[database]\n", "[database]\nmonitor = false\n");
         }

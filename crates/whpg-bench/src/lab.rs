@@ -1,5 +1,6 @@
-//! The benchmark's lab: n1 (primary), n2 (streaming standby), a client, a VIP, and helpers to read
-//! the state of a whpg-ha daemon and of the databases.
+//! The benchmark's lab: n1 (primary), n2 (streaming standby), a client, a witness host `gw` (the
+//! gateway a real pair would ping), a VIP, and helpers to read the state of a whpg-ha daemon and of
+//! the databases.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,10 +14,12 @@ use crate::netns;
 pub const N1: &str = "10.77.0.11/24";
 pub const N2: &str = "10.77.0.12/24";
 pub const CLIENT: &str = "10.77.0.99/24";
+/// The witness: a plain host that only answers ping, as a gateway does.
+pub const WITNESS_CIDR: &str = "10.77.0.1/24";
 pub const VIP: &str = "10.77.0.100";
 pub const VIP_CIDR: &str = "10.77.0.100/24";
 pub const PG_PORT: u16 = 5432;
-/// whpg-ha's API, on each host's loopback.
+/// whpg-ha's API port (the bench reads `/status` on each host's loopback).
 pub const API_PORT: u16 = 8008;
 
 /// The hosts and databases of one trial. The lab goes last, so it outlives everything in it.
@@ -24,6 +27,7 @@ pub struct Topology {
     pub n1: Host,
     pub n2: Host,
     pub client: Host,
+    pub gw: Host,
     pub primary: PgNode,
     pub standby: PgNode,
     pub lab: Lab,
@@ -36,6 +40,7 @@ impl Topology {
         let n1 = lab.add_host("n1", N1)?;
         let n2 = lab.add_host("n2", N2)?;
         let client = lab.add_host("cl", CLIENT)?;
+        let gw = lab.add_host("gw", WITNESS_CIDR)?;
         let primary = PgNode::init_primary(&lab, &n1, PG_PORT)?;
         // Overlapping attempts from the writer plus the HA daemons' probes need headroom.
         primary.set("max_connections", "200")?;
@@ -53,6 +58,7 @@ impl Topology {
             n1,
             n2,
             client,
+            gw,
             primary,
             standby,
             lab,

@@ -1,12 +1,14 @@
 //! Failover benchmark of whpg-ha against keepalived on a PostgreSQL 15 pair in the namespace lab.
 //!
 //! For each fault (`db-crash`: kill -9 of the primary's postmaster; `link-loss`: the primary's
-//! link goes down) and each implementation, N trials each in a fresh lab measure the time from the
-//! fault to the first committed write through the VIP, seen by a client in its own namespace that
-//! starts a new INSERT every 25 ms on its own connection. Each trial also records whether the
-//! standby was promoted, split brain (VIP on both live hosts, or both databases writable, for
-//! longer than one advert interval, sampled every 10 ms) and acknowledged commits missing from the
-//! final primary. Run as root:
+//! link goes down; and the rest of the design's fault model, see [`trial::Fault`]) and each
+//! implementation, N trials each in a fresh lab measure the time from the fault to the first
+//! committed write through the VIP, seen by a client in its own namespace that starts a new INSERT
+//! every 25 ms on its own connection. Each trial also records whether the standby was promoted
+//! (and whether it should have been), split brain (VIP on both live hosts, or both databases
+//! writable, for longer than one advert interval, sampled every 10 ms), how long n2 held the VIP
+//! while its database was read-only, and acknowledged commits missing from the final primary. Run
+//! as root:
 //!
 //! ```text
 //! cargo run --release -p whpg-bench -- --trials 10 --faults db-crash,link-loss --out docs/bench-results
@@ -43,7 +45,9 @@ struct Args {
     /// Measured trials per fault and implementation.
     #[arg(long, default_value_t = 10)]
     trials: usize,
-    /// Faults, comma-separated: db-crash, link-loss, db-stop, standby-down, blip-1s, daemon-kill.
+    /// Faults, comma-separated, or `all`: db-crash, link-loss, db-stop, standby-down, blip-1s,
+    /// daemon-kill, daemon-kill-backup, partition, partition-witness-n1, isolation, flapping-link,
+    /// flapping-db, promote-fails, promote-hangs, old-primary-restart, switchover.
     #[arg(long, value_delimiter = ',', default_value = "db-crash,link-loss")]
     faults: Vec<String>,
     /// Implementations, comma-separated: whpg-ha, whpg-ha-fast, keepalived-seed, keepalived-fast.
@@ -56,6 +60,9 @@ struct Args {
     /// Directory for results.md, results.json and the logs of unusual trials.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Keep the logs of every trial in `<out>/logs`, not only those of unusual ones.
+    #[arg(long)]
+    all_logs: bool,
     /// One trial of each fault for whpg-ha-fast and keepalived-fast: checks the harness.
     #[arg(long)]
     smoke: bool,
@@ -124,11 +131,14 @@ fn run() -> Result<i32> {
             1,
         )
     } else {
-        let faults = args
-            .faults
-            .iter()
-            .map(|f| Fault::parse(f).with_context(|| format!("unknown fault {f:?}")))
-            .collect::<Result<Vec<_>>>()?;
+        let faults = if args.faults.iter().any(|f| f == "all") {
+            Fault::ALL.to_vec()
+        } else {
+            args.faults
+                .iter()
+                .map(|f| Fault::parse(f).with_context(|| format!("unknown fault {f:?}")))
+                .collect::<Result<Vec<_>>>()?
+        };
         let contenders = args
             .implementations
             .iter()
@@ -189,7 +199,8 @@ fn run() -> Result<i32> {
                 // it, at most `trials` extra times per row.
                 let mut reruns = 0;
                 loop {
-                    let outcome = one_trial(fault, which, n, &daemon, logs.as_deref());
+                    let outcome =
+                        one_trial(fault, which, n, &daemon, logs.as_deref(), args.all_logs);
                     let again = outcome.status == Status::PromotedBeforeFault && reruns < trials;
                     outcomes.push(outcome);
                     if !again {
@@ -346,11 +357,13 @@ fn one_trial(
     n: usize,
     daemon: &Path,
     logs: Option<&Path>,
+    all_logs: bool,
 ) -> Outcome {
     let mut outcome = Outcome::new(fault, which, n);
     let started = Instant::now();
-    let result =
-        std::panic::catch_unwind(AssertUnwindSafe(|| trial::run(&mut outcome, daemon, logs)));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        trial::run(&mut outcome, daemon, logs, all_logs)
+    }));
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),
@@ -367,8 +380,10 @@ fn one_trial(
         outcome.error = Some(e);
     }
     eprintln!(
-        "{} {} #{n}: {:?} first write {} on {} | VIP on n2 {} | failover {} | split brain {} \
-         (VIP {:.0} ms, writable {:.0} ms) | acked {} lost {} | n2 MASTER before fault {} | {:.1} s{}",
+        "{} {} #{n}: {:?} first write {} on {} | VIP on n2 {} | failover {} (expected {}) | split \
+         brain {} (VIP {:.0} ms, writable {:.0} ms) | VIP on read-only n2 {:.0} ms | longest write \
+         gap {:.0} ms | acked {} lost \
+         {} | n2 MASTER before fault {} | {:.1} s{}{}",
         fault.name(),
         which.name(),
         outcome.status,
@@ -380,24 +395,42 @@ fn one_trial(
             .vip_on_n2_ms
             .map_or("–".into(), |v| format!("{v:.0} ms")),
         outcome.failover,
+        outcome
+            .failover_expected
+            .map_or("either".to_string(), |e| e.to_string()),
         outcome.split_brain,
         outcome.vip_on_both_ms,
         outcome.both_writable_ms,
+        outcome.vip_on_read_only_ms,
+        outcome.longest_write_gap_ms,
         outcome.acknowledged,
         match outcome.lost {
             Some(0) => "0".to_string(),
-            Some(l) => format!(
-                "{l} {:?}",
-                outcome
-                    .lost_acks
-                    .iter()
-                    .map(|a| format!("#{} by {} at {:+.0} ms", a.id, a.node, a.acked_ms))
-                    .collect::<Vec<_>>()
-            ),
+            Some(l) => {
+                // The first and last few; the JSON has them all.
+                let acks = &outcome.lost_acks;
+                let show = |a: &trial::LostAck| {
+                    format!("#{} by {} at {:+.0} ms", a.id, a.node, a.acked_ms)
+                };
+                let listed: Vec<String> = if acks.len() <= 10 {
+                    acks.iter().map(show).collect()
+                } else {
+                    let mut v: Vec<String> = acks[..5].iter().map(show).collect();
+                    v.push(format!("… {} more …", acks.len() - 10));
+                    v.extend(acks[acks.len() - 5..].iter().map(show));
+                    v
+                };
+                format!("{l} {listed:?}")
+            }
             None => "?".to_string(),
         },
         outcome.n2_master_before_fault,
         started.elapsed().as_secs_f64(),
+        if outcome.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", outcome.notes.join("; "))
+        },
         outcome
             .error
             .as_deref()

@@ -15,6 +15,10 @@ pub struct Row {
     /// Trials measured (promotions before the fault excluded).
     pub trials: usize,
     pub no_write: usize,
+    /// Whether a write can follow this fault at all (when not, no write is the right outcome).
+    pub write_expected: bool,
+    /// The bound on the wait for the first write, in seconds.
+    pub limit_s: u64,
     pub harness_errors: usize,
     /// Trials thrown away because the standby was promoted before the fault.
     pub promoted_before_fault: usize,
@@ -30,8 +34,15 @@ pub struct Row {
     pub as_expected: usize,
     pub split_brain: usize,
     pub longest_split_brain_ms: f64,
+    /// Longest total time, over the trials, that n2 held the VIP while its database was not
+    /// writable.
+    pub max_vip_on_read_only_ms: f64,
+    /// Longest write outage after the fault seen by the writer, over the trials.
+    pub max_write_gap_ms: f64,
     pub lost_commits: usize,
     pub trials_with_lost_commits: usize,
+    /// Trials that ended without any primary to count the lost commits on.
+    pub trials_without_primary: usize,
 }
 
 pub fn median(sorted: &[f64]) -> Option<f64> {
@@ -65,6 +76,8 @@ pub fn rows(outcomes: &[Outcome], faults: &[Fault], contenders: &[Contender]) ->
                     .iter()
                     .filter(|o| o.status == Status::NoWrite)
                     .count(),
+                write_expected: fault.write_expected(),
+                limit_s: fault.limit().as_secs(),
                 harness_errors: mine
                     .iter()
                     .filter(|o| o.status == Status::HarnessError)
@@ -92,11 +105,20 @@ pub fn rows(outcomes: &[Outcome], faults: &[Fault], contenders: &[Contender]) ->
                     .iter()
                     .map(|o| o.vip_on_both_ms.max(o.both_writable_ms))
                     .fold(0.0, f64::max),
+                max_vip_on_read_only_ms: measured
+                    .iter()
+                    .map(|o| o.vip_on_read_only_ms)
+                    .fold(0.0, f64::max),
+                max_write_gap_ms: measured
+                    .iter()
+                    .map(|o| o.longest_write_gap_ms)
+                    .fold(0.0, f64::max),
                 lost_commits: measured.iter().filter_map(|o| o.lost).sum(),
                 trials_with_lost_commits: measured
                     .iter()
                     .filter(|o| o.lost.unwrap_or(0) > 0)
                     .count(),
+                trials_without_primary: measured.iter().filter(|o| o.lost.is_none()).count(),
             });
         }
     }
@@ -110,15 +132,25 @@ fn secs(ms: Option<f64>) -> String {
 /// The markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
-    s +=
-        "| fault | implementation | trials | min | median | max | failovers | failover should happen \
-          / as it should | split-brain windows (longest) | lost commits (trials) | notes |\n";
-    s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    s += "| fault | implementation | trials | min | median | max | failovers | failover should \
+          happen / as it should | split-brain windows (longest) | VIP on read-only n2 (longest) \
+          | longest write gap | lost commits (trials) | notes |\n";
+    s += "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
     for r in rows {
-        let trials = if r.no_write == 0 {
-            r.trials.to_string()
-        } else {
-            format!("{} ({} without a write in 30 s)", r.trials, r.no_write)
+        // Where no write is possible (the standby cannot be promoted), none is the right outcome
+        // and a write would be the surprise.
+        let trials = match (r.write_expected, r.no_write) {
+            (true, 0) => r.trials.to_string(),
+            (true, k) => format!("{} ({k} without a write in {} s)", r.trials, r.limit_s),
+            (false, k) if k == r.trials => format!(
+                "{} (no write in {} s in any: expected, no promotable standby)",
+                r.trials, r.limit_s
+            ),
+            (false, k) => format!(
+                "{} ({} with a write: unexpected; {k} without, as expected)",
+                r.trials,
+                r.trials - k
+            ),
         };
         let mut notes = Vec::new();
         if r.promoted_before_fault > 0 {
@@ -133,12 +165,19 @@ pub fn table(rows: &[Row]) -> String {
                 r.n2_master_before_fault
             ));
         }
+        if r.trials_without_primary > 0 {
+            notes.push(format!(
+                "no primary at the end of {} trial(s): their losses are not counted",
+                r.trials_without_primary
+            ));
+        }
         if r.harness_errors > 0 {
             notes.push(format!("{} harness error(s)", r.harness_errors));
         }
         let _ = writeln!(
             s,
-            "| {} | {} | {trials} | {} | {} | {} | {}/{} | {} / {}/{} | {} ({:.0} ms) | {} ({}) | {} |",
+            "| {} | {} | {trials} | {} | {} | {} | {}/{} | {} / {}/{} | {} ({:.0} ms) | {:.0} ms \
+             | {} | {} ({}) | {} |",
             r.fault.name(),
             r.implementation.name(),
             secs(r.min_ms),
@@ -155,6 +194,8 @@ pub fn table(rows: &[Row]) -> String {
             r.trials,
             r.split_brain,
             r.longest_split_brain_ms,
+            r.max_vip_on_read_only_ms,
+            secs(Some(r.max_write_gap_ms)),
             r.lost_commits,
             r.trials_with_lost_commits,
             if notes.is_empty() {
@@ -167,7 +208,8 @@ pub fn table(rows: &[Row]) -> String {
     s
 }
 
-/// Median ratios whpg-ha / keepalived per fault, for the pairs that were run.
+/// Median ratios whpg-ha / keepalived per fault whose first write times a failover
+/// ([`Fault::times_failover`]), for the pairs that were run.
 pub fn ratios(rows: &[Row]) -> String {
     let pairs = [
         (Contender::WhpgHa, Contender::KeepalivedSeed),
@@ -176,7 +218,11 @@ pub fn ratios(rows: &[Row]) -> String {
         (Contender::WhpgHaFast, Contender::KeepalivedFast),
     ];
     let mut s = String::new();
-    let mut faults: Vec<Fault> = rows.iter().map(|r| r.fault).collect();
+    let mut faults: Vec<Fault> = rows
+        .iter()
+        .map(|r| r.fault)
+        .filter(|f| f.times_failover())
+        .collect();
     faults.dedup();
     for fault in faults {
         let median_of = |c: Contender| {

@@ -1,29 +1,50 @@
 //! One trial: a fresh lab, a stack started on it, a writer and two split-brain samplers running, a
-//! fault at a random moment of the advert cycle, and what followed, bounded by [`TRIAL_LIMIT`].
+//! fault at a random moment of the advert cycle, and what followed, bounded by [`Fault::limit`].
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
+use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER};
 use whpg_lab::{wait_until, Process};
 
-use crate::contenders::Contender;
+use crate::contenders::{whpg_ha_config_path, Contender, Options, Promotion};
 use crate::lab::{in_recovery, stored_ids, whpg_ha_status, Topology, PG_PORT, VIP};
-use crate::sampler::{longest_overlap, Sampler};
-use crate::writer::Writer;
+use crate::sampler::{longest_overlap, Sample, Sampler};
+use crate::writer::{Commit, Writer};
 
-/// Longest wait from the fault for the first committed write.
+/// Longest wait from the fault for the first committed write (see [`Fault::limit`]).
 pub const TRIAL_LIMIT: Duration = Duration::from_secs(30);
+/// The shorter bound of the faults after which no write can happen ([`Fault::write_expected`]).
+const NO_WRITE_LIMIT: Duration = Duration::from_secs(12);
 /// How long the writer and samplers go on after the first write (late flaps, split brain).
 const TAIL: Duration = Duration::from_secs(1);
 /// Bound on reaching a steady pair before the fault.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 /// The VIP must stay on n1 alone this long before the pair counts as settled.
 const SETTLE_HOLD: Duration = Duration::from_millis(1500);
+/// How long a partition or an isolation lasts before it heals: longer than whpg-ha's 3 s
+/// confirmation and keepalived-seed's ~3.6 s master-down interval.
+const CUT: Duration = Duration::from_secs(5);
+/// Cycles of the flapping faults, and their down / up phases.
+const FLAPS: usize = 5;
+const LINK_DOWN: Duration = Duration::from_millis(400);
+const LINK_UP: Duration = Duration::from_millis(600);
+const DB_REJECT: Duration = Duration::from_millis(250);
+const DB_ACCEPT: Duration = Duration::from_millis(750);
+/// Bound on the switchover command (the CLI's own steps are bounded well below it).
+const SWITCHOVER_LIMIT: Duration = Duration::from_secs(120);
 
-/// A fault injected on n1, the primary.
+/// A fault injected into the settled pair (n1 primary and master, n2 standby and backup).
+///
+/// Every fault is timed from just before its injection starts. Faults that last (a partition, an
+/// isolation, flapping) apply their first step before the clock's "injected" mark and heal in a
+/// background thread, so the first write can be seen while the fault still lasts; the trial's
+/// tail starts only once the fault has healed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Fault {
     /// `kill -9` of the primary's postmaster.
@@ -45,16 +66,96 @@ pub enum Fault {
     /// fine, so no failover allowed.
     #[serde(rename = "daemon-kill")]
     DaemonKill,
+    /// SIGKILL of the HA daemon's process group on n2, the backup (keepalived's parent and VRRP
+    /// child, or whpg-ha). Nothing is wrong with the primary: no failover allowed, and writes go
+    /// on at n1 untouched.
+    #[serde(rename = "daemon-kill-backup")]
+    DaemonKillBackup,
+    /// All IP traffic between n1 and n2 cut at both ends for [`CUT`] (5 s), then healed; the
+    /// witness and the client still reach both. n2 hears no advert, cannot probe n1's database
+    /// and gets no WAL for longer than any stack's detection time (whpg-ha's 3 s confirmation,
+    /// keepalived-seed's ~3.6 s master-down interval), while its witness answers: every stack is
+    /// expected to fail over. No two-host design can keep one VIP holder during the cut (n1 is
+    /// not isolated and keeps serving); what matters is the heal: whpg-ha must fence the old
+    /// primary (older timeline) and keep the VIP on n2; keepalived is likely to preempt back to n1
+    /// and leave two primaries. Commits n1 acknowledged during the cut never reached n2, so some
+    /// loss is inherent with asynchronous replication; the lost-commit count tells the rest.
+    #[serde(rename = "partition")]
+    Partition,
+    /// n2 cut off from n1 and from the witness for [`CUT`] (the client still reaches both), then
+    /// healed. For whpg-ha n2 has lost its peer and its witness quorum: it is the isolated side
+    /// and must not promote (it may fence itself). No failover allowed for any stack; keepalived
+    /// has no witness and is expected to promote n2 anyway, which is a finding about keepalived,
+    /// not a harness fault.
+    #[serde(rename = "partition-witness-n1")]
+    PartitionWitnessN1,
+    /// n1 cut off from everything (n2, the witness, the client) for [`CUT`] by dropping all IP
+    /// through its `eth0` while the link stays up, then healed. A real outage of the master:
+    /// failover expected for all. whpg-ha's n1, having lost its peer and its witness, must drop
+    /// the VIP and fence its database, so nothing is left to clash with n2 after the heal.
+    /// The samplers see n1's link as live during the cut, so a VIP or a primary it keeps counts
+    /// towards split brain (which it becomes at the heal).
+    #[serde(rename = "isolation")]
+    Isolation,
+    /// n1's link down for 400 ms and up for 600 ms, five times. No failover allowed for whpg-ha's
+    /// default profile (3 s confirmation) and keepalived-seed (3 s master-down interval); the fast
+    /// profiles may take either path.
+    #[serde(rename = "flapping-link")]
+    FlappingLink,
+    /// The local health checks of n1's database fail briefly: five times, 1 s apart, new TCP
+    /// connections to 127.0.0.1:5432 inside n1 are answered with a reset for 250 ms. Both stacks
+    /// probe there (whpg-ha with a new connection per probe, keepalived with `pg_isready`); the
+    /// writer comes through the VIP and the samplers keep an established connection, so they are
+    /// unaffected. The database is fine: no failover allowed for any stack. A check that fails
+    /// over on one miss (keepalived-fast: fall 1) may promote n2 here, which counts as wrong.
+    #[serde(rename = "flapping-db")]
+    FlappingDb,
+    /// n2's promotion fails (whpg-ha: `[commands.promote] argv = ["/bin/false"]`; keepalived: the
+    /// notify_master script runs `/bin/false` instead of `pg_ctl promote`), then the primary's
+    /// postmaster is killed (-9). No stack can produce a write (trial bounded to 12 s). What
+    /// matters is that the VIP is not left on a read-only standby: see
+    /// [`Outcome::vip_on_read_only_ms`]. No failover possible or expected.
+    #[serde(rename = "promote-fails")]
+    PromoteFails,
+    /// As [`Fault::PromoteFails`] with a promotion that hangs (`/bin/sleep 3600`; whpg-ha's
+    /// promote `timeout` set to 2 s on n2, keepalived's notify script just hangs).
+    #[serde(rename = "promote-hangs")]
+    PromoteHangs,
+    /// `kill -9` of the primary's postmaster; once the first write after the fault committed,
+    /// n1's database is started again as it was (a primary on the old timeline). Failover
+    /// expected. whpg-ha must fence the restarted old primary and never give it the VIP;
+    /// keepalived is likely to hand the VIP back to n1 (higher priority, preempt), with split
+    /// brain and lost commits. Losses are counted against the new primary n2: a commit n1
+    /// acknowledged after its restart is lost by definition.
+    #[serde(rename = "old-primary-restart")]
+    OldPrimaryRestart,
+    /// A planned switchover under the writer's load, timed from its start to the first write
+    /// committed by n2. whpg-ha: `whpg-ha switchover --yes` run in n1's namespace with n1's
+    /// configuration. keepalived (both): what the seed's `notify_switchover.sh` does: `pg_ctl stop
+    /// -m fast -w -t 60` of n1's database, then keepalived on n1 stopped (SIGTERM), and n2's
+    /// notify_master promotes. Failover expected, and no acknowledged commit may be lost.
+    #[serde(rename = "switchover")]
+    Switchover,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 16] = [
         Fault::DbCrash,
         Fault::LinkLoss,
         Fault::DbStop,
         Fault::StandbyDown,
         Fault::Blip,
         Fault::DaemonKill,
+        Fault::DaemonKillBackup,
+        Fault::Partition,
+        Fault::PartitionWitnessN1,
+        Fault::Isolation,
+        Fault::FlappingLink,
+        Fault::FlappingDb,
+        Fault::PromoteFails,
+        Fault::PromoteHangs,
+        Fault::OldPrimaryRestart,
+        Fault::Switchover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +166,16 @@ impl Fault {
             Fault::StandbyDown => "standby-down",
             Fault::Blip => "blip-1s",
             Fault::DaemonKill => "daemon-kill",
+            Fault::DaemonKillBackup => "daemon-kill-backup",
+            Fault::Partition => "partition",
+            Fault::PartitionWitnessN1 => "partition-witness-n1",
+            Fault::Isolation => "isolation",
+            Fault::FlappingLink => "flapping-link",
+            Fault::FlappingDb => "flapping-db",
+            Fault::PromoteFails => "promote-fails",
+            Fault::PromoteHangs => "promote-hangs",
+            Fault::OldPrimaryRestart => "old-primary-restart",
+            Fault::Switchover => "switchover",
         }
     }
 
@@ -76,20 +187,73 @@ impl Fault {
     /// acceptable (a 1 s blip is a real outage for a profile that fails over in 0.5 s).
     pub fn failover_expected(self, which: Contender) -> Option<bool> {
         match self {
-            Fault::DbCrash | Fault::LinkLoss | Fault::DbStop => Some(true),
-            Fault::StandbyDown | Fault::DaemonKill => Some(false),
-            Fault::Blip => match which {
+            Fault::DbCrash
+            | Fault::LinkLoss
+            | Fault::DbStop
+            | Fault::Partition
+            | Fault::Isolation
+            | Fault::OldPrimaryRestart
+            | Fault::Switchover => Some(true),
+            Fault::StandbyDown
+            | Fault::DaemonKill
+            | Fault::DaemonKillBackup
+            | Fault::PartitionWitnessN1
+            | Fault::FlappingDb
+            | Fault::PromoteFails
+            | Fault::PromoteHangs => Some(false),
+            Fault::Blip | Fault::FlappingLink => match which {
                 Contender::WhpgHa | Contender::KeepalivedSeed => Some(false),
                 Contender::WhpgHaFast | Contender::KeepalivedFast => None,
             },
         }
     }
 
-    /// How long the trial goes on after the first write: longer for the faults that must not
-    /// fail over, so a late promotion is seen.
+    /// Whether a write through the VIP can follow the fault at all: not when the primary is dead
+    /// and the standby cannot be promoted. A trial without one is then the expected outcome.
+    pub fn write_expected(self) -> bool {
+        !matches!(self, Fault::PromoteFails | Fault::PromoteHangs)
+    }
+
+    /// Longest wait from the fault for the first committed write.
+    pub fn limit(self) -> Duration {
+        if self.write_expected() {
+            TRIAL_LIMIT
+        } else {
+            NO_WRITE_LIMIT
+        }
+    }
+
+    /// Whether the first-write time measures a failover, so comparing it across stacks means
+    /// something (for the others writes simply go on at n1, or the time includes the fault).
+    pub fn times_failover(self) -> bool {
+        matches!(
+            self,
+            Fault::DbCrash
+                | Fault::LinkLoss
+                | Fault::DbStop
+                | Fault::Isolation
+                | Fault::OldPrimaryRestart
+                | Fault::Switchover
+        )
+    }
+
+    /// n2's promotion in this fault's trials.
+    fn n2_promotion(self) -> Promotion {
+        match self {
+            Fault::PromoteFails => Promotion::Fails,
+            Fault::PromoteHangs => Promotion::Hangs,
+            _ => Promotion::Works,
+        }
+    }
+
+    /// How long the trial goes on after the first write (and after the fault has healed): longer
+    /// for the faults that must not fail over, so a late promotion is seen, and for those whose
+    /// aftermath (fencing, preemption back to n1) is the point.
     fn tail(self) -> Duration {
         match self {
             Fault::DbCrash | Fault::LinkLoss => TAIL,
+            Fault::Switchover => Duration::from_secs(3),
+            Fault::OldPrimaryRestart => Duration::from_secs(6),
             _ => Duration::from_secs(5),
         }
     }
@@ -101,7 +265,8 @@ impl Fault {
 pub enum Status {
     /// A write committed through the VIP after the fault.
     Ok,
-    /// No write committed within [`TRIAL_LIMIT`]: the stack failed this trial.
+    /// No write committed within [`Fault::limit`]: the stack failed this trial, unless the fault
+    /// leaves nothing that can be written ([`Fault::write_expected`]).
     NoWrite,
     /// The standby was already promoted before the fault (a start-up race): not measured.
     PromotedBeforeFault,
@@ -142,7 +307,9 @@ pub struct Outcome {
     pub first_write_node: Option<String>,
     /// Fault → VIP seen live on n2.
     pub vip_on_n2_ms: Option<f64>,
-    /// n2's database had left recovery at the end.
+    /// n2's database was promoted: out of recovery at the end, or seen writable on a live link
+    /// at some point after the fault (a promoted standby that was fenced again still failed
+    /// over).
     pub failover: bool,
     /// Whether a failover should have happened (`None`: either is acceptable).
     pub failover_expected: Option<bool>,
@@ -154,6 +321,14 @@ pub struct Outcome {
     pub both_writable_ms: f64,
     /// One of the two above lasted longer than one advert interval.
     pub split_brain: bool,
+    /// Total time after the fault during which n2 held the VIP on a live link while its database
+    /// was not writable (n2's samples with `vip && !writable`): clients sent to a standby that
+    /// cannot take their writes.
+    pub vip_on_read_only_ms: f64,
+    /// Longest time after the fault without an acknowledged write (from the fault, or between two
+    /// acknowledgements, or from the last one to the end of the trial): the write outage as the
+    /// client saw it.
+    pub longest_write_gap_ms: f64,
     /// Commits acknowledged to the writer during the whole trial.
     pub acknowledged: usize,
     /// INSERT attempts the writer started.
@@ -164,6 +339,8 @@ pub struct Outcome {
     /// For each lost id: the node that acknowledged it and when, in ms from the fault (negative:
     /// before it).
     pub lost_acks: Vec<LostAck>,
+    /// What the fault's own steps reported (the switchover command's result, a restart refused).
+    pub notes: Vec<String>,
     pub error: Option<String>,
 }
 
@@ -185,11 +362,14 @@ impl Outcome {
             vip_on_both_ms: 0.0,
             both_writable_ms: 0.0,
             split_brain: false,
+            vip_on_read_only_ms: 0.0,
+            longest_write_gap_ms: 0.0,
             acknowledged: 0,
             attempts: 0,
             lost: None,
             lost_ids: Vec::new(),
             lost_acks: Vec::new(),
+            notes: Vec::new(),
             error: None,
         }
     }
@@ -213,15 +393,24 @@ pub fn random_phase(interval: Duration) -> Duration {
     Duration::from_micros(x % micros)
 }
 
-/// Runs one trial; `out` is filled as far as it got (also on error).
-pub fn run(out: &mut Outcome, daemon: &Path, logs: Option<&Path>) -> Result<()> {
+/// Runs one trial; `out` is filled as far as it got (also on error). With `all_logs` the lab's
+/// logs are kept for every trial, not only the unusual ones.
+pub fn run(out: &mut Outcome, daemon: &Path, logs: Option<&Path>, all_logs: bool) -> Result<()> {
     let (fault, which) = (out.fault, out.implementation);
     let topo = Topology::build(&format!("bench_{}_{}", fault.name(), which.name()))?;
     let result = measure(out, &topo, daemon);
-    let keep_logs = result.is_err()
-        || out.status != Status::Ok
+    let unexpected_status = match out.status {
+        Status::Ok => !fault.write_expected(),
+        Status::NoWrite => fault.write_expected(),
+        _ => true,
+    };
+    let keep_logs = all_logs
+        || result.is_err()
+        || unexpected_status
+        || out.failover_expected.is_some_and(|e| e != out.failover)
         || out.split_brain
         || out.lost.unwrap_or(0) > 0
+        || out.vip_on_read_only_ms > 0.0
         || out.n2_master_before_fault;
     if let (true, Some(dir)) = (keep_logs, logs) {
         let dest = dir.join(format!("{}-{}-{}", fault.name(), which.name(), out.trial));
@@ -248,17 +437,27 @@ fn copy_logs(from: &Path, to: &Path) -> Result<()> {
             if log.exists() {
                 std::fs::copy(&log, to.join(format!("{name}.log")))?;
             }
+        } else if path.is_dir() && name.ends_with(".journal") {
+            let journal = path.join("journal.jsonl");
+            if journal.exists() {
+                std::fs::copy(&journal, to.join(format!("{name}.jsonl")))?;
+            }
         }
     }
     Ok(())
 }
 
 fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
-    let which = out.implementation;
+    let (fault, which) = (out.fault, out.implementation);
+    let options = Options {
+        n2_promotion: fault.n2_promotion(),
+    };
     let procs = which.start(
         &topo.lab,
         daemon,
         [(&topo.n1, &topo.primary), (&topo.n2, &topo.standby)],
+        topo.gw.address(),
+        options,
     )?;
     settle(topo, which, &procs)?;
     let vip: Ipv4Addr = VIP.parse()?;
@@ -284,46 +483,51 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     out.phase_ms = ms(phase);
     std::thread::sleep(phase);
     // Times run from just before the fault is injected; only attempts started once the injection
-    // has returned count (`ip link set` takes a few ms, during which n1 still answers).
+    // has returned count (`ip link set` takes a few ms, during which n1 still answers). A lasting
+    // fault goes on in a scoped thread; the scope joins it (so it heals) even on an early error.
     let t0 = Instant::now();
-    match out.fault {
-        Fault::DbCrash => {
-            topo.primary.kill9()?;
+    let first = std::thread::scope(|scope| -> Result<Option<Commit>> {
+        let rest = inject(fault, which, topo, &procs, daemon, scope)?;
+        let injected = Instant::now();
+        out.injection_ms = ms(injected - t0);
+        // A switchover's old primary acknowledges writes until it stops: only the new one's count.
+        let node = (fault == Fault::Switchover).then_some(topo.n2.name());
+        let first = loop {
+            if let Some(commit) = writer.first_commit_started_after(injected, node) {
+                break Some(commit);
+            }
+            if t0.elapsed() >= fault.limit() {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(rest) = rest {
+            let notes = rest
+                .join()
+                .map_err(|_| anyhow!("the fault's thread panicked"))??;
+            out.notes.extend(notes);
         }
-        Fault::LinkLoss => topo.lab.link_down(&topo.n1)?,
-        Fault::DbStop => topo.primary.stop_fast()?,
-        Fault::StandbyDown => {
-            topo.standby.kill9()?;
-        }
-        Fault::Blip => {
-            topo.lab.link_down(&topo.n1)?;
-            std::thread::sleep(Duration::from_secs(1));
-            topo.lab.link_up(&topo.n1)?;
-        }
-        Fault::DaemonKill => {
-            let group = procs.first().map_or(0, |p| p.pid() as i32);
-            // SAFETY: kill(2) with a negative pid signals that process group, the daemon's own.
-            if group <= 0 || unsafe { libc::kill(-group, libc::SIGKILL) } != 0 {
-                bail!("cannot SIGKILL the daemon on n1");
+        Ok(first)
+    })?;
+    if first.is_some() {
+        if fault == Fault::OldPrimaryRestart {
+            // The stack may stop the old primary while it starts (fencing): that is its answer,
+            // not a harness failure.
+            if let Err(e) = topo.primary.start() {
+                out.notes.push(format!("restarting n1's database: {e:#}"));
+            } else {
+                out.notes.push(format!(
+                    "n1's database restarted {:.0} ms after the fault",
+                    ms(t0.elapsed())
+                ));
             }
         }
-    }
-    let injected = Instant::now();
-    out.injection_ms = ms(injected - t0);
-    let first = loop {
-        if let Some(commit) = writer.first_commit_started_after(injected) {
-            break Some(commit);
-        }
-        if t0.elapsed() >= TRIAL_LIMIT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if first.is_some() {
-        std::thread::sleep(out.fault.tail());
+        std::thread::sleep(fault.tail());
     }
     out.attempts = writer.attempts();
+    let end = Instant::now();
     let commits = writer.stop()?;
+    out.longest_write_gap_ms = ms(longest_gap(&commits, t0, end));
     let n1_samples = s1.stop()?;
     let n2_samples = s2.stop()?;
 
@@ -344,10 +548,13 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     out.vip_on_both_ms = ms(vip_both);
     out.both_writable_ms = ms(writable_both);
     out.split_brain = vip_both.max(writable_both) > which.advert_interval();
+    out.vip_on_read_only_ms = ms(total_time(&n2_samples, t0, |s| s.vip && !s.writable));
 
-    out.failover = in_recovery(&topo.standby) == Some(false);
+    // A standby promoted and then stopped (fenced) still failed over: seen writable once counts.
+    let n2_primary_at_end = in_recovery(&topo.standby) == Some(false);
+    out.failover = n2_primary_at_end || n2_samples.iter().any(|s| s.at >= t0 && s.writable);
     out.acknowledged = commits.len();
-    let final_primary = if out.failover {
+    let final_primary = if n2_primary_at_end {
         Some(&topo.standby)
     } else if in_recovery(&topo.primary) == Some(false) {
         Some(&topo.primary)
@@ -376,6 +583,238 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     }
     drop(procs);
     Ok(())
+}
+
+/// The part of a lasting fault that runs after its injection: it returns notes for the outcome.
+type Rest<'scope> = ScopedJoinHandle<'scope, Result<Vec<String>>>;
+
+/// Injects `fault`. Returns once the fault is in place; a fault that lasts (and heals, or a
+/// switchover that takes its time) goes on in a thread of `scope`.
+fn inject<'scope, 'env>(
+    fault: Fault,
+    which: Contender,
+    topo: &'env Topology,
+    procs: &'env [Process],
+    daemon: &'env Path,
+    scope: &'scope Scope<'scope, 'env>,
+) -> Result<Option<Rest<'scope>>> {
+    let lab = &topo.lab;
+    let (n1, n2) = (&topo.n1, &topo.n2);
+    match fault {
+        Fault::DbCrash | Fault::PromoteFails | Fault::PromoteHangs | Fault::OldPrimaryRestart => {
+            topo.primary.kill9()?;
+        }
+        Fault::LinkLoss => lab.link_down(n1)?,
+        Fault::DbStop => topo.primary.stop_fast()?,
+        Fault::StandbyDown => {
+            topo.standby.kill9()?;
+        }
+        Fault::Blip => {
+            lab.link_down(n1)?;
+            std::thread::sleep(Duration::from_secs(1));
+            lab.link_up(n1)?;
+        }
+        Fault::DaemonKill => sigkill_group(procs, 0)?,
+        Fault::DaemonKillBackup => sigkill_group(procs, 1)?,
+        Fault::Partition => {
+            lab.partition(n1, n2)?;
+            return Ok(Some(scope.spawn(move || {
+                std::thread::sleep(CUT);
+                lab.heal(n1, n2)?;
+                Ok(Vec::new())
+            })));
+        }
+        Fault::PartitionWitnessN1 => {
+            let witness = topo.gw.address();
+            lab.partition(n1, n2)?;
+            lab.block_traffic_from(n2, witness)?;
+            return Ok(Some(scope.spawn(move || {
+                std::thread::sleep(CUT);
+                // Both heals are tried, whatever the first one does.
+                let peer = lab.heal(n1, n2);
+                let witness = lab.unblock_traffic_from(n2, witness);
+                peer.and(witness)?;
+                Ok(Vec::new())
+            })));
+        }
+        Fault::Isolation => {
+            lab.isolate(n1)?;
+            return Ok(Some(scope.spawn(move || {
+                std::thread::sleep(CUT);
+                lab.unisolate(n1)?;
+                Ok(Vec::new())
+            })));
+        }
+        Fault::FlappingLink => {
+            lab.link_down(n1)?;
+            return Ok(Some(scope.spawn(move || {
+                let flaps = (|| -> Result<()> {
+                    for cycle in 0..FLAPS {
+                        if cycle > 0 {
+                            lab.link_down(n1)?;
+                        }
+                        std::thread::sleep(LINK_DOWN);
+                        lab.link_up(n1)?;
+                        std::thread::sleep(LINK_UP);
+                    }
+                    Ok(())
+                })();
+                if flaps.is_err() {
+                    // Leave the link up whatever failed, so the rest of the trial means something.
+                    let _ = lab.link_up(n1);
+                }
+                flaps.map(|()| Vec::new())
+            })));
+        }
+        Fault::FlappingDb => {
+            let local = "127.0.0.1";
+            lab.reject_new_tcp(n1, local, PG_PORT)?;
+            return Ok(Some(scope.spawn(move || {
+                let mut notes = Vec::new();
+                let flaps = (|| -> Result<()> {
+                    for cycle in 0..FLAPS {
+                        if cycle > 0 {
+                            lab.reject_new_tcp(n1, local, PG_PORT)?;
+                        } else {
+                            // Proof that the rule bites: keepalived's own check, once, inside
+                            // the first window (a reset answers at once).
+                            let port = PG_PORT.to_string();
+                            let isready = format!("{PG_BIN_DIR}/pg_isready");
+                            let argv = [isready.as_str(), "-h", local, "-p", &port, "-t", "1"];
+                            let check = n1.exec_timeout(&argv, Duration::from_secs(2))?;
+                            notes.push(format!(
+                                "pg_isready in n1 during the first window: exit {:?} {}",
+                                check.status.code(),
+                                check.stdout.trim()
+                            ));
+                        }
+                        std::thread::sleep(DB_REJECT);
+                        lab.unreject_new_tcp(n1, local, PG_PORT)?;
+                        std::thread::sleep(DB_ACCEPT);
+                    }
+                    Ok(())
+                })();
+                if flaps.is_err() {
+                    let _ = lab.unreject_new_tcp(n1, local, PG_PORT);
+                }
+                flaps.map(|()| notes)
+            })));
+        }
+        Fault::Switchover => {
+            return Ok(Some(
+                scope.spawn(move || switchover(which, topo, procs, daemon)),
+            ));
+        }
+    }
+    Ok(None)
+}
+
+/// SIGKILL to the process group of the HA daemon `procs[index]` (0: n1, 1: n2).
+fn sigkill_group(procs: &[Process], index: usize) -> Result<()> {
+    let group = procs.get(index).map_or(0, |p| p.pid() as i32);
+    // SAFETY: kill(2) with a negative pid signals that process group, the daemon's own.
+    if group <= 0 || unsafe { libc::kill(-group, libc::SIGKILL) } != 0 {
+        bail!("cannot SIGKILL the daemon on n{}", index + 1);
+    }
+    Ok(())
+}
+
+/// A planned switchover from n1 to n2, the stack's own way. A switchover the stack refuses or
+/// fails is a result (a note), not a harness failure; a command that cannot be run is one.
+fn switchover(
+    which: Contender,
+    topo: &Topology,
+    procs: &[Process],
+    daemon: &Path,
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    if which.is_whpg_ha() {
+        let config = whpg_ha_config_path(&topo.lab, &topo.n1);
+        let argv = [
+            daemon.as_os_str(),
+            "switchover".as_ref(),
+            "--yes".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--node".as_ref(),
+            topo.n1.name().as_ref(),
+        ];
+        let started = Instant::now();
+        let output = topo.n1.exec_timeout(&argv, SWITCHOVER_LIMIT)?;
+        let text = format!("{}{}", output.stdout, output.stderr);
+        std::fs::write(topo.lab.dir().join("switchover-cli.log"), &text)?;
+        notes.push(format!(
+            "whpg-ha switchover: {} after {:.0} ms",
+            if output.success() {
+                "succeeded"
+            } else {
+                "FAILED"
+            },
+            ms(started.elapsed())
+        ));
+        if let Some(gap) = text.lines().find(|l| l.contains("write gap")) {
+            notes.push(gap.trim().to_string());
+        }
+        if !output.success() {
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            notes.push(tail.into_iter().rev().collect::<Vec<_>>().join(" / "));
+        }
+    } else {
+        // The seed's notify_switchover.sh: the database first, then keepalived (DB first, VIP
+        // second, to avoid split brain).
+        let data = topo.primary.data_dir().to_string_lossy().into_owned();
+        let pg_ctl = format!("{PG_BIN_DIR}/pg_ctl");
+        let stop = topo.n1.exec_as_timeout(
+            PG_OS_USER,
+            &[
+                pg_ctl.as_str(),
+                "stop",
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                data.as_str(),
+            ],
+            Duration::from_secs(70),
+        )?;
+        notes.push(format!(
+            "pg_ctl stop on n1: {}",
+            if stop.success() { "ok" } else { "FAILED" }
+        ));
+        let keepalived = procs.first().context("no keepalived on n1")?;
+        keepalived.sigterm()?;
+    }
+    Ok(notes)
+}
+
+/// The longest stretch of `[from, end]` without an acknowledgement in `commits`.
+fn longest_gap(commits: &[Commit], from: Instant, end: Instant) -> Duration {
+    let mut acks: Vec<Instant> = commits
+        .iter()
+        .map(|c| c.acked)
+        .filter(|&at| at > from && at <= end)
+        .collect();
+    acks.sort_unstable();
+    acks.push(end);
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for at in acks {
+        longest = longest.max(at - last);
+        last = at;
+    }
+    longest
+}
+
+/// Total time after `from` during which `holds` was true, from a timeline sampled in order (each
+/// sample stands for the time until the next one).
+fn total_time(samples: &[Sample], from: Instant, holds: impl Fn(&Sample) -> bool) -> Duration {
+    samples
+        .windows(2)
+        .filter(|pair| pair[0].at >= from && holds(&pair[0]))
+        .map(|pair| pair[1].at - pair[0].at)
+        .sum()
 }
 
 /// Waits until n1 alone holds the VIP (for [`SETTLE_HOLD`]) and n2 is a settled backup whose

@@ -72,11 +72,11 @@ impl Writer {
         lock(&self.shared.commits).clone()
     }
 
-    /// The first commit of an attempt started at or after `t`.
-    pub fn first_commit_started_after(&self, t: Instant) -> Option<Commit> {
+    /// The first commit of an attempt started at or after `t`, by server `node` if given.
+    pub fn first_commit_started_after(&self, t: Instant, node: Option<&str>) -> Option<Commit> {
         lock(&self.shared.commits)
             .iter()
-            .filter(|c| c.started >= t)
+            .filter(|c| c.started >= t && node.is_none_or(|n| c.node == n))
             .min_by_key(|c| c.acked)
             .cloned()
     }
