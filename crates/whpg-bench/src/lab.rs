@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,23 @@ pub const VIP_CIDR: &str = "10.77.0.100/24";
 pub const PG_PORT: u16 = 5432;
 /// whpg-ha's API port (the bench reads `/status` on each host's loopback).
 pub const API_PORT: u16 = 8008;
+
+/// `--synchronous`: n1 waits for n2 to confirm every commit.
+static SYNCHRONOUS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every lab built after this replicate synchronously (default: asynchronously).
+pub fn set_synchronous(on: bool) {
+    SYNCHRONOUS.store(on, Ordering::Relaxed);
+}
+
+/// The replication mode of the labs, for the report.
+pub fn replication() -> &'static str {
+    if SYNCHRONOUS.load(Ordering::Relaxed) {
+        "synchronous (n1: synchronous_standby_names = '*')"
+    } else {
+        "asynchronous"
+    }
+}
 
 /// The hosts and databases of one trial. The lab goes last, so it outlives everything in it.
 pub struct Topology {
@@ -54,6 +72,17 @@ impl Topology {
             "streaming",
             Duration::from_secs(20),
         )?;
+        if SYNCHRONOUS.load(Ordering::Relaxed) {
+            // Set on n1 only, after n2 was copied from it: once promoted, n2 has no standby to
+            // wait for and must not block its own commits.
+            primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")?;
+            primary.psql("SELECT pg_reload_conf()")?;
+            primary.wait_for_sql(
+                "SELECT sync_state FROM pg_stat_replication",
+                "sync",
+                Duration::from_secs(20),
+            )?;
+        }
         Ok(Topology {
             n1,
             n2,

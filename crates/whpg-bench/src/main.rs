@@ -87,6 +87,10 @@ struct Args {
     /// keepalived-seed keeps 1 s). The settings lines of the report say 100 ms regardless.
     #[arg(long, default_value_t = 100)]
     advert_interval_ms: u64,
+    /// Replicate synchronously (n1 waits for n2 to confirm each commit; n2, once promoted, does
+    /// not wait). With it the standby-down fault blocks every write on n1, as it should.
+    #[arg(long)]
+    synchronous: bool,
 }
 
 #[derive(Serialize)]
@@ -103,6 +107,8 @@ struct Results<'a> {
     command: String,
     machine: &'a Machine,
     wall_clock_s: f64,
+    advert_interval_ms: u64,
+    replication: &'static str,
     settings: Vec<(&'static str, &'static str)>,
     rows: &'a [report::Row],
     trials: &'a [Outcome],
@@ -153,6 +159,7 @@ fn run() -> Result<i32> {
         bail!("--advert-interval-ms must be a multiple of 10, at least 10");
     }
     contenders::set_advert_interval(std::time::Duration::from_millis(args.advert_interval_ms));
+    lab::set_synchronous(args.synchronous);
     let needs = [
         "ip",
         "runuser",
@@ -180,13 +187,14 @@ fn run() -> Result<i32> {
     }
     eprintln!(
         "whpg-bench: {} trial(s) x {} fault(s) x {} implementation(s), {} build, daemon {}, \
-         adverts {} ms",
+         adverts {} ms, {} replication",
         trials,
         faults.len(),
         contenders.len(),
         machine.build,
         daemon.display(),
-        args.advert_interval_ms
+        args.advert_interval_ms,
+        lab::replication()
     );
 
     let started = Instant::now();
@@ -237,10 +245,11 @@ fn run() -> Result<i32> {
             .collect();
         let md = format!(
             "# whpg-bench results\n\nCommand: `{command}`\n\nAdvert interval (all but \
-             keepalived-seed): {} ms.\n\nMachine: nproc {}, kernel {}, {} \
+             keepalived-seed): {} ms. Replication: {}.\n\nMachine: nproc {}, kernel {}, {} \
              build, {}, load average before the run: {}; wall clock {:.0} s.\n\n{table}\n\
              Median ratios:\n\n{ratios}\n",
             args.advert_interval_ms,
+            lab::replication(),
             machine.nproc,
             machine.kernel,
             machine.build,
@@ -253,6 +262,8 @@ fn run() -> Result<i32> {
             command,
             machine: &machine,
             wall_clock_s: wall.as_secs_f64(),
+            advert_interval_ms: args.advert_interval_ms,
+            replication: lab::replication(),
             settings,
             rows: &rows,
             trials: &outcomes,

@@ -184,6 +184,9 @@ pub struct Peer {
     /// The latest sample was a live primary: no newer answer (down, standby, no answer within
     /// the probe's timeout) has contradicted it yet.
     pub latest_primary: bool,
+    /// The latest answer that told the peer's role said primary (not standby). Down or silent
+    /// does not change it: a primary's data directory stays one until it is rebuilt.
+    pub last_role_primary: bool,
 }
 
 impl Peer {
@@ -195,9 +198,14 @@ impl Peer {
         );
         match sample {
             PeerSample::Unreachable => {}
-            PeerSample::DatabaseDown | PeerSample::Standby => self.reachable_at = Some(now),
+            PeerSample::DatabaseDown => self.reachable_at = Some(now),
+            PeerSample::Standby => {
+                self.reachable_at = Some(now);
+                self.last_role_primary = false;
+            }
             PeerSample::Primary { timeline } => {
                 self.reachable_at = Some(now);
+                self.last_role_primary = true;
                 self.primary_at = Some(now);
                 self.primary_timeline = timeline.or(self.primary_timeline);
             }
@@ -227,11 +235,18 @@ pub struct Witnesses {
     pub quorum: Option<bool>,
     /// Since when the quorum has been lost.
     pub lost_since: Option<Instant>,
+    /// When the latest round that reached the quorum was sent: the answers came after that.
+    pub answered_round_sent_at: Option<Instant>,
 }
 
 impl Witnesses {
-    pub fn sample(&mut self, quorum: bool, now: Instant) {
+    /// The result of a round of probes sent at `round_sent_at`, known at `now`.
+    pub fn sample(&mut self, quorum: bool, round_sent_at: Instant, now: Instant) {
         if quorum {
+            self.answered_round_sent_at = Some(
+                self.answered_round_sent_at
+                    .map_or(round_sent_at, |t| t.max(round_sent_at)),
+            );
             self.lost_since = None;
         } else if self.quorum != Some(false) {
             self.lost_since = Some(now);

@@ -81,8 +81,10 @@ pub enum Input {
     /// The postmaster process exited (seen within milliseconds, before any probe).
     PostmasterExited,
     Peer(PeerSample),
+    /// A round of witness probes, sent at `round_sent_at`, ended: did a quorum answer?
     Witness {
         quorum: bool,
+        round_sent_at: Instant,
     },
     Maintenance(bool),
     /// The configured priority changed (reload).
@@ -121,6 +123,9 @@ pub enum Hold {
     Confirming {
         until: Instant,
     },
+    /// A silent master, and no witness round sent since we became master has answered yet: we
+    /// may be the side that is cut off. A round was asked for.
+    AwaitingWitnesses,
     /// The failure that happened is not in `failover.triggers`.
     TriggerNotConfigured,
     Maintenance,
@@ -173,6 +178,9 @@ pub enum Decision {
     },
     /// Priority-0 advert now, so the peer can take over.
     Resign,
+    /// Probe the witnesses now, without waiting for the next round; answer with
+    /// [`Input::Witness`].
+    CheckWitnesses,
     /// Stop the local database and clean up after it.
     Fence(FenceReason),
     Notice(Notice),
@@ -233,6 +241,10 @@ pub struct Policy {
     witnesses: Witnesses,
     vrrp: State,
     master_reason: Option<TransitionReason>,
+    /// When this node last became VRRP master.
+    master_since: Option<Instant>,
+    /// A witness round was asked for in the current mastership.
+    witness_check_asked: bool,
     maintenance: bool,
     promotion: Promotion,
     needs_rejoin: bool,
@@ -255,6 +267,8 @@ impl Policy {
             witnesses: Witnesses::default(),
             vrrp: State::Initialize,
             master_reason: None,
+            master_since: None,
+            witness_check_asked: false,
             maintenance: false,
             promotion: Promotion::Idle,
             needs_rejoin: false,
@@ -275,6 +289,10 @@ impl Policy {
         let mut out = Vec::new();
         match input {
             Input::Vrrp { to, reason } => {
+                if to == State::Master && self.vrrp != State::Master {
+                    self.master_since = Some(now);
+                    self.witness_check_asked = false;
+                }
                 self.vrrp = to;
                 self.master_reason = (to == State::Master).then_some(reason);
                 if to != State::Master {
@@ -286,7 +304,10 @@ impl Policy {
             Input::Local(sample) => self.local.sample(sample, now),
             Input::PostmasterExited => self.local.crashed(),
             Input::Peer(sample) => self.peer.sample(sample, now),
-            Input::Witness { quorum } => self.witnesses.sample(quorum, now),
+            Input::Witness {
+                quorum,
+                round_sent_at,
+            } => self.witnesses.sample(quorum, round_sent_at, now),
             Input::Maintenance(on) => self.maintenance = on,
             Input::BasePriority(priority) => self.config.base_priority = priority,
             Input::PromotionFinished(result) => self.promotion_finished(result, now, &mut out),
@@ -510,10 +531,19 @@ impl Policy {
         {
             self.promotion = Promotion::Idle;
         }
+        let newer_than_peer_primary = self.peer.last_role_primary
+            && matches!(
+                (self.local.timeline, self.peer.primary_timeline),
+                (Some(local), Some(peer)) if local > peer
+            );
         let priority = if self.promotion == Promotion::GaveUp {
             1
         } else if c.base_priority == 255 {
             255
+        } else if local_primary && newer_than_peer_primary {
+            // The newest primary outranks an old one whatever the configured priorities, so a
+            // healed partition or a restarted old primary never draws the VIP back to itself.
+            254
         } else if local_primary {
             c.base_priority.saturating_add(c.primary_bonus).min(254)
         } else {
@@ -644,6 +674,23 @@ impl Policy {
         }
         if self.local.primary_heard_within(c.wal_freshness, now) {
             return Some(Hold::WalReceiverFresh);
+        }
+        if !certain && c.witness_enabled {
+            // A silent master, or are we the one cut off? Only a witness answer to a round sent
+            // after we became master tells: an older one may predate the cut. Rounds run on
+            // their own cadence; ask for one now rather than wait for it.
+            let since = self.master_since.unwrap_or(now);
+            let witnessed = self
+                .witnesses
+                .answered_round_sent_at
+                .is_some_and(|sent| sent >= since);
+            if !witnessed {
+                if !self.witness_check_asked {
+                    self.witness_check_asked = true;
+                    out.push(Decision::CheckWitnesses);
+                }
+                return Some(Hold::AwaitingWitnesses);
+            }
         }
         if !certain {
             // A silent master may be a blip: its database must stay unanswering for the whole

@@ -62,11 +62,18 @@ fn input() -> impl Strategy<Value = Input> {
         4 => peer.prop_map(Input::Peer),
         2 => vrrp.prop_map(|(to, reason)| Input::Vrrp { to, reason }),
         1 => Just(Input::PostmasterExited),
-        1 => any::<bool>().prop_map(|quorum| Input::Witness { quorum }),
+        1 => any::<bool>().prop_map(|quorum| Input::Witness { quorum, round_sent_at: placeholder() }),
         1 => any::<bool>().prop_map(Input::Maintenance),
         1 => prop_oneof![Just(Ok(Some(3))), Just(Err("failed".to_string()))].prop_map(Input::PromotionFinished),
         2 => Just(Input::Tick),
     ]
+}
+
+/// Stands in for a witness round's send time until the test knows the time; replaced by the
+/// time of the step, so a round answers after a mastership only if it comes after it.
+fn placeholder() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
 }
 
 proptest! {
@@ -85,10 +92,28 @@ proptest! {
         let mut consecutive_bad = 0;
         let mut crashed = false;
         let mut vip = false;
+        // When the current mastership began, why, and whether a witness round sent since then
+        // reached the quorum.
+        let mut master_reason = None;
+        let mut witnessed_in_mastership = false;
         for (gap, input) in steps {
             now_ms += gap;
+            let now = t0 + Duration::from_millis(now_ms);
+            let input = match input {
+                Input::Witness { quorum, .. } => Input::Witness { quorum, round_sent_at: now },
+                other => other,
+            };
             match &input {
-                Input::Vrrp { to, .. } => vrrp = *to,
+                Input::Vrrp { to, reason } => {
+                    if *to == State::Master && vrrp != State::Master {
+                        witnessed_in_mastership = false;
+                    }
+                    master_reason = (*to == State::Master).then_some(*reason);
+                    vrrp = *to;
+                }
+                Input::Witness { quorum: true, .. } if vrrp == State::Master => {
+                    witnessed_in_mastership = true;
+                }
                 Input::Peer(PeerSample::Primary { .. } | PeerSample::AcceptingUnknownRole) => last_peer_primary = Some(now_ms),
                 Input::Maintenance(on) => maintenance = *on,
                 Input::Local(LocalSample::Primary { .. }) => {
@@ -106,7 +131,7 @@ proptest! {
                 _ => {}
             }
             let promotion_result = matches!(input, Input::PromotionFinished(Ok(_)));
-            let decisions = policy.handle(input, t0 + Duration::from_millis(now_ms));
+            let decisions = policy.handle(input, now);
             for decision in decisions {
                 match decision {
                     Decision::Promote { .. } => {
@@ -115,6 +140,11 @@ proptest! {
                             prop_assert!(now_ms - at >= 100, "promoted {} ms after a primary answer", now_ms - at);
                         }
                         prop_assert!(!maintenance, "promoted in maintenance");
+                        // Over a silent master, only once a witness answered a round sent during
+                        // this mastership: an isolated node must not promote.
+                        if master_reason != Some(TransitionReason::MasterResigned) {
+                            prop_assert!(witnessed_in_mastership, "promoted over a silent master without a fresh witness answer");
+                        }
                         prop_assert_eq!(vrrp, State::Master);
                     }
                     Decision::InstallVip => vip = true,

@@ -60,6 +60,18 @@ impl Run {
         out
     }
 
+    /// A witness round sent and ended at `ms`.
+    fn witness(&mut self, ms: u64, quorum: bool) -> Vec<Decision> {
+        let round_sent_at = self.t0 + Duration::from_millis(ms);
+        self.at(
+            ms,
+            Input::Witness {
+                quorum,
+                round_sent_at,
+            },
+        )
+    }
+
     /// Probe both databases every 100 ms from `from` to `to` (inclusive) with the same answers.
     fn probes(&mut self, from: u64, to: u64, local: LocalSample, peer: PeerSample) {
         let mut ms = from;
@@ -82,6 +94,10 @@ impl Run {
 
     fn when(&self, wanted: &Decision) -> Option<u64> {
         self.log.iter().find(|(_, d)| d == wanted).map(|(t, _)| *t)
+    }
+
+    fn decided_count(&self, pred: impl Fn(&Decision) -> bool) -> usize {
+        self.log.iter().filter(|(_, d)| pred(d)).count()
     }
 
     fn decided(&self, pred: impl Fn(&Decision) -> bool) -> bool {
@@ -306,6 +322,7 @@ fn a_silent_master_is_promoted_over_only_after_the_confirmation_time() {
     // The primary's host vanishes after its answer at 500 ms.
     run.probes(600, 900, STANDBY_IDLE, PeerSample::Unreachable);
     run.master(900, TransitionReason::MasterDown);
+    run.witness(910, true);
     run.probes(1000, 3400, STANDBY_IDLE, PeerSample::Unreachable);
     assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
     assert!(run.decided(|d| matches!(
@@ -350,8 +367,62 @@ fn the_fast_profile_promotes_a_silent_master_at_once() {
     config.confirmation = Duration::ZERO;
     let mut run = Run::standby_settled(config);
     run.probes(600, 800, STANDBY_IDLE, PeerSample::Unreachable);
-    run.master(860, TransitionReason::MasterDown);
-    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(860));
+    run.witness(700, true);
+    let out = run.master(860, TransitionReason::MasterDown);
+    // The witnesses answered before the mastership, which proves nothing about now: ask them.
+    assert!(out.contains(&Decision::CheckWitnesses), "{out:?}");
+    assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(
+        Hold::AwaitingWitnesses
+    ))));
+    run.witness(861, true);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(861));
+}
+
+#[test]
+fn an_isolated_standby_never_promotes_over_a_silent_master() {
+    let mut config = config();
+    config.confirmation = Duration::ZERO;
+    let mut run = Run::standby_settled(config);
+    // Cut off from the primary and the witnesses at 550 ms; the last round had answered at 500.
+    run.witness(500, true);
+    run.probes(600, 800, STANDBY_IDLE, PeerSample::Unreachable);
+    let out = run.master(860, TransitionReason::MasterDown);
+    assert!(out.contains(&Decision::CheckWitnesses), "{out:?}");
+    run.witness(860, false);
+    run.probes(900, 5000, STANDBY_IDLE, PeerSample::Unreachable);
+    let mut ms = 1060;
+    while ms <= 5000 {
+        run.witness(ms, false);
+        ms += 200;
+    }
+    assert!(
+        !run.decided(|d| matches!(d, Decision::Promote { .. } | Decision::InstallVip)),
+        "{:?}",
+        run.log
+    );
+    assert_eq!(
+        run.decided_count(|d| *d == Decision::CheckWitnesses),
+        1,
+        "one extra round per mastership"
+    );
+    assert!(run.policy.status().isolated);
+}
+
+#[test]
+fn the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby() {
+    let mut run = Run::standby_settled(config());
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    run.master(700, TransitionReason::MasterResigned);
+    let out = run.at(850, Input::PromotionFinished(Ok(Some(2))));
+    // The peer was last seen as a primary on timeline 1: whatever comes back there (a restart,
+    // a healed partition) must not outrank us, primary bonus or not.
+    assert!(out.contains(&Decision::SetPriority(254)), "{out:?}");
+    run.at(900, Input::Peer(PeerSample::Unreachable));
+    run.at(1000, Input::Peer(PeerSample::DatabaseDown));
+    assert!(!run.decided(|d| *d == Decision::SetPriority(198)));
+    // Rebuilt and streaming from us: the usual priorities again.
+    let out = run.at(5000, Input::Peer(PeerSample::Standby));
+    assert!(out.contains(&Decision::SetPriority(198)), "{out:?}");
 }
 
 #[test]
@@ -363,7 +434,8 @@ fn a_verified_promotion_installs_the_vip_and_raises_the_priority() {
     let out = run.at(850, Input::PromotionFinished(Ok(Some(2))));
     assert!(out.contains(&Decision::Notice(Notice::PromotionSucceeded { attempt: 1 })));
     assert!(out.contains(&Decision::InstallVip));
-    assert!(out.contains(&Decision::SetPriority(198)));
+    // 254, not 98 + 100: the peer was last seen as a primary on the older timeline.
+    assert!(out.contains(&Decision::SetPriority(254)));
     assert_eq!(run.policy.status().local_timeline, Some(2));
 }
 
@@ -511,9 +583,9 @@ fn an_old_primary_on_an_older_timeline_is_fenced_and_never_serves() {
 #[test]
 fn an_isolated_primary_drops_the_vip_and_fences_its_database() {
     let mut run = Run::primary_settled(config());
-    run.at(500, Input::Witness { quorum: true });
+    run.witness(500, true);
     run.probes(600, 1900, PRIMARY, PeerSample::Unreachable);
-    run.at(600, Input::Witness { quorum: false });
+    run.witness(600, false);
     assert!(!run.decided(|d| matches!(d, Decision::Fence(_))));
     // Peer last answered at 500 ms, witnesses lost at 600 ms: isolated at 2100 ms.
     run.at(2099, Input::Tick);
@@ -538,7 +610,7 @@ fn an_isolated_primary_drops_the_vip_and_fences_its_database() {
 #[test]
 fn a_lost_peer_with_witnesses_reachable_is_not_isolation() {
     let mut run = Run::primary_settled(config());
-    run.at(500, Input::Witness { quorum: true });
+    run.witness(500, true);
     run.probes(600, 10_000, PRIMARY, PeerSample::Unreachable);
     assert!(!run.decided(|d| matches!(d, Decision::Fence(_) | Decision::RemoveVip)));
 }
@@ -678,9 +750,9 @@ fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
 fn next_wakeup_never_returns_a_time_already_evaluated() {
     // An isolated node: the isolation threshold lies in the past for as long as it stays cut off.
     let mut run = Run::primary_settled(config());
-    run.at(500, Input::Witness { quorum: true });
+    run.witness(500, true);
     run.probes(600, 1900, PRIMARY, PeerSample::Unreachable);
-    run.at(600, Input::Witness { quorum: false });
+    run.witness(600, false);
     run.at(2100, Input::Tick);
     run.at(5000, Input::Tick);
     let evaluated = run.t0 + Duration::from_millis(5000);

@@ -204,7 +204,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
     };
     let (supervision, inputs) = if config.database.monitor {
         let (tx, rx) = mpsc::channel(64);
-        observers::spawn_all(&config, &tx);
+        let witness_now = observers::spawn_all(&config, &tx);
         let policy = Policy::new(
             policy_setup::policy_config(&config),
             std::time::Instant::now(),
@@ -212,7 +212,11 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let jobs = jobs::Jobs::new(config.clone(), tx, reports_tx);
         (
-            Some(runner::Supervision { policy, jobs }),
+            Some(runner::Supervision {
+                policy,
+                jobs,
+                witness_now,
+            }),
             Some((rx, reports_rx)),
         )
     } else {

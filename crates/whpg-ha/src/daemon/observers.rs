@@ -6,9 +6,10 @@
 //! ticks instead of piling up.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::{interval, MissedTickBehavior};
 use tracing::{info, warn};
 use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver};
@@ -21,8 +22,10 @@ use crate::net::witness;
 /// At most one warning per this period per observer for a repeating problem.
 const WARN_PERIOD: Duration = Duration::from_secs(30);
 
-/// Start every observer; they stop when the receiving end of `tx` is dropped.
-pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) {
+/// Start every observer; they stop when the receiving end of `tx` is dropped. The returned
+/// handle starts a witness round at once (a no-op without witnesses).
+pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> Arc<Notify> {
+    let witness_now = Arc::new(Notify::new());
     tokio::spawn(local_database(config.clone(), tx.clone()));
     if let Some(peer) = config.peer() {
         tokio::spawn(peer_database(
@@ -33,8 +36,13 @@ pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) {
     }
     tokio::spawn(postmaster(config.clone(), tx.clone()));
     if config.witness.enabled() {
-        tokio::spawn(witnesses(config.clone(), tx.clone()));
+        tokio::spawn(witnesses(
+            config.clone(),
+            tx.clone(),
+            Arc::clone(&witness_now),
+        ));
     }
+    witness_now
 }
 
 fn ticker(every: Duration) -> tokio::time::Interval {
@@ -196,12 +204,16 @@ async fn postmaster(config: Config, tx: mpsc::Sender<Input>) {
     }
 }
 
-async fn witnesses(config: Config, tx: mpsc::Sender<Input>) {
+async fn witnesses(config: Config, tx: mpsc::Sender<Input>, now: Arc<Notify>) {
     let witness = &config.witness;
     let mut ticker = ticker(witness.interval);
     let mut warner = Warner::new();
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = now.notified() => {}
+        }
+        let round_sent_at = std::time::Instant::now();
         let quorum = match witness::reachable(&witness.hosts, witness.timeout).await {
             Ok(answered) => answered >= witness.quorum,
             Err(e) => {
@@ -211,7 +223,11 @@ async fn witnesses(config: Config, tx: mpsc::Sender<Input>) {
                 continue;
             }
         };
-        if tx.send(Input::Witness { quorum }).await.is_err() {
+        let input = Input::Witness {
+            quorum,
+            round_sent_at,
+        };
+        if tx.send(input).await.is_err() {
             return;
         }
     }

@@ -67,6 +67,8 @@ pub struct Io {
 pub struct Supervision {
     pub policy: Policy,
     pub jobs: Jobs,
+    /// Starts a witness round at once (the policy asks before promoting over a silent master).
+    pub witness_now: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub struct Runner {
@@ -551,6 +553,12 @@ impl Runner {
                 self.record(Some(("fence", &reason_text)), entry);
                 if let Some(s) = &self.supervision {
                     s.jobs.fence(reason);
+                }
+            }
+            Decision::CheckWitnesses => {
+                debug!("policy: probing the witnesses now");
+                if let Some(s) = &self.supervision {
+                    s.witness_now.notify_one();
                 }
             }
             Decision::Notice(notice) => self.notice(notice),
