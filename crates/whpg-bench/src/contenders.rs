@@ -119,7 +119,8 @@ impl Contender {
             }
             Contender::WhpgHaFast => {
                 "whpg-ha, fast profile: as default with confirmation 0 s, wal_freshness 200 ms, \
-                 probe timeout 200 ms"
+                 probe timeout 200 ms (below 100 ms adverts A: health every A, timeout 2A, \
+                 wal_freshness 3A)"
             }
             Contender::KeepalivedSeed => {
                 "keepalived 2.2.7 as the seed: VRRPv2, advert 1 s, unicast, PASS, pg_isready every \
@@ -280,9 +281,31 @@ pub(crate) fn whpg_ha_config(
     // The fast profile also shortens the probe timeout: a live primary's last answer counts until
     // the next probe answers or times out, so the timeout bounds how long a silent peer delays
     // the promotion.
-    let (confirmation, wal_freshness, probe_timeout) = match which {
-        Contender::WhpgHaFast => ("0s", "200ms", "200ms"),
-        _ => ("3s", "1s", "500ms"),
+    //
+    // Below 100 ms adverts the fast profile scales its probes with the advert interval A: health
+    // every A with a 2A timeout and wal_freshness 3A, so neither the peer's last answer nor the
+    // WAL receiver holds a promotion much past the master-down interval (about 3.4 A). At 20 ms
+    // that is 50 probes a second of each database from each daemon: the price of that profile.
+    let advert_ms = which.advert_interval().as_millis() as u64;
+    let (confirmation, wal_freshness, probe_interval, probe_timeout) = match which {
+        Contender::WhpgHaFast if advert_ms < 100 => (
+            "0s".to_string(),
+            format!("{}ms", 3 * advert_ms),
+            format!("{advert_ms}ms"),
+            format!("{}ms", 2 * advert_ms),
+        ),
+        Contender::WhpgHaFast => (
+            "0s".to_string(),
+            "200ms".to_string(),
+            "100ms".to_string(),
+            "200ms".to_string(),
+        ),
+        _ => (
+            "3s".to_string(),
+            "1s".to_string(),
+            "100ms".to_string(),
+            "500ms".to_string(),
+        ),
     };
     let mut text = format!(
         "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"{}ms\"\n\
@@ -308,7 +331,8 @@ pub(crate) fn whpg_ha_config(
     );
     let _ = write!(
         text,
-        "\n[health]\ninterval = \"100ms\"\ntimeout = \"{probe_timeout}\"\nfall = 3\nrise = 2\n"
+        "\n[health]\ninterval = \"{probe_interval}\"\ntimeout = \"{probe_timeout}\"\nfall = 3\n\
+         rise = 2\n"
     );
     let _ = write!(
         text,
