@@ -35,7 +35,10 @@ const FLAPS: usize = 5;
 const LINK_DOWN: Duration = Duration::from_millis(400);
 const LINK_UP: Duration = Duration::from_millis(600);
 const DB_REJECT: Duration = Duration::from_millis(250);
-const DB_ACCEPT: Duration = Duration::from_millis(750);
+/// Not a whole second with the reject phase: keepalived checks once a second, and windows in
+/// step with its checks would be hit every time or never, by the luck of the phase.
+const DB_ACCEPT: Duration = Duration::from_millis(450);
+const DB_FLAPS: usize = 7;
 /// Bound on the switchover command (the CLI's own steps are bounded well below it).
 const SWITCHOVER_LIMIT: Duration = Duration::from_secs(120);
 
@@ -102,7 +105,7 @@ pub enum Fault {
     /// profiles may take either path.
     #[serde(rename = "flapping-link")]
     FlappingLink,
-    /// The local health checks of n1's database fail briefly: five times, 1 s apart, new TCP
+    /// The local health checks of n1's database fail briefly: seven times, 0.7 s apart, new TCP
     /// connections to 127.0.0.1:5432 inside n1 are answered with a reset for 250 ms. Both stacks
     /// probe there (whpg-ha with a new connection per probe, keepalived with `pg_isready`); the
     /// writer comes through the VIP and the samplers keep an established connection, so they are
@@ -672,7 +675,7 @@ fn inject<'scope, 'env>(
             return Ok(Some(scope.spawn(move || {
                 let mut notes = Vec::new();
                 let flaps = (|| -> Result<()> {
-                    for cycle in 0..FLAPS {
+                    for cycle in 0..DB_FLAPS {
                         if cycle > 0 {
                             lab.reject_new_tcp(n1, local, PG_PORT)?;
                         } else {
