@@ -153,6 +153,11 @@ impl LocalDb {
         self.healthy || self.consecutive_bad >= self.fall
     }
 
+    /// The latest sample answered in `role` (health, which needs `rise` of them, aside).
+    pub fn answers_as(&self, role: DbRole) -> bool {
+        self.consecutive_good > 0 && self.role == Some(role)
+    }
+
     pub fn is_healthy(&self, role: DbRole) -> bool {
         self.healthy && self.role == Some(role)
     }

@@ -463,12 +463,14 @@ impl Policy {
         // database that is being stopped.
         let mut fences = Vec::new();
 
-        // Invariant 4: an old primary (older timeline than a live peer primary) never serves.
+        // Invariant 4: an old primary (older timeline than a live peer primary) never serves. It
+        // is fenced on its first answer as a primary, not after `rise` of them: every probe
+        // interval it runs is one in which it accepts writes.
         let local_primary = self.local.is_healthy(DbRole::Primary);
         let peer_primary_alive =
             self.peer
                 .primary_within(c.peer_alive_window, c.peer_probe_timeout, now);
-        if local_primary && peer_primary_alive && !self.needs_rejoin {
+        if self.local.answers_as(DbRole::Primary) && peer_primary_alive && !self.needs_rejoin {
             if let (Some(local), Some(peer)) = (self.local.timeline, self.peer.primary_timeline) {
                 if peer > local {
                     self.needs_rejoin = true;

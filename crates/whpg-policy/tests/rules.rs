@@ -581,6 +581,43 @@ fn an_old_primary_on_an_older_timeline_is_fenced_and_never_serves() {
 }
 
 #[test]
+fn an_old_primary_restarted_after_a_crash_is_fenced_on_its_first_answer() {
+    let mut run = Run::primary_settled(config());
+    run.at(550, Input::PostmasterExited);
+    run.probes(600, 1500, LocalSample::Down, PeerSample::Standby);
+    // The standby took over: the peer now answers as a primary on timeline 2.
+    run.probes(
+        1600,
+        3000,
+        LocalSample::Down,
+        PeerSample::Primary { timeline: Some(2) },
+    );
+    assert!(!run.decided(|d| matches!(d, Decision::Fence(_))));
+    // Someone starts the old primary again: one answer as a primary is enough (no `rise`).
+    let out = run.at(3050, Input::Local(PRIMARY));
+    assert!(
+        out.contains(&Decision::Fence(FenceReason::OlderTimeline {
+            local: 1,
+            peer: 2
+        })),
+        "{out:?}"
+    );
+    run.probes(
+        3100,
+        4000,
+        PRIMARY,
+        PeerSample::Primary { timeline: Some(2) },
+    );
+    assert!(
+        !run.log
+            .iter()
+            .any(|(t, d)| *t >= 3050 && *d == Decision::InstallVip),
+        "{:?}",
+        run.log
+    );
+}
+
+#[test]
 fn an_isolated_primary_drops_the_vip_and_fences_its_database() {
     let mut run = Run::primary_settled(config());
     run.witness(500, true);
