@@ -418,6 +418,77 @@ fn passwd_name(uid: u32) -> Option<String> {
     })
 }
 
+/// A [`Journal`] written by a thread of its own. [`BackgroundJournal::record`] queues the entry
+/// and returns, so an fsync held up by a busy disk (a database recovering next to us) never delays
+/// the decisions behind it, such as a fence or a promotion. Entries keep their order; dropping
+/// the writer writes what is queued first.
+pub struct BackgroundJournal {
+    queue: Option<std::sync::mpsc::Sender<Entry>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Written inline when no thread could be started.
+    inline: Option<Journal>,
+}
+
+impl BackgroundJournal {
+    pub fn start(mut journal: Journal) -> BackgroundJournal {
+        let (queue, entries) = std::sync::mpsc::channel::<Entry>();
+        let (tx, rx) = std::sync::mpsc::channel::<Journal>();
+        let spawned = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                let Ok(mut journal) = rx.recv() else {
+                    return;
+                };
+                for entry in entries {
+                    journal.record(&entry);
+                }
+            });
+        match spawned {
+            Ok(thread) => match tx.send(journal) {
+                Ok(()) => BackgroundJournal {
+                    queue: Some(queue),
+                    thread: Some(thread),
+                    inline: None,
+                },
+                Err(std::sync::mpsc::SendError(back)) => {
+                    journal = back;
+                    BackgroundJournal::inline(journal)
+                }
+            },
+            Err(e) => {
+                error!("cannot start the journal writer thread ({e}): writing inline");
+                BackgroundJournal::inline(journal)
+            }
+        }
+    }
+
+    fn inline(journal: Journal) -> BackgroundJournal {
+        BackgroundJournal {
+            queue: None,
+            thread: None,
+            inline: Some(journal),
+        }
+    }
+
+    pub fn record(&mut self, entry: Entry) {
+        if let Some(queue) = &self.queue {
+            // Fails only once the writer thread is gone (it never returns early).
+            let _ = queue.send(entry);
+        } else if let Some(journal) = &mut self.inline {
+            journal.record(&entry);
+        }
+    }
+}
+
+impl Drop for BackgroundJournal {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The newest `limit` entries of the journal in directory `path`, oldest first, across the
 /// rotated files. `limit == 0` means all. Lines that do not parse (a torn last line after a
 /// crash) are skipped.

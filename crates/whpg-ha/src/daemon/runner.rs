@@ -24,7 +24,7 @@ use super::jobs::{JobReport, Jobs};
 use super::status::{describe_reason, NodeStatus};
 use super::{reload, vrrp_setup};
 use crate::config::{self, Config};
-use crate::journal::{Entry, Journal, Kind};
+use crate::journal::{BackgroundJournal, Entry, Journal, Kind};
 use crate::net::garp::GarpSender;
 use crate::net::link::{InterfaceHealth, LinkEvent};
 use crate::net::vip::{Change, Vip, VipManager};
@@ -99,7 +99,7 @@ pub struct Runner {
     status_tx: watch::Sender<NodeStatus>,
     drop_logged: std::collections::HashMap<&'static str, Instant>,
     /// Where every transition, decision and action is recorded (none in tests of the loop).
-    journal: Option<Journal>,
+    journal: Option<BackgroundJournal>,
     /// Why the policy refused the last planned promotion, for the API's answer.
     planned_refusal: Option<&'static str>,
 }
@@ -151,7 +151,7 @@ impl Runner {
 
     /// Record everything from now on in `journal`.
     pub fn set_journal(&mut self, journal: Journal) {
-        self.journal = Some(journal);
+        self.journal = Some(BackgroundJournal::start(journal));
     }
 
     /// Record what happened: in the journal and, with `recent` (kind and detail as `/status`
@@ -161,7 +161,7 @@ impl Runner {
             self.status.record_event(kind, detail);
         }
         if let Some(journal) = &mut self.journal {
-            journal.record(&entry);
+            journal.record(entry);
         }
     }
 
