@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -92,24 +93,37 @@ pub(super) fn refusal(state: &ApiState, headers: &HeaderMap) -> Option<Response>
     }
 }
 
+/// The JSON body of a mutating request, once the token is checked, or the response refusing it:
+/// [`refusal`]'s 401 or 403, or a 400 built by `bad_request` saying what was `expected`.
+pub(super) fn authorized_body<T: DeserializeOwned>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: &[u8],
+    expected: &str,
+    bad_request: impl FnOnce(&ApiState, StatusCode, String) -> Response,
+) -> Result<T, Box<Response>> {
+    if let Some(response) = refusal(state, headers) {
+        return Err(Box::new(response));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(bad_request(
+            state,
+            StatusCode::BAD_REQUEST,
+            format!("expected {expected}: {e}"),
+        ))
+    })
+}
+
 pub async fn maintenance(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(response) = refusal(&state, &headers) {
-        return response;
-    }
-    let request: MaintenanceRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            return error(
-                &state,
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"on\": true|false}}: {e}"),
-            )
-        }
-    };
+    let request: MaintenanceRequest =
+        match authorized_body(&state, &headers, &body, r#"{"on": true|false}"#, error) {
+            Ok(request) => request,
+            Err(response) => return *response,
+        };
     let (reply, answer) = oneshot::channel();
     let command = ApiCommand::Maintenance {
         on: request.on,

@@ -24,7 +24,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::control::{refusal, ApiCommand};
+use super::control::{authorized_body, refusal, ApiCommand};
 use super::{checks, ApiState};
 use crate::config::{CommandKind, Flavor};
 use crate::db::Lsn;
@@ -189,19 +189,21 @@ pub async fn demote(State(state): State<ApiState>, headers: HeaderMap) -> Respon
 }
 
 pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(response) = refusal(&state, &headers) {
-        return response;
-    }
-    let min_lsn: Lsn = match serde_json::from_slice::<PromoteRequest>(&body)
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.min_lsn.parse().map_err(|e| format!("min_lsn: {e}")))
-    {
+    const EXPECTED: &str = r#"{"min_lsn": "X/Y"}"#;
+    let request: PromoteRequest =
+        match authorized_body(&state, &headers, &body, EXPECTED, |s, c, t| {
+            refused(s, c, t)
+        }) {
+            Ok(request) => request,
+            Err(response) => return *response,
+        };
+    let min_lsn: Lsn = match request.min_lsn.parse() {
         Ok(lsn) => lsn,
         Err(e) => {
             return refused(
                 &state,
                 StatusCode::BAD_REQUEST,
-                format!("expected {{\"min_lsn\": \"X/Y\"}}: {e}"),
+                format!("expected {EXPECTED}: min_lsn: {e}"),
             )
         }
     };
@@ -266,18 +268,15 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
 }
 
 pub async fn rejoin(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(response) = refusal(&state, &headers) {
-        return response;
-    }
-    let request: RejoinRequest = match serde_json::from_slice(&body) {
+    let request: RejoinRequest = match authorized_body(
+        &state,
+        &headers,
+        &body,
+        r#"{"standby_host": "A.B.C.D"}"#,
+        refused,
+    ) {
         Ok(request) => request,
-        Err(e) => {
-            return refused(
-                &state,
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"standby_host\": \"A.B.C.D\"}}: {e}"),
-            )
-        }
+        Err(response) => return *response,
     };
     if state.config.database.flavor != Flavor::WarehousePg {
         return refused(
@@ -327,18 +326,15 @@ pub async fn rejoin_local(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(response) = refusal(&state, &headers) {
-        return response;
-    }
-    let request: RejoinLocalRequest = match serde_json::from_slice(&body) {
+    let request: RejoinLocalRequest = match authorized_body(
+        &state,
+        &headers,
+        &body,
+        r#"{"primary_host": "A.B.C.D"}"#,
+        refused,
+    ) {
         Ok(request) => request,
-        Err(e) => {
-            return refused(
-                &state,
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"primary_host\": \"A.B.C.D\"}}: {e}"),
-            )
-        }
+        Err(response) => return *response,
     };
     if request.primary_host == state.config.local.address || state.status.borrow().holds_vips {
         return refused(
