@@ -38,6 +38,9 @@ pub enum LocalSample {
     NotAccepting,
     /// Refused, timed out, or failed.
     Down,
+    /// The probe failed for a reason of our own (descriptor or memory exhaustion, our own
+    /// deadline): it says nothing about the database, so it changes no count either way.
+    Unknown,
 }
 
 /// One probe of the peer's database at the peer's address.
@@ -54,6 +57,9 @@ pub enum PeerSample {
     /// Accepting, but the role could not be queried (no credentials): counted as a live primary,
     /// because guessing "standby" could promote beside a live primary.
     AcceptingUnknownRole,
+    /// The probe failed for a reason of our own (descriptor or memory exhaustion): neither alive
+    /// nor down. While it is the latest sample, nothing may be concluded about the peer.
+    Unknown,
 }
 
 /// The local database after hysteresis.
@@ -92,6 +98,9 @@ impl LocalDb {
 
     /// Apply one probe result: `fall` bad ones in a row make it unhealthy, `rise` good ones healthy.
     pub fn sample(&mut self, sample: LocalSample, now: Instant) {
+        if sample == LocalSample::Unknown {
+            return;
+        }
         self.observed = true;
         match sample {
             LocalSample::Primary { timeline } => {
@@ -108,6 +117,7 @@ impl LocalDb {
                 self.wal_receiver = wal_receiver;
                 self.sampled_at = Some(now);
             }
+            LocalSample::Unknown => {}
             LocalSample::NotAccepting | LocalSample::Down => {
                 self.consecutive_good = 0;
                 self.consecutive_bad = self.consecutive_bad.saturating_add(1);
@@ -192,17 +202,25 @@ pub struct Peer {
     /// The latest answer that told the peer's role said primary (not standby). Down or silent
     /// does not change it: a primary's data directory stays one until it is rebuilt.
     pub last_role_primary: bool,
+    /// The latest probe failed for a local reason: the peer's state is unknown, which is
+    /// evidence of nothing (not of a dead peer, not of a silent one).
+    pub latest_unknown: bool,
 }
 
 impl Peer {
     pub fn sample(&mut self, sample: PeerSample, now: Instant) {
+        self.latest_unknown = sample == PeerSample::Unknown;
+        if self.latest_unknown {
+            // Keep `latest_primary`: a live primary's answer is not contradicted by our failure.
+            return;
+        }
         self.observed = true;
         self.latest_primary = matches!(
             sample,
             PeerSample::Primary { .. } | PeerSample::AcceptingUnknownRole
         );
         match sample {
-            PeerSample::Unreachable => {}
+            PeerSample::Unreachable | PeerSample::Unknown => {}
             PeerSample::DatabaseDown => self.reachable_at = Some(now),
             PeerSample::Standby => {
                 self.reachable_at = Some(now);

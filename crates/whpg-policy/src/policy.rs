@@ -126,6 +126,9 @@ pub enum Hold {
     /// A silent master, and no witness round sent since we became master has answered yet: we
     /// may be the side that is cut off. A round was asked for.
     AwaitingWitnesses,
+    /// Invariant 9: the latest probe of the peer failed for a reason of our own (descriptor or
+    /// memory exhaustion): whether the old primary lives is unknown, and unknown is not dead.
+    PeerUnknown,
     /// The failure that happened is not in `failover.triggers`.
     TriggerNotConfigured,
     Maintenance,
@@ -485,12 +488,14 @@ impl Policy {
         }
 
         // Invariant 5: isolated = neither the peer nor a witness quorum answers.
-        let peer_silent = self
-            .peer
-            .reachable_at
-            .unwrap_or(self.started_at)
-            .checked_add(c.isolation_after)
-            .is_some_and(|t| now >= t);
+        // A peer we cannot probe for a local reason is not silent: that is our failure, not its.
+        let peer_silent = !self.peer.latest_unknown
+            && self
+                .peer
+                .reachable_at
+                .unwrap_or(self.started_at)
+                .checked_add(c.isolation_after)
+                .is_some_and(|t| now >= t);
         let witnesses_lost = self
             .witnesses
             .lost_since
@@ -652,6 +657,9 @@ impl Policy {
         }
         if self.maintenance {
             return Some(Hold::Maintenance);
+        }
+        if self.peer.latest_unknown {
+            return Some(Hold::PeerUnknown);
         }
         // The certain case: the master resigned (priority 0) — its database failed or it stopped.
         let certain = self.master_reason == Some(TransitionReason::MasterResigned);

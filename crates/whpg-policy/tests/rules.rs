@@ -801,3 +801,45 @@ fn next_wakeup_never_returns_a_time_already_evaluated() {
         );
     }
 }
+
+#[test]
+fn a_local_probe_failing_for_a_local_reason_never_resigns() {
+    let mut run = Run::primary_settled(config());
+    run.log.clear();
+    // Descriptor exhaustion on our side: many probes in a row say nothing about the database.
+    run.probes(600, 3000, LocalSample::Unknown, PeerSample::Standby);
+    assert!(!run.decided(|d| matches!(
+        d,
+        Decision::RemoveVip | Decision::Resign | Decision::SetFault { active: true, .. }
+    )));
+    assert!(run.policy.status().local_healthy);
+    // A real failure still counts: `fall` bad answers after the unknown ones resign.
+    run.probes(3100, 3300, LocalSample::Down, PeerSample::Standby);
+    assert!(run.decided(|d| *d
+        == Decision::SetFault {
+            source: FaultSource::Health,
+            active: true
+        }));
+}
+
+#[test]
+fn a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation() {
+    let mut config = config();
+    config.confirmation = Duration::ZERO;
+    let mut run = Run::standby_settled(config);
+    // The primary stops advertising while our own probes of it fail with EMFILE.
+    run.probes(600, 900, STANDBY_IDLE, PeerSample::Unknown);
+    run.master(900, TransitionReason::MasterDown);
+    run.witness(910, false);
+    run.probes(1000, 4000, STANDBY_IDLE, PeerSample::Unknown);
+    run.witness(4010, false);
+    assert!(run.decided(|d| *d == Decision::Notice(Notice::PromotionHeld(Hold::PeerUnknown))));
+    assert!(!run.decided(|d| matches!(
+        d,
+        Decision::Promote { .. } | Decision::Notice(Notice::Isolated) | Decision::Fence(_)
+    )));
+    // Once a probe answers again (the peer is really gone), the usual rules apply.
+    run.probes(4100, 4100, STANDBY_IDLE, PeerSample::Unreachable);
+    run.witness(4110, true);
+    assert!(run.decided(|d| matches!(d, Decision::Promote { .. })));
+}
