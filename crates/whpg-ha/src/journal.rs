@@ -87,8 +87,13 @@ pub struct Entry {
 impl Entry {
     /// An entry stamped with the current time.
     pub fn new(node: &str, kind: Kind, detail: impl Into<String>) -> Entry {
+        Entry::at(unix_ms(SystemTime::now()), node, kind, detail)
+    }
+
+    /// An entry stamped with a time the caller read (the sans-IO node reads no clock).
+    pub fn at(at_unix_ms: u64, node: &str, kind: Kind, detail: impl Into<String>) -> Entry {
         Entry {
-            at_unix_ms: unix_ms(SystemTime::now()),
+            at_unix_ms,
             node: node.to_string(),
             kind,
             detail: detail.into(),

@@ -16,5 +16,7 @@ pub mod fence;
 pub mod journal;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod ops;
 pub mod rebuild;
+pub mod status;

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
-use crate::daemon::status::NodeStatus;
+use crate::status::NodeStatus;
 
 /// Content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn counters_and_histograms_appear_in_the_text_format() {
-        let status = crate::daemon::test_status();
+        let status = crate::status::test_status();
         let (_tx, rx) = watch::channel(status);
         let events = EventMetrics::default();
         events.promotions_started.inc();

@@ -13,5 +13,6 @@ pub mod policy;
 
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
-    Decision, FenceReason, Hold, Input, Notice, Policy, PolicyConfig, PolicyStatus, Triggers,
+    Decision, FenceReason, Hold, Input, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
+    Triggers,
 };

@@ -152,13 +152,34 @@ pub enum Notice {
         peer_timeline: u32,
     },
     /// A planned promotion cannot start; the reason says why.
-    PlannedPromotionRefused(&'static str),
+    PlannedPromotionRefused(PlannedRefusal),
     /// This node left the election for a planned switchover.
     Demoted,
     /// The local database is a healthy standby again (rebuilt): back in service.
     Rejoined,
     Isolated,
     IsolationEnded,
+}
+
+/// Why a planned promotion was refused. `NotMaster` is the one a caller may wait out: the
+/// mastership follows within a few adverts of the old primary leaving the election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlannedRefusal {
+    NotMaster,
+    NotHealthyStandby,
+    FencedOrRejoining,
+    AlreadyPromoting,
+}
+
+impl std::fmt::Display for PlannedRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PlannedRefusal::NotMaster => "this node is not the VRRP master yet",
+            PlannedRefusal::NotHealthyStandby => "the local database is not a healthy standby",
+            PlannedRefusal::FencedOrRejoining => "this node is fenced or waiting for a rejoin",
+            PlannedRefusal::AlreadyPromoting => "a promotion is already running",
+        })
+    }
 }
 
 /// Outputs, in the order to carry them out.
@@ -378,13 +399,13 @@ impl Policy {
 
     fn planned_promotion(&mut self, out: &mut Vec<Decision>) {
         let refused = if self.vrrp != State::Master {
-            Some("this node is not the VRRP master yet")
+            Some(PlannedRefusal::NotMaster)
         } else if !self.local.is_healthy(DbRole::Standby) {
-            Some("the local database is not a healthy standby")
+            Some(PlannedRefusal::NotHealthyStandby)
         } else if self.needs_rejoin || self.fenced.is_some() || self.demoted {
-            Some("this node is fenced or waiting for a rejoin")
+            Some(PlannedRefusal::FencedOrRejoining)
         } else if matches!(self.promotion, Promotion::Running { .. }) {
-            Some("a promotion is already running")
+            Some(PlannedRefusal::AlreadyPromoting)
         } else {
             None
         };

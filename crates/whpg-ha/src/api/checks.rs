@@ -2,7 +2,7 @@
 //! monitoring. 200 when this node is that role and fit to serve it, 503 otherwise; the body says
 //! why in one line.
 
-use crate::daemon::status::NodeStatus;
+use crate::status::{DbRoleStatus, NodeStatus};
 
 /// This node is where writes must go: it holds the virtual address and (when the database is
 /// monitored) its database is a healthy primary that is neither fenced nor an old primary.
@@ -14,7 +14,7 @@ pub fn primary(status: &NodeStatus) -> Result<(), String> {
         // database.monitor = false: the virtual address is all there is.
         return Ok(());
     };
-    if db.role != "primary" {
+    if db.role != DbRoleStatus::Primary {
         return Err(format!("database role is {}", db.role));
     }
     if !db.healthy {
@@ -35,7 +35,7 @@ pub fn standby(status: &NodeStatus) -> Result<(), String> {
     let Some(db) = &status.database else {
         return Err("database.monitor = false: the database is not watched".into());
     };
-    if db.role != "standby" {
+    if db.role != DbRoleStatus::Standby {
         return Err(format!("database role is {}", db.role));
     }
     if !db.healthy {
@@ -54,11 +54,11 @@ pub fn standby(status: &NodeStatus) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::status::{DatabaseStatus, WalReceiverStatus};
+    use crate::status::{DatabaseStatus, WalReceiverStatus};
 
-    fn db(role: &str, healthy: bool, streaming: Option<bool>) -> DatabaseStatus {
+    fn db(role: DbRoleStatus, healthy: bool, streaming: Option<bool>) -> DatabaseStatus {
         DatabaseStatus {
-            role: role.into(),
+            role,
             healthy,
             timeline: Some(1),
             needs_rejoin: false,
@@ -76,7 +76,7 @@ mod tests {
     }
 
     fn node(holds_vips: bool, database: Option<DatabaseStatus>) -> NodeStatus {
-        let mut status = crate::daemon::test_status();
+        let mut status = crate::status::test_status();
         status.holds_vips = holds_vips;
         status.database = database;
         status
@@ -84,14 +84,18 @@ mod tests {
 
     #[test]
     fn primary_needs_the_vip_and_a_healthy_writable_database() {
-        assert!(primary(&node(true, Some(db("primary", true, None)))).is_ok());
-        assert!(primary(&node(false, Some(db("primary", true, None)))).is_err());
-        assert!(primary(&node(true, Some(db("standby", true, Some(true))))).is_err());
-        assert!(primary(&node(true, Some(db("primary", false, None)))).is_err());
-        let mut fenced = db("primary", true, None);
+        assert!(primary(&node(true, Some(db(DbRoleStatus::Primary, true, None)))).is_ok());
+        assert!(primary(&node(false, Some(db(DbRoleStatus::Primary, true, None)))).is_err());
+        assert!(primary(&node(
+            true,
+            Some(db(DbRoleStatus::Standby, true, Some(true)))
+        ))
+        .is_err());
+        assert!(primary(&node(true, Some(db(DbRoleStatus::Primary, false, None)))).is_err());
+        let mut fenced = db(DbRoleStatus::Primary, true, None);
         fenced.fenced = Some("Isolated".into());
         assert!(primary(&node(true, Some(fenced))).is_err());
-        let mut old = db("primary", true, None);
+        let mut old = db(DbRoleStatus::Primary, true, None);
         old.needs_rejoin = true;
         assert!(primary(&node(true, Some(old))).is_err());
     }
@@ -105,11 +109,23 @@ mod tests {
 
     #[test]
     fn standby_needs_a_healthy_streaming_standby() {
-        assert!(standby(&node(false, Some(db("standby", true, Some(true))))).is_ok());
-        assert!(standby(&node(false, Some(db("standby", true, Some(false))))).is_err());
-        assert!(standby(&node(false, Some(db("standby", true, None)))).is_err());
-        assert!(standby(&node(false, Some(db("standby", false, Some(true))))).is_err());
-        assert!(standby(&node(false, Some(db("primary", true, None)))).is_err());
-        assert!(standby(&node(false, Some(db("unknown", false, None)))).is_err());
+        assert!(standby(&node(
+            false,
+            Some(db(DbRoleStatus::Standby, true, Some(true)))
+        ))
+        .is_ok());
+        assert!(standby(&node(
+            false,
+            Some(db(DbRoleStatus::Standby, true, Some(false)))
+        ))
+        .is_err());
+        assert!(standby(&node(false, Some(db(DbRoleStatus::Standby, true, None)))).is_err());
+        assert!(standby(&node(
+            false,
+            Some(db(DbRoleStatus::Standby, false, Some(true)))
+        ))
+        .is_err());
+        assert!(standby(&node(false, Some(db(DbRoleStatus::Primary, true, None)))).is_err());
+        assert!(standby(&node(false, Some(db(DbRoleStatus::Unknown, false, None)))).is_err());
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::ApiState;
+use crate::node::Refusal;
 
 /// How long a mutating request waits for the daemon loop.
 const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,20 +27,20 @@ pub enum ApiCommand {
     /// Turn maintenance mode on or off; the answer is the mode now in force.
     Maintenance {
         on: bool,
-        reply: oneshot::Sender<Result<bool, String>>,
+        reply: oneshot::Sender<Result<bool, Refusal>>,
     },
     /// Planned switchover, old primary: leave the election and remove the VIP.
     Demote {
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Planned switchover, new primary: promote now (the policy may refuse, with its reason).
     PlannedPromotion {
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Journal one action done by an API task (switchover and rejoin steps).
     Record {
         detail: String,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
 
@@ -146,7 +147,7 @@ pub async fn maintenance(
             };
             (StatusCode::OK, Json(reply)).into_response()
         }
-        Ok(Ok(Err(refused))) => error(&state, StatusCode::CONFLICT, refused),
+        Ok(Ok(Err(refused))) => error(&state, StatusCode::CONFLICT, refused.to_string()),
         _ => error(
             &state,
             StatusCode::SERVICE_UNAVAILABLE,

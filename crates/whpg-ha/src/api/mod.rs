@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 pub use auth::Token;
 pub use control::ApiCommand;
 
-use crate::daemon::status::NodeStatus;
+use crate::status::NodeStatus;
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -28,6 +28,7 @@ use super::control::{authorized_body, refusal, ApiCommand};
 use super::{checks, ApiState};
 use crate::config::{CommandKind, Flavor};
 use crate::db::Lsn;
+use crate::node::Refusal;
 use crate::rebuild;
 
 /// How long the promoting standby waits for the old primary's last WAL.
@@ -83,19 +84,28 @@ fn refused(state: &ApiState, code: StatusCode, error: impl Into<String>) -> Resp
     answer(state, code, reply)
 }
 
+/// Why the loop did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+enum LoopError {
+    #[error("the daemon loop is not answering")]
+    NotAnswering,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
 /// Ask the loop something short and wait (bounded) for its answer.
 async fn ask_loop(
     state: &ApiState,
-    make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> ApiCommand,
-) -> Result<(), String> {
+    make: impl FnOnce(oneshot::Sender<Result<(), Refusal>>) -> ApiCommand,
+) -> Result<(), LoopError> {
     let (reply, answer) = oneshot::channel();
     let sent = tokio::time::timeout(LOOP_TIMEOUT, state.commands.send(make(reply))).await;
     if !matches!(sent, Ok(Ok(()))) {
-        return Err("the daemon loop is not answering".into());
+        return Err(LoopError::NotAnswering);
     }
     match tokio::time::timeout(LOOP_TIMEOUT, answer).await {
-        Ok(Ok(result)) => result,
-        _ => Err("the daemon loop is not answering".into()),
+        Ok(Ok(result)) => Ok(result?),
+        _ => Err(LoopError::NotAnswering),
     }
 }
 
@@ -154,7 +164,7 @@ pub async fn demote(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         );
     }
     if let Err(e) = ask_loop(&state, |reply| ApiCommand::Demote { reply }).await {
-        return refused(&state, StatusCode::CONFLICT, e);
+        return refused(&state, StatusCode::CONFLICT, e.to_string());
     }
     let task_state = state.clone();
     in_task(&state, async move {
@@ -221,7 +231,9 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
         loop {
             match ask_loop(state, |reply| ApiCommand::PlannedPromotion { reply }).await {
                 Ok(()) => break,
-                Err(e) if Instant::now() < deadline && e.contains("not the VRRP master") => {
+                Err(LoopError::Refused(refusal))
+                    if refusal.is_transient() && Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => return Err(format!("promotion refused: {e}")),

@@ -1,10 +1,14 @@
-//! Long-running actions the policy asks for (promotion, fencing), run as separate tasks that
-//! report back, so the VRRP loop keeps advertising while a command runs.
+//! Long-running actions the policy asks for (promotion, fencing), run as tasks that report
+//! back, so the VRRP loop keeps advertising while a command runs.
+//!
+//! The tasks are owned: on shutdown [`Jobs::drain`] lets a running fence or promotion finish
+//! within its own bound instead of dropping it half-way, and names what it had to cut short.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use whpg_policy::{FenceReason, Input};
 
@@ -25,19 +29,24 @@ const VERIFY_POLL: Duration = Duration::from_millis(50);
 const EARLY_POLL: Duration = Duration::from_millis(10);
 const EARLY_POLL_FOR: Duration = Duration::from_secs(2);
 
+/// Beyond a job's commands' own timeouts: the verification's and the fence's own waits.
+const FENCE_MARGIN: Duration = Duration::from_secs(15);
+
+pub use crate::node::JobReport;
+
+/// One running job: what it is and when it must be over by its own bounds.
+struct Running {
+    what: String,
+    deadline: tokio::time::Instant,
+}
+
 pub struct Jobs {
     config: Config,
     tx: mpsc::Sender<Input>,
     reports: mpsc::UnboundedSender<JobReport>,
-}
-
-/// What a job wants in the journal once it is done (the loop owns the journal).
-#[derive(Debug, Clone)]
-pub struct JobReport {
-    pub kind: &'static str,
-    /// True when the job did all it had to.
-    pub complete: bool,
-    pub detail: String,
+    running: JoinSet<()>,
+    /// By task id, for [`Jobs::drain`]'s account of what it cut short.
+    details: BTreeMap<tokio::task::Id, Running>,
 }
 
 impl Jobs {
@@ -50,14 +59,41 @@ impl Jobs {
             config,
             tx,
             reports,
+            running: JoinSet::new(),
+            details: BTreeMap::new(),
         }
     }
 
+    fn own(
+        &mut self,
+        what: String,
+        bound: Duration,
+        job: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        // Forget finished jobs first, so the map only holds running ones.
+        while let Some(done) = self.running.try_join_next_with_id() {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(e) => e.id(),
+            };
+            self.details.remove(&id);
+        }
+        let handle = self.running.spawn(job);
+        self.details.insert(
+            handle.id(),
+            Running {
+                what,
+                deadline: tokio::time::Instant::now() + bound,
+            },
+        );
+    }
+
     /// Run the promotion command, verify with a real write, report `PromotionFinished`.
-    pub fn promote(&self, attempt: u32) {
+    pub fn promote(&mut self, attempt: u32) {
         let config = self.config.clone();
         let tx = self.tx.clone();
-        tokio::spawn(async move {
+        let bound = config.commands.promote.timeout + VERIFY_AFTER_SUCCESS + FENCE_MARGIN;
+        self.own(format!("promotion attempt {attempt}"), bound, async move {
             let started = Instant::now();
             let result = promote_and_verify(&config).await;
             match &result {
@@ -76,10 +112,11 @@ impl Jobs {
     }
 
     /// Stop the local database and clean up after it; the report goes to the log.
-    pub fn fence(&self, reason: FenceReason) {
+    pub fn fence(&mut self, reason: FenceReason) {
         let config = self.config.clone();
         let reports = self.reports.clone();
-        tokio::spawn(async move {
+        let bound = config.commands.fence.timeout + FENCE_MARGIN;
+        self.own(format!("fence ({reason:?})"), bound, async move {
             let command = match PreparedCommand::from_config(
                 &config,
                 CommandKind::Fence,
@@ -111,6 +148,41 @@ impl Jobs {
                 detail,
             });
         });
+    }
+
+    /// Wait for the running jobs, each until its own bound at most; abort the rest. Returns
+    /// what was cut short, for the journal.
+    pub async fn drain(&mut self) -> Vec<String> {
+        let mut cut_short = Vec::new();
+        while let Some(latest) = self.details.values().map(|r| r.deadline).max() {
+            match tokio::time::timeout_at(latest, self.running.join_next_with_id()).await {
+                Ok(Some(Ok((id, ())))) => {
+                    self.details.remove(&id);
+                }
+                Ok(Some(Err(e))) => {
+                    if let Some(job) = self.details.remove(&e.id()) {
+                        cut_short.push(format!("{}: ended abnormally: {e}", job.what));
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    // Every bound passed: what is left did not finish in time.
+                    let now = tokio::time::Instant::now();
+                    for job in self.details.values().filter(|r| r.deadline <= now) {
+                        cut_short.push(format!("{}: still running past its bound", job.what));
+                    }
+                    self.running.abort_all();
+                    break;
+                }
+            }
+        }
+        self.details.clear();
+        cut_short
+    }
+
+    /// How many jobs are running.
+    pub fn running(&self) -> usize {
+        self.running.len()
     }
 }
 

@@ -5,16 +5,12 @@
 //! in [`runner`]; it owns the instance and is the only place that carries out its actions.
 
 pub mod deadline;
-pub mod garp_schedule;
 pub mod jobs;
 pub mod observers;
-pub mod policy_setup;
 pub mod reload;
 pub mod runner;
-pub mod status;
-pub mod vrrp_setup;
+pub mod watchdog;
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -22,7 +18,6 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
-use whpg_policy::Policy;
 
 use crate::config::{self, Config};
 use crate::journal::{self, Entry, Journal, Kind};
@@ -30,7 +25,7 @@ use crate::net::garp::GarpSender;
 use crate::net::link;
 use crate::net::vip::{Change, VipManager};
 use crate::net::vrrp_socket::{VrrpMode, VrrpSocket, VrrpSocketOptions};
-use status::{unix_ms, Counters, NodeStatus, VrrpStatus};
+use crate::status::{unix_ms, NodeStatus};
 
 /// Entry point of `whpg-ha run`: sets up logging and the runtime, reports start-up errors plainly.
 pub fn run_command(config_path: &Path, node: Option<&str>) -> ExitCode {
@@ -172,7 +167,8 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
             None
         }
     };
-    let (status_tx, status_rx) = watch::channel(initial_status(&config));
+    let (status_tx, status_rx) =
+        watch::channel(NodeStatus::initial(&config, unix_ms(SystemTime::now())));
     let (commands_tx, commands_rx) = mpsc::channel(8);
     let event_metrics = crate::metrics::EventMetrics::default();
     if !config.api.listen.is_empty() {
@@ -202,45 +198,60 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         vips,
         interface: health,
     };
-    let (supervision, inputs) = if config.database.monitor {
-        let (tx, rx) = mpsc::channel(64);
+    let supervision = if config.database.monitor {
+        let (tx, inputs) = mpsc::channel(64);
         let witness_now = observers::spawn_all(&config, &tx);
-        let policy = Policy::new(
-            policy_setup::policy_config(&config),
-            std::time::Instant::now(),
-        );
-        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let (reports_tx, job_reports) = mpsc::unbounded_channel();
         let jobs = jobs::Jobs::new(config.clone(), tx, reports_tx);
-        (
-            Some(runner::Supervision {
-                policy,
-                jobs,
-                witness_now,
-            }),
-            Some((rx, reports_rx)),
-        )
+        Some(runner::Supervision {
+            jobs,
+            witness_now,
+            inputs,
+            job_reports,
+        })
     } else {
         info!("database.monitor = false: the virtual addresses follow the VRRP mastership alone");
-        (None, None)
+        None
     };
-    let mut runner = runner::Runner::new(config, config_path, node, io, supervision, status_tx);
-    runner.set_journal(journal);
-    runner.set_api(commands_rx, event_metrics);
+    let channels = runner::Channels {
+        links,
+        commands: commands_rx,
+        status: status_tx,
+        metrics: event_metrics,
+    };
+    let interface_name = interface.name.clone();
+    let mut runner = runner::Runner::new(
+        config,
+        config_path,
+        node,
+        io,
+        supervision,
+        channels,
+        journal,
+    );
     runner.start().await;
     notify_ready();
     info!(
-        "whpg-ha {} running as node {} on {}",
+        "whpg-ha {} running as node {} on {interface_name}",
         env!("CARGO_PKG_VERSION"),
         runner.node_name(),
-        interface.name
     );
-    let (inputs, reports) = inputs.unzip();
-    runner.set_job_reports(reports);
-    runner.run(links, inputs).await
+    runner.run(shutdown_signal()?).await
 }
 
-/// What must hold before a database-aware daemon starts, so that a failover never finds out
-/// that its tools are missing: the data directory, the OS user, the promote and fence programs.
+/// Completes with the name of the first of SIGTERM and SIGINT to arrive.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+        }
+    })
+}
+
 fn preflight(config: &Config) -> anyhow::Result<()> {
     let db = &config.database;
     if !db.data_directory.is_dir() {
@@ -263,54 +274,11 @@ fn preflight(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn initial_status(config: &Config) -> NodeStatus {
-    NodeStatus {
-        node: config.local.name.clone(),
-        address: config.local.address,
-        vrrp: VrrpStatus {
-            state: "INIT".into(),
-            since_unix_ms: unix_ms(SystemTime::now()),
-            priority: config.local.priority,
-            configured_priority: config.local.priority,
-            vrid: config.vrrp.vrid,
-            version: config.vrrp.version.number(),
-            advert_interval_ms: config.vrrp.advert_interval.as_millis() as u64,
-            master_down_interval_ms: 0.0,
-            faults: Vec::new(),
-            last_master: None,
-            counters: Counters::default(),
-        },
-        vips: config
-            .vips
-            .iter()
-            .map(|v| format!("{}/{}", v.address, v.prefix_len))
-            .collect(),
-        holds_vips: false,
-        transitions: VecDeque::new(),
-        database: None,
-        events: VecDeque::new(),
-    }
-}
-
 /// Tell systemd (Type=notify) that start-up is complete; a no-op outside systemd.
 fn notify_ready() {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!("could not notify systemd: {e}");
     }
-}
-
-/// A plausible status of a BACKUP node (for unit tests of its readers).
-#[cfg(test)]
-pub(crate) fn test_status() -> NodeStatus {
-    let text = "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
-                [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
-                [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
-                [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-                data_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n";
-    let config = config::parse(text, Some("a")).expect("test configuration parses");
-    let mut status = initial_status(&config);
-    status.vrrp.state = "BACKUP".into();
-    status
 }
 
 #[cfg(test)]

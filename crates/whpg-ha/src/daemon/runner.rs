@@ -1,43 +1,35 @@
-//! The daemon loop: waits for a packet, a deadline (VRRP timer, gratuitous ARP, policy), a link
-//! event, an observation of the databases or a signal; feeds the VRRP instance and the HA policy,
-//! and carries out what they return, in order.
+//! The daemon loop: waits for a packet, the node's deadline, a link event, an observation of the
+//! databases, a job's report, an API command or the shutdown signal; hands each to the sans-IO
+//! [`Node`] and carries out the effects it returns, in order.
 //!
-//! This is the only code that touches the instance and the policy, so no lock is needed. It never
-//! blocks on anything but the kernel (netlink and socket calls answer in microseconds): probes,
-//! promotion and fencing run as separate tasks that report back as policy inputs.
-//!
-//! With `database.monitor = false` there is no policy and the VIP follows the VRRP mastership;
-//! otherwise the VIP follows the policy's decisions (a verified writable database).
+//! Nothing here decides anything: the rules are the node's (and the cores' it joins). This loop
+//! never blocks on anything but the kernel (netlink and socket calls answer in microseconds):
+//! probes, promotion and fencing run as owned jobs that report back as inputs.
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
-use whpg_policy::{Decision, Input, Notice, Policy};
-use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::{debug, error, info, warn, Level};
+use whpg_policy::Input;
 
-use super::garp_schedule::GarpSchedule;
 use super::jobs::{JobReport, Jobs};
-use super::status::{describe_reason, NodeStatus};
-use super::{reload, vrrp_setup};
+use super::reload;
+use super::watchdog::Watchdog;
+use crate::api::ApiCommand;
 use crate::config::{self, Config};
 use crate::journal::{BackgroundJournal, Entry, Journal, Kind};
+use crate::metrics::EventMetrics;
 use crate::net::garp::GarpSender;
 use crate::net::link::{InterfaceHealth, LinkEvent};
 use crate::net::vip::{Change, Vip, VipManager};
 use crate::net::vrrp_socket::VrrpSocket;
-
-use super::status::WalReceiverStatus;
-use crate::api::ApiCommand;
-use crate::metrics::EventMetrics;
+use crate::node::{vrrp_setup, Effect, Measure, Node, NodeInput, Now};
+use crate::status::NodeStatus;
 
 /// Largest datagram we read: an IPv4 header with options plus the largest v2/v3 advert.
 const RECV_BUFFER: usize = 2048;
-/// At most one log line per reason per this period for dropped packets (counters see them all).
-const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// The virtual addresses of the configuration, as netlink wants them.
 pub fn kernel_vips(config: &Config) -> Vec<Vip> {
@@ -62,181 +54,121 @@ pub struct Io {
     pub interface: InterfaceHealth,
 }
 
-/// The database-aware half: the policy and the jobs it starts. Its observations arrive on the
-/// channel given to [`Runner::run`].
+/// The database-aware half's IO: the jobs the node asks for, and where observations arrive.
 pub struct Supervision {
-    pub policy: Policy,
     pub jobs: Jobs,
-    /// Starts a witness round at once (the policy asks before promoting over a silent master).
-    pub witness_now: std::sync::Arc<tokio::sync::Notify>,
+    /// Starts a witness round at once (the node asks before promoting over a silent master).
+    pub witness_now: std::sync::Arc<Notify>,
+    pub inputs: mpsc::Receiver<Input>,
+    pub job_reports: mpsc::UnboundedReceiver<JobReport>,
+}
+
+/// The jobs and the witness trigger, apart from the receivers the loop polls.
+struct JobsIo {
+    jobs: Jobs,
+    witness_now: std::sync::Arc<Notify>,
+}
+
+/// Where the outside world reaches the loop.
+pub struct Channels {
+    pub links: mpsc::Receiver<LinkEvent>,
+    pub commands: mpsc::Receiver<ApiCommand>,
+    pub status: watch::Sender<NodeStatus>,
+    pub metrics: EventMetrics,
 }
 
 pub struct Runner {
     config: Config,
-    supervision: Option<Supervision>,
-    /// Policy inputs produced while carrying out actions, handled before the next event.
-    pending: VecDeque<Input>,
     config_path: PathBuf,
-    node: Option<String>,
-    instance: Instance,
-    socket: VrrpSocket,
-    garp: Option<GarpSender>,
-    garp_schedule: GarpSchedule,
-    vips: VipManager,
-    interface: InterfaceHealth,
-    holds_vips: bool,
-    /// Commands from the HTTP API (taken by [`Runner::run`]).
-    commands: Option<mpsc::Receiver<ApiCommand>>,
-    /// What finished jobs (fencing) report, for the journal.
+    node_arg: Option<String>,
+    node: Node,
+    io: Io,
+    supervision: Option<JobsIo>,
+    inputs: Option<mpsc::Receiver<Input>>,
     job_reports: Option<mpsc::UnboundedReceiver<JobReport>>,
-    metrics: EventMetrics,
-    /// The local standby's WAL receiver as last observed, for `/status` and `/standby`.
-    wal_receiver: Option<WalReceiverStatus>,
-    /// Start of the running promotion attempt, and the mastership it serves (Unix ms).
-    promotion_started: Option<Instant>,
-    failover_from_unix_ms: Option<u64>,
-    status: NodeStatus,
-    status_tx: watch::Sender<NodeStatus>,
-    drop_logged: std::collections::HashMap<&'static str, Instant>,
-    /// Where every transition, decision and action is recorded (none in tests of the loop).
-    journal: Option<BackgroundJournal>,
-    /// Why the policy refused the last planned promotion, for the API's answer.
-    planned_refusal: Option<&'static str>,
+    channels: Channels,
+    journal: BackgroundJournal,
+    watchdog: Watchdog,
 }
 
 impl Runner {
     pub fn new(
         config: Config,
         config_path: PathBuf,
-        node: Option<String>,
+        node_arg: Option<String>,
         io: Io,
         supervision: Option<Supervision>,
-        status_tx: watch::Sender<NodeStatus>,
+        channels: Channels,
+        journal: Journal,
     ) -> Runner {
-        let Io {
-            socket,
-            garp,
-            vips,
-            interface,
-        } = io;
-        let instance = Instance::new(vrrp_setup::instance_config(&config));
-        let garp_schedule = GarpSchedule::new(vrrp_setup::garp_timing(&config));
-        let status = status_tx.borrow().clone();
+        let node = Node::new(&config, Now::read());
+        let (supervision, inputs, job_reports) = match supervision {
+            Some(s) => (
+                Some(JobsIo {
+                    jobs: s.jobs,
+                    witness_now: s.witness_now,
+                }),
+                Some(s.inputs),
+                Some(s.job_reports),
+            ),
+            None => (None, None, None),
+        };
         Runner {
             config,
-            supervision,
-            pending: VecDeque::new(),
             config_path,
+            node_arg,
             node,
-            instance,
-            socket,
-            garp,
-            garp_schedule,
-            vips,
-            interface,
-            holds_vips: false,
-            commands: None,
-            job_reports: None,
-            metrics: EventMetrics::default(),
-            wal_receiver: None,
-            promotion_started: None,
-            failover_from_unix_ms: None,
-            status,
-            status_tx,
-            drop_logged: Default::default(),
-            journal: None,
-            planned_refusal: None,
+            io,
+            supervision,
+            inputs,
+            job_reports,
+            channels,
+            journal: BackgroundJournal::start(journal),
+            watchdog: Watchdog::from_env(),
         }
-    }
-
-    /// Record everything from now on in `journal`.
-    pub fn set_journal(&mut self, journal: Journal) {
-        self.journal = Some(BackgroundJournal::start(journal));
-    }
-
-    /// Record what happened: in the journal and, with `recent` (kind and detail as `/status`
-    /// shows them), among the recent events of `/status`. The log line is the caller's.
-    fn record(&mut self, recent: Option<(&str, &str)>, entry: Entry) {
-        if let Some((kind, detail)) = recent {
-            self.status.record_event(kind, detail);
-        }
-        if let Some(journal) = &mut self.journal {
-            journal.record(entry);
-        }
-    }
-
-    /// A journal entry of this node.
-    fn entry(&self, kind: Kind, detail: impl Into<String>) -> Entry {
-        Entry::new(&self.config.local.name, kind, detail)
     }
 
     pub fn node_name(&self) -> &str {
         &self.config.local.name
     }
 
-    /// Journal what the jobs report when they finish.
-    pub fn set_job_reports(&mut self, reports: Option<mpsc::UnboundedReceiver<JobReport>>) {
-        self.job_reports = reports;
-    }
-
-    /// Serve the HTTP API's commands and record into its metrics.
-    pub fn set_api(&mut self, commands: mpsc::Receiver<ApiCommand>, metrics: EventMetrics) {
-        self.commands = Some(commands);
-        self.metrics = metrics;
-    }
-
     /// Leave Initialize; with the link down or our address missing the instance starts in FAULT.
     pub async fn start(&mut self) {
-        let now = Instant::now();
-        // The policy speaks first: its start-up gate must hold before the instance can elect.
-        if let Some(supervision) = &mut self.supervision {
-            let decisions = supervision.policy.start(now);
-            for decision in decisions {
-                self.decide(decision, now).await;
-            }
+        self.step(NodeInput::Start).await;
+        if let Some(fault) = self.io.interface.fault() {
+            let name = &self.config.vrrp.interface;
+            let what = format!("interface {name}: {fault:?}");
+            self.step(NodeInput::Interface(Some(what))).await;
         }
-        if self.interface.fault().is_some() {
-            self.feed(
-                Event::SetFault {
-                    source: FaultSource::Interface,
-                    active: true,
-                },
-                now,
-            )
-            .await;
-        }
-        self.feed(Event::Startup, now).await;
     }
 
-    /// Run until SIGTERM or SIGINT, then resign and release the addresses.
-    pub async fn run(
-        &mut self,
-        mut links: mpsc::Receiver<LinkEvent>,
-        mut inputs: Option<mpsc::Receiver<Input>>,
-    ) -> anyhow::Result<()> {
-        let mut commands = self.commands.take();
-        let mut job_reports = self.job_reports.take();
+    /// Run until `shutdown` completes (it yields the signal's name), then resign, release the
+    /// addresses and let running jobs finish within their bounds.
+    pub async fn run(mut self, shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
         let timer = super::deadline::Deadline::new()?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sighup = signal(SignalKind::hangup())?;
+        let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut links_open = true;
-        let stop_signal = loop {
-            let deadline = self.next_deadline();
+        let mut commands_open = true;
+        tokio::pin!(shutdown);
+        let signal = loop {
+            self.watchdog.feed();
+            let deadline = [self.node.next_deadline(), self.watchdog.next_due()]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
-                input = recv_input(&mut inputs) => match input {
-                    Some(input) => self.policy_input(input, Instant::now()).await,
+                input = recv(&mut self.inputs) => match input {
+                    Some(input) => self.step(NodeInput::Observe(input)).await,
                     None => {
                         error!("the database observers stopped: no more database decisions");
-                        inputs = None;
+                        self.inputs = None;
                     }
                 },
-                received = self.socket.recv(&mut buf) => match received {
+                received = self.io.socket.recv(&mut buf) => match received {
                     Ok(len) => {
-                        let now = Instant::now();
                         let datagram = buf[..len].to_vec();
-                        self.feed(Event::Ipv4Datagram(&datagram), now).await;
+                        self.step(NodeInput::Datagram(&datagram)).await;
                     }
                     Err(e) => {
                         warn!("receiving VRRP: {e}");
@@ -250,27 +182,17 @@ impl Runner {
                         error!("the loop's timer failed: {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    let now = Instant::now();
-                    self.feed(Event::Timeout, now).await;
-                    if self.supervision.is_some() {
-                        self.policy_input(Input::Tick, now).await;
-                    }
-                    self.send_due_garps(now);
+                    self.step(NodeInput::Timer).await;
                 }
-                report = recv_report(&mut job_reports) => match report {
-                    Some(report) => {
-                        let kind = if report.complete { Kind::Action } else { Kind::Notice };
-                        let entry = self.entry(kind, report.detail.clone());
-                        self.record(Some((report.kind, &report.detail)), entry);
-                        self.publish(Instant::now());
-                    }
-                    None => job_reports = None,
+                report = recv_unbounded(&mut self.job_reports) => match report {
+                    Some(report) => self.step(NodeInput::Job(report)).await,
+                    None => self.job_reports = None,
                 },
-                command = recv_command(&mut commands) => match command {
+                command = self.channels.commands.recv(), if commands_open => match command {
                     Some(command) => self.api_command(command).await,
-                    None => commands = None,
+                    None => commands_open = false,
                 },
-                event = links.recv(), if links_open => match event {
+                event = self.channels.links.recv(), if links_open => match event {
                     Some(event) => self.on_link_event(event).await,
                     None => {
                         error!("the link watcher stopped: link changes will not be noticed");
@@ -278,74 +200,179 @@ impl Runner {
                     }
                 },
                 _ = sighup.recv() => self.reload().await,
-                _ = sigterm.recv() => break "SIGTERM",
-                _ = sigint.recv() => break "SIGINT",
+                signal = &mut shutdown => break signal,
             }
         };
-        info!("shutting down: resigning mastership and releasing the virtual addresses");
-        let entry = self
-            .entry(
-                Kind::Notice,
-                format!("{stop_signal}: shutting down, resigning the mastership"),
-            )
-            .with("event", "shutdown")
-            .with("signal", stop_signal);
-        self.record(None, entry);
-        self.feed(Event::Shutdown, Instant::now()).await;
-        let entry = self.entry(Kind::Notice, "stopped").with("event", "stopped");
-        self.record(None, entry);
+        self.step(NodeInput::Shutdown { signal }).await;
+        self.drain_jobs().await;
+        // Dropping the journal flushes it.
         Ok(())
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let policy = self
-            .supervision
-            .as_ref()
-            .and_then(|s| s.policy.next_wakeup());
-        [
-            self.instance.poll_timeout(),
-            self.garp_schedule.next_due(),
-            policy,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+    /// A running promotion or fence is allowed to finish within its bound; what could not is
+    /// journalled.
+    async fn drain_jobs(&mut self) {
+        let Some(supervision) = &mut self.supervision else {
+            return;
+        };
+        if supervision.jobs.running() > 0 {
+            info!(
+                "waiting for {} running job(s) to finish within their bounds",
+                supervision.jobs.running()
+            );
+        }
+        let cut_short = supervision.jobs.drain().await;
+        let mut entries = Vec::new();
+        while let Some(Ok(report)) = self.job_reports.as_mut().map(|r| r.try_recv()) {
+            let kind = if report.complete {
+                Kind::Action
+            } else {
+                Kind::Notice
+            };
+            entries.push(Entry::new(&self.config.local.name, kind, report.detail));
+        }
+        while let Some(Ok(input)) = self.inputs.as_mut().map(|r| r.try_recv()) {
+            if let Input::PromotionFinished(result) = input {
+                let detail = match result {
+                    Ok(_) => "a promotion finished during shutdown: the database is writable, \
+                              the virtual addresses stay released"
+                        .to_string(),
+                    Err(e) => format!("a promotion finished during shutdown and failed: {e}"),
+                };
+                warn!("{detail}");
+                entries.push(Entry::new(&self.config.local.name, Kind::Notice, detail));
+            }
+        }
+        for what in cut_short {
+            error!("shutdown cut short {what}");
+            entries.push(
+                Entry::new(
+                    &self.config.local.name,
+                    Kind::Notice,
+                    format!("shutdown cut short {what}"),
+                )
+                .with("event", "cut_short"),
+            );
+        }
+        for entry in entries {
+            self.journal.record(entry);
+        }
+    }
+
+    /// One input to the node, and its effects carried out.
+    async fn step(&mut self, input: NodeInput<'_>) {
+        let effects = self.node.handle(input, Now::read());
+        self.carry_out(effects).await;
+    }
+
+    async fn carry_out(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            self.execute(effect).await;
+        }
+        self.channels
+            .status
+            .send_replace(self.node.status().clone());
+    }
+
+    async fn execute(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send { dst, payload } => {
+                let std::net::IpAddr::V4(dst) = dst else {
+                    return;
+                };
+                if let Err(e) = self.io.socket.send(dst, &payload).await {
+                    warn!("sending advert to {dst}: {e}");
+                }
+            }
+            Effect::InstallVips => self.change_vips(true).await,
+            Effect::RemoveVips => self.change_vips(false).await,
+            Effect::Garp { rounds } => {
+                let Some(garp) = &self.io.garp else { return };
+                for _ in 0..rounds {
+                    for vip in &self.config.vips {
+                        if let Err(e) = garp.announce(vip.address) {
+                            warn!("gratuitous ARP for {}: {e}", vip.address);
+                        }
+                    }
+                }
+            }
+            Effect::Promote { attempt } => {
+                if let Some(s) = &mut self.supervision {
+                    s.jobs.promote(attempt);
+                }
+            }
+            Effect::Fence(reason) => {
+                if let Some(s) = &mut self.supervision {
+                    s.jobs.fence(reason);
+                }
+            }
+            Effect::CheckWitnesses => {
+                if let Some(s) = &self.supervision {
+                    s.witness_now.notify_one();
+                }
+            }
+            Effect::Journal(entry) => self.journal.record(entry),
+            Effect::Log { level, text } => log(level, &text),
+            Effect::Measure(measure) => self.measure(measure),
+        }
+    }
+
+    fn measure(&self, measure: Measure) {
+        let metrics = &self.channels.metrics;
+        match measure {
+            Measure::PromotionStarted => {
+                metrics.promotions_started.inc();
+            }
+            Measure::PromotionEnded { succeeded, took } => {
+                if succeeded {
+                    metrics.promotions_succeeded.inc();
+                } else {
+                    metrics.promotions_failed.inc();
+                }
+                metrics.promotion_duration.observe(took.as_secs_f64());
+            }
+            Measure::Failover { took } => metrics.failover_duration.observe(took.as_secs_f64()),
+        }
+    }
+
+    /// Add or remove every virtual address; one journal entry says what changed.
+    async fn change_vips(&mut self, install: bool) {
+        let verb = if install { "installed" } else { "removed" };
+        let mut outcome = VipOutcome::default();
+        for vip in kernel_vips(&self.config) {
+            let result = if install {
+                self.io.vips.add(&vip).await
+            } else {
+                self.io.vips.remove(&vip).await
+            };
+            match result {
+                Ok(change) => {
+                    info!("virtual address {vip} {verb}");
+                    outcome.done(change, &vip);
+                }
+                Err(e) => {
+                    error!("{e}");
+                    outcome.failed.push(e.to_string());
+                }
+            }
+        }
+        if let Some(entry) = outcome.entry(&self.config.local.name, verb) {
+            self.journal.record(entry);
+        }
     }
 
     async fn on_link_event(&mut self, event: LinkEvent) {
         let name = &self.config.vrrp.interface;
         debug!("interface {name}: {event:?}");
-        let Some(change) = self.interface.apply(&event) else {
+        let Some(change) = self.io.interface.apply(&event) else {
             return;
         };
-        let detail = match change {
-            Some(fault) => {
-                warn!("interface {name}: {fault:?}: entering FAULT");
-                format!("interface {name}: {fault:?}")
-            }
-            None => {
-                info!("interface {name}: link up and address present again: leaving FAULT");
-                format!("interface {name}: link up and address present again")
-            }
-        };
-        let entry = self
-            .entry(Kind::Observation, detail)
-            .with("interface", name.as_str())
-            .with("fault", change.is_some());
-        self.record(None, entry);
-        let active = change.is_some();
-        self.feed(
-            Event::SetFault {
-                source: FaultSource::Interface,
-                active,
-            },
-            Instant::now(),
-        )
-        .await;
+        let what = change.map(|fault| format!("interface {name}: {fault:?}"));
+        self.step(NodeInput::Interface(what)).await;
     }
 
     async fn reload(&mut self) {
-        let new = match config::load(&self.config_path, self.node.as_deref()) {
+        let new = match config::load(&self.config_path, self.node_arg.as_deref()) {
             Ok(new) => new,
             Err(errors) => {
                 for e in errors.iter() {
@@ -360,19 +387,12 @@ impl Runner {
                 "reload: priority {} -> {priority}",
                 self.config.local.priority
             );
-            self.status.vrrp.configured_priority = priority;
-            if self.supervision.is_some() {
-                // The policy owns the effective priority (it adds the primary's bonus).
-                self.policy_input(Input::BasePriority(priority), Instant::now())
-                    .await;
-            } else {
-                self.feed(Event::SetPriority(priority), Instant::now())
-                    .await;
-            }
+            self.step(NodeInput::SetPriority(priority)).await;
         }
         if plan.garp {
             info!("reload: gratuitous ARP timing updated");
-            self.garp_schedule.set_timing(vrrp_setup::garp_timing(&new));
+            self.step(NodeInput::SetGarpTiming(vrrp_setup::garp_timing(&new)))
+                .await;
         }
         for key in &plan.needs_restart {
             warn!("reload: {key} changed but only takes effect after a restart");
@@ -387,472 +407,32 @@ impl Runner {
         self.config = applied;
     }
 
-    /// Hand one event to the instance and carry out what it returns, then what the policy
-    /// decides about it.
-    async fn feed(&mut self, event: Event<'_>, now: Instant) {
-        let actions = self.instance.handle(event, now);
-        self.carry_out(actions, now).await;
-        self.drain_policy(now).await;
-        self.send_due_garps(now);
-        self.publish(now);
-    }
-
-    /// One observation for the policy.
-    async fn policy_input(&mut self, input: Input, now: Instant) {
-        if let Input::PostmasterExited = input {
-            warn!("the local postmaster exited");
-            let entry = self.entry(Kind::Observation, "the local postmaster exited");
-            self.record(Some(("database", "postmaster exited (pidfd)")), entry);
-        }
-        if let Input::Local(sample) = &input {
-            self.wal_receiver = match sample {
-                whpg_policy::LocalSample::Standby {
-                    wal_receiver: Some(wal),
-                    ..
-                } => Some(WalReceiverStatus::from_sample(wal)),
-                _ => None,
-            };
-        }
-        self.pending.push_back(input);
-        self.drain_policy(now).await;
-        self.send_due_garps(now);
-        self.publish(now);
-    }
-
-    async fn carry_out(&mut self, actions: Vec<Action>, now: Instant) {
-        if actions.is_empty() {
-            return;
-        }
-        let became_master = actions.iter().any(|a| {
-            matches!(
-                a,
-                Action::Transition {
-                    to: State::Master,
-                    ..
-                }
-            )
-        });
-        // The instance lists a transition after the actions it brings (take the addresses,
-        // advertise); the log and the journal tell it first, as the cause.
-        for action in &actions {
-            if let Action::Transition { from, to, reason } = action {
-                let text = describe_reason(reason);
-                info!("VRRP {from} -> {to}: {text}");
-                self.status.record_transition(*from, *to, reason);
-                let entry = self
-                    .entry(Kind::Transition, format!("VRRP {from} -> {to}: {text}"))
-                    .with("from", from.to_string())
-                    .with("to", to.to_string())
-                    .with("reason", text.as_str());
-                self.record(None, entry);
-            }
-        }
-        for action in actions {
-            self.execute(action, became_master, now).await;
-        }
-    }
-
-    /// Feed queued inputs to the policy and carry out its decisions until nothing is left.
-    async fn drain_policy(&mut self, now: Instant) {
-        while let Some(input) = self.pending.pop_front() {
-            let Some(supervision) = &mut self.supervision else {
-                self.pending.clear();
-                return;
-            };
-            let decisions = supervision.policy.handle(input, now);
-            for decision in decisions {
-                self.decide(decision, now).await;
-            }
-        }
-    }
-
-    async fn decide(&mut self, decision: Decision, now: Instant) {
-        self.measure(&decision, now);
-        match decision {
-            Decision::SetPriority(priority) => {
-                debug!("policy: priority {priority}");
-                let entry = self
-                    .entry(Kind::Decision, format!("priority {priority}"))
-                    .with("priority", priority);
-                self.record(None, entry);
-                let actions = self.instance.handle(Event::SetPriority(priority), now);
-                self.carry_out(actions, now).await;
-            }
-            Decision::SetPreempt(preempt) => {
-                debug!("policy: preempt {preempt}");
-                let entry = self
-                    .entry(Kind::Decision, format!("preempt {preempt}"))
-                    .with("preempt", preempt);
-                self.record(None, entry);
-                let actions = self.instance.handle(Event::SetPreempt(preempt), now);
-                self.carry_out(actions, now).await;
-            }
-            Decision::SetFault { source, active } => {
-                let source_name = format!("{source:?}").to_lowercase();
-                debug!("policy: fault {source_name} {active}");
-                let detail = if active {
-                    format!("enter FAULT ({source_name})")
-                } else {
-                    format!("clear the {source_name} fault")
-                };
-                let entry = self
-                    .entry(Kind::Decision, detail)
-                    .with("fault", source_name)
-                    .with("active", active);
-                self.record(None, entry);
-                let actions = self
-                    .instance
-                    .handle(Event::SetFault { source, active }, now);
-                self.carry_out(actions, now).await;
-            }
-            Decision::Resign => {
-                warn!("policy: releasing the mastership so the peer can act");
-                let entry =
-                    self.entry(Kind::Decision, "release the mastership so the peer can act");
-                self.record(None, entry);
-                let actions = self.instance.handle(Event::Resign, now);
-                self.carry_out(actions, now).await;
-            }
-            Decision::InstallVip => {
-                let entry = self.entry(Kind::Decision, "install the virtual addresses");
-                self.record(None, entry);
-                self.install_vips().await;
-                self.garp_schedule.announce(now);
-                self.status
-                    .record_event("vip", "virtual addresses installed");
-            }
-            Decision::RemoveVip => {
-                let entry = self.entry(Kind::Decision, "remove the virtual addresses");
-                self.record(None, entry);
-                self.remove_vips().await;
-                self.status.record_event("vip", "virtual addresses removed");
-            }
-            Decision::Promote { attempt } => {
-                warn!("policy: promoting the local standby (attempt {attempt})");
-                let entry = self
-                    .entry(
-                        Kind::Decision,
-                        format!("promote the local standby (attempt {attempt})"),
-                    )
-                    .with("attempt", attempt);
-                let recent = format!("attempt {attempt} started");
-                self.record(Some(("promotion", &recent)), entry);
-                if let Some(s) = &self.supervision {
-                    s.jobs.promote(attempt);
-                }
-            }
-            Decision::Fence(reason) => {
-                error!("policy: fencing the local database: {reason:?}");
-                let reason_text = format!("{reason:?}");
-                let entry = self
-                    .entry(
-                        Kind::Decision,
-                        format!("fence the local database: {reason_text}"),
-                    )
-                    .with("reason", reason_text.as_str());
-                self.record(Some(("fence", &reason_text)), entry);
-                if let Some(s) = &self.supervision {
-                    s.jobs.fence(reason);
-                }
-            }
-            Decision::CheckWitnesses => {
-                debug!("policy: probing the witnesses now");
-                if let Some(s) = &self.supervision {
-                    s.witness_now.notify_one();
-                }
-            }
-            Decision::Notice(notice) => self.notice(notice),
-        }
-    }
-
-    fn notice(&mut self, notice: Notice) {
-        let text = match &notice {
-            Notice::StartupChecksDone => "start-up checks done: joining the election".to_string(),
-            Notice::PromotionHeld(hold) => format!("promotion held: {hold:?}"),
-            Notice::PromotionSucceeded { attempt } => {
-                format!("promotion verified: the database is writable (attempt {attempt})")
-            }
-            Notice::PromotionFailed { attempt, error, giving_up } => format!(
-                "promotion attempt {attempt} failed: {error}{}",
-                if *giving_up { "; giving up and releasing the mastership" } else { "; will retry" }
-            ),
-            Notice::NeedsRejoin { local_timeline, peer_timeline } => format!(
-                "this database is an old primary (timeline {local_timeline}, the peer's is {peer_timeline}): \
-                 fenced, needs rejoin"
-            ),
-            Notice::PlannedPromotionRefused(reason) => {
-                self.planned_refusal = Some(reason);
-                format!("planned promotion refused: {reason}")
-            }
-            Notice::Demoted => {
-                "demoted for a planned switchover: out of the election until rebuilt as a standby"
-                    .to_string()
-            }
-            Notice::Rejoined => {
-                "the local database is a healthy standby again: back in the election".to_string()
-            }
-            Notice::Isolated => "isolated: neither the peer nor the witnesses answer".to_string(),
-            Notice::IsolationEnded => "no longer isolated".to_string(),
-        };
-        match notice {
-            Notice::PromotionFailed { .. } | Notice::NeedsRejoin { .. } | Notice::Isolated => {
-                error!("{text}")
-            }
-            Notice::PromotionHeld(_) | Notice::StartupChecksDone => info!("{text}"),
-            _ => warn!("{text}"),
-        }
-        let entry = self.entry(Kind::Notice, text.as_str());
-        self.record(Some(("policy", &text)), entry);
-    }
-
-    async fn install_vips(&mut self) {
-        let mut outcome = VipOutcome::default();
-        for vip in kernel_vips(&self.config) {
-            match self.vips.add(&vip).await {
-                Ok(change) => {
-                    info!("virtual address {vip} installed");
-                    outcome.done(change, &vip);
-                }
-                Err(e) => {
-                    error!("{e}");
-                    outcome.failed.push(e.to_string());
-                }
-            }
-        }
-        self.holds_vips = true;
-        self.record_vips(outcome, "installed");
-    }
-
-    async fn remove_vips(&mut self) {
-        self.garp_schedule.stop();
-        let mut outcome = VipOutcome::default();
-        for vip in kernel_vips(&self.config) {
-            match self.vips.remove(&vip).await {
-                Ok(change) => {
-                    info!("virtual address {vip} removed");
-                    outcome.done(change, &vip);
-                }
-                Err(e) => {
-                    error!("{e}");
-                    outcome.failed.push(e.to_string());
-                }
-            }
-        }
-        self.holds_vips = false;
-        self.record_vips(outcome, "removed");
-    }
-
-    /// One journal entry for a change of the virtual addresses (none when nothing changed).
-    fn record_vips(&mut self, outcome: VipOutcome, verb: &str) {
-        if outcome.changed.is_empty() && outcome.failed.is_empty() {
-            return;
-        }
-        let mut detail = if outcome.changed.is_empty() {
-            format!("no virtual address {verb}")
-        } else {
-            format!("virtual addresses {verb}: {}", outcome.changed.join(", "))
-        };
-        if !outcome.failed.is_empty() {
-            detail += &format!("; failed: {}", outcome.failed.join("; "));
-        }
-        let mut entry = self
-            .entry(Kind::Action, detail)
-            .with("vips", outcome.changed);
-        if !outcome.unchanged.is_empty() {
-            entry = entry.with("unchanged", outcome.unchanged);
-        }
-        if !outcome.failed.is_empty() {
-            entry = entry.with("errors", outcome.failed);
-        }
-        self.record(None, entry);
-    }
-
-    async fn execute(&mut self, action: Action, became_master: bool, now: Instant) {
-        match action {
-            Action::Send(transmit) => {
-                let std::net::IpAddr::V4(dst) = transmit.dst else {
-                    return;
-                };
-                if let Err(e) = self.socket.send(dst, &transmit.payload).await {
-                    warn!("sending advert to {dst}: {e}");
-                }
-            }
-            // With a policy, the VIP follows its decisions (a writable database), not the mastership.
-            Action::TakeAddresses if self.supervision.is_none() => self.install_vips().await,
-            Action::ReleaseAddresses if self.supervision.is_none() => self.remove_vips().await,
-            Action::TakeAddresses | Action::ReleaseAddresses => {}
-            Action::GratuitousArp => {
-                if became_master && self.supervision.is_none() {
-                    self.garp_schedule.announce(now);
-                } else if self.config.vrrp.garp.on_lower_priority {
-                    self.garp_schedule.reannounce(now);
-                }
-            }
-            Action::Transition { to, reason, .. } => {
-                // Logged and recorded by `carry_out`, before the actions it explains.
-                if to != State::Master {
-                    self.garp_schedule.stop();
-                }
-                if self.supervision.is_some() {
-                    self.pending.push_back(Input::Vrrp { to, reason });
-                }
-            }
-            Action::ArmTimer(_) | Action::DisarmTimer => {
-                // The loop asks the instance for its deadline on every turn.
-            }
-            Action::Dropped { src, reason } => {
-                let label = reason.label();
-                let due = self
-                    .drop_logged
-                    .get(label)
-                    .is_none_or(|last| now.duration_since(*last) >= DROP_LOG_PERIOD);
-                let from = src.map_or_else(|| "?".to_string(), |s| s.to_string());
-                if due {
-                    self.drop_logged.insert(label, now);
-                    warn!("dropped VRRP packet from {from}: {reason} (further ones counted, logged at most every 10 s)");
-                } else {
-                    debug!("dropped VRRP packet from {from}: {reason}");
-                }
-            }
-        }
-    }
-
-    fn send_due_garps(&mut self, now: Instant) {
-        let rounds = self.garp_schedule.take_due(now);
-        if rounds == 0 || !self.holds_vips {
-            return;
-        }
-        let Some(garp) = &self.garp else { return };
-        for _ in 0..rounds {
-            for vip in &self.config.vips {
-                if let Err(e) = garp.announce(vip.address) {
-                    warn!("gratuitous ARP for {}: {e}", vip.address);
-                }
-            }
-        }
-    }
-
-    /// Promotion and failover metrics from the policy's decisions.
-    fn measure(&mut self, decision: &Decision, now: Instant) {
-        match decision {
-            Decision::Promote { attempt } => {
-                self.metrics.promotions_started.inc();
-                self.promotion_started = Some(now);
-                if *attempt == 1 && self.instance.state() == State::Master {
-                    self.failover_from_unix_ms = Some(self.status.vrrp.since_unix_ms);
-                }
-            }
-            Decision::Notice(
-                Notice::PromotionSucceeded { .. } | Notice::PromotionFailed { .. },
-            ) => {
-                if matches!(
-                    decision,
-                    Decision::Notice(Notice::PromotionSucceeded { .. })
-                ) {
-                    self.metrics.promotions_succeeded.inc();
-                } else {
-                    self.metrics.promotions_failed.inc();
-                }
-                if let Some(started) = self.promotion_started.take() {
-                    let took = now.saturating_duration_since(started);
-                    self.metrics.promotion_duration.observe(took.as_secs_f64());
-                }
-            }
-            Decision::InstallVip => {
-                if let Some(from) = self.failover_from_unix_ms.take() {
-                    let now_ms = super::status::unix_ms(std::time::SystemTime::now());
-                    let took = now_ms.saturating_sub(from) as f64 / 1000.0;
-                    self.metrics.failover_duration.observe(took);
-                }
-            }
-            Decision::RemoveVip | Decision::Resign => self.failover_from_unix_ms = None,
-            _ => {}
-        }
-    }
-
     /// A command from the HTTP API; the answer goes back on its reply channel.
     async fn api_command(&mut self, command: ApiCommand) {
-        match command {
+        use crate::node::{Accepted, Request};
+        let (request, reply) = match command {
             ApiCommand::Maintenance { on, reply } => {
-                if self.supervision.is_none() {
-                    let _ = reply.send(Err("database.monitor = false: there is no automatic \
-                                            failover to suspend"
-                        .into()));
-                    return;
-                }
-                let text = if on {
-                    "maintenance mode on: no automatic failover until it is turned off"
-                } else {
-                    "maintenance mode off: automatic failover enabled"
-                };
-                warn!("{text} (requested through the API)");
-                let entry = self.entry(Kind::Decision, text).with("maintenance", on);
-                self.record(Some(("maintenance", text)), entry);
-                self.policy_input(Input::Maintenance(on), Instant::now())
-                    .await;
-                let now_on = self
-                    .supervision
-                    .as_ref()
-                    .is_some_and(|s| s.policy.status().maintenance);
-                let _ = reply.send(Ok(now_on));
+                let (answer, effects) = self.node.request(Request::Maintenance(on), Now::read());
+                self.carry_out(effects).await;
+                let _ = reply.send(answer.map(|a| matches!(a, Accepted::Maintenance(true))));
+                return;
             }
-            ApiCommand::Demote { reply } => {
-                let Some(supervision) = &self.supervision else {
-                    let _ = reply.send(Err(
-                        "database.monitor = false: no database to hand over".into()
-                    ));
-                    return;
-                };
-                let policy = supervision.policy.status();
-                if !policy.local_healthy || policy.local_role != Some(whpg_policy::DbRole::Primary)
-                {
-                    let _ = reply.send(Err("the local database is not a healthy primary".into()));
-                    return;
-                }
-                let text = "planned switchover: leaving the election, the database will be stopped";
-                warn!("{text} (requested through the API)");
-                let entry = self
-                    .entry(Kind::Decision, text)
-                    .with("switchover", "demote");
-                self.record(Some(("switchover", text)), entry);
-                self.policy_input(Input::Demote, Instant::now()).await;
-                let _ = reply.send(Ok(()));
-            }
-            ApiCommand::PlannedPromotion { reply } => {
-                if self.supervision.is_none() {
-                    let _ = reply.send(Err("database.monitor = false: nothing to promote".into()));
-                    return;
-                }
-                let text = "planned switchover: promote the local standby";
-                let entry = self
-                    .entry(Kind::Decision, text)
-                    .with("switchover", "promote");
-                self.record(Some(("switchover", text)), entry);
-                self.planned_refusal = None;
-                self.policy_input(Input::PlannedPromotion, Instant::now())
-                    .await;
-                let _ = reply.send(match self.planned_refusal.take() {
-                    Some(reason) => Err(reason.to_string()),
-                    None => Ok(()),
-                });
-            }
-            ApiCommand::Record { detail, reply } => {
-                info!("{detail}");
-                let entry = self.entry(Kind::Action, detail.as_str());
-                self.record(Some(("switchover", &detail)), entry);
-                let _ = reply.send(Ok(()));
-            }
-        }
+            ApiCommand::Demote { reply } => (Request::Demote, reply),
+            ApiCommand::PlannedPromotion { reply } => (Request::PlannedPromotion, reply),
+            ApiCommand::Record { detail, reply } => (Request::Record(detail), reply),
+        };
+        let (answer, effects) = self.node.request(request, Now::read());
+        self.carry_out(effects).await;
+        let _ = reply.send(answer.map(|_| ()));
     }
+}
 
-    fn publish(&mut self, now: Instant) {
-        self.status
-            .update_from(&self.instance, self.holds_vips, now);
-        if let Some(supervision) = &self.supervision {
-            self.status
-                .update_database(&supervision.policy.status(), self.wal_receiver.clone());
-        }
-        self.status_tx.send_replace(self.status.clone());
+fn log(level: Level, text: &str) {
+    match level {
+        Level::ERROR => error!("{text}"),
+        Level::WARN => warn!("{text}"),
+        Level::INFO => info!("{text}"),
+        _ => debug!("{text}"),
     }
 }
 
@@ -872,26 +452,40 @@ impl VipOutcome {
             Change::Unchanged => self.unchanged.push(address),
         }
     }
+
+    /// One journal entry for the change (none when nothing changed).
+    fn entry(self, node: &str, verb: &str) -> Option<Entry> {
+        if self.changed.is_empty() && self.failed.is_empty() {
+            return None;
+        }
+        let mut detail = if self.changed.is_empty() {
+            format!("no virtual address {verb}")
+        } else {
+            format!("virtual addresses {verb}: {}", self.changed.join(", "))
+        };
+        if !self.failed.is_empty() {
+            detail += &format!("; failed: {}", self.failed.join("; "));
+        }
+        let mut entry = Entry::new(node, Kind::Action, detail).with("vips", self.changed);
+        if !self.unchanged.is_empty() {
+            entry = entry.with("unchanged", self.unchanged);
+        }
+        if !self.failed.is_empty() {
+            entry = entry.with("errors", self.failed);
+        }
+        Some(entry)
+    }
 }
 
-async fn recv_report(
-    reports: &mut Option<mpsc::UnboundedReceiver<JobReport>>,
-) -> Option<JobReport> {
-    match reports {
+async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
-async fn recv_command(commands: &mut Option<mpsc::Receiver<ApiCommand>>) -> Option<ApiCommand> {
-    match commands {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_input(inputs: &mut Option<mpsc::Receiver<Input>>) -> Option<Input> {
-    match inputs {
+async fn recv_unbounded<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }

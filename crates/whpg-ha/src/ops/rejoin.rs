@@ -14,7 +14,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::status::ask_all;
 use super::steps::{post, runtime, token, Steps};
@@ -238,18 +238,21 @@ fn wait_back_in_service(node: &Target, bound: Duration) -> Result<((), String), 
                 let db = report.nodes[0]
                     .status
                     .as_ref()
-                    .map(|s| s["database"].clone())
-                    .unwrap_or(Value::Null);
-                if db["needs_rejoin"] == Value::Bool(false) && db["fenced"].is_null() {
-                    return Ok((
-                        (),
-                        format!("{}: /standby 200, needs_rejoin false", node.node.name),
-                    ));
+                    .and_then(|s| s.database.as_ref());
+                match db {
+                    Some(db) if !db.needs_rejoin && db.fenced.is_none() => {
+                        return Ok((
+                            (),
+                            format!("{}: /standby 200, needs_rejoin false", node.node.name),
+                        ));
+                    }
+                    Some(db) => format!(
+                        "needs_rejoin {} fenced {}",
+                        db.needs_rejoin,
+                        db.fenced.as_deref().unwrap_or("no")
+                    ),
+                    None => "its /status has no database part".to_string(),
                 }
-                format!(
-                    "needs_rejoin {} fenced {}",
-                    db["needs_rejoin"], db["fenced"]
-                )
             }
             Ok(r) => format!("/standby: {}", r.body.trim()),
             Err(e) => e.to_string(),

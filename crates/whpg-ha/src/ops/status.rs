@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{for_each_node, load_config, targets, Target, REQUEST_TIMEOUT};
 use crate::cli::StatusArgs;
 use crate::client::{send, Request};
-use crate::daemon::status::unix_ms;
+use crate::status::{unix_ms, DbRoleStatus, NodeStatus};
 
 /// What one node said (or why it said nothing).
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +23,7 @@ pub struct NodeReport {
     pub error: Option<String>,
     /// The daemon's `/status` as it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub status: Option<NodeStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,12 +143,8 @@ pub fn render_table(report: &PairReport) -> String {
     text
 }
 
-fn yes_no(value: &Value) -> String {
-    match value.as_bool() {
-        Some(true) => "yes".into(),
-        Some(false) => "no".into(),
-        None => "-".into(),
-    }
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.into()
 }
 
 fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
@@ -170,75 +165,64 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
             why,
         ];
     };
-    let vrrp = &status["vrrp"];
-    let db = &status["database"];
-    let monitored = !db.is_null();
-    let replication = match &db["wal_receiver"] {
-        Value::Null if db["role"] == "standby" => "no WAL receiver".to_string(),
-        Value::Null => dash(),
-        wal => {
-            let state = if wal["streaming"] == true {
-                "streaming"
-            } else {
-                "not streaming"
-            };
-            match wal["last_message_ms_ago"].as_u64() {
-                Some(ms) => format!("{state}, last msg {ms} ms ago"),
-                None => state.to_string(),
+    let vrrp = &status.vrrp;
+    let db = status.database.as_ref();
+    let replication = match db {
+        None => dash(),
+        Some(db) => match &db.wal_receiver {
+            None if db.role == DbRoleStatus::Standby => "no WAL receiver".to_string(),
+            None => dash(),
+            Some(wal) => {
+                let state = if wal.streaming {
+                    "streaming"
+                } else {
+                    "not streaming"
+                };
+                match wal.last_message_ms_ago {
+                    Some(ms) => format!("{state}, last msg {ms} ms ago"),
+                    None => state.to_string(),
+                }
             }
-        }
+        },
     };
     let mut notes = Vec::new();
-    if db["needs_rejoin"] == true {
-        notes.push("needs rejoin".to_string());
-    }
-    if let Some(fenced) = db["fenced"].as_str() {
-        notes.push(format!("fenced ({fenced})"));
-    }
-    if db["promoting"] == true {
-        notes.push("promoting".into());
-    }
-    if db["promotion_gave_up"] == true {
-        notes.push("promotion gave up".into());
-    }
-    if db["isolated"] == true {
-        notes.push("isolated".into());
-    }
-    if let Some(hold) = db["promotion_hold"].as_str() {
-        notes.push(format!("promotion held: {hold}"));
-    }
-    if let Some(faults) = vrrp["faults"].as_array() {
-        for fault in faults.iter().filter_map(Value::as_str) {
-            notes.push(format!("fault: {fault}"));
+    if let Some(db) = db {
+        if db.needs_rejoin {
+            notes.push("needs rejoin".to_string());
+        }
+        if let Some(fenced) = &db.fenced {
+            notes.push(format!("fenced ({fenced})"));
+        }
+        if db.promoting {
+            notes.push("promoting".into());
+        }
+        if db.promotion_gave_up {
+            notes.push("promotion gave up".into());
+        }
+        if db.isolated {
+            notes.push("isolated".into());
+        }
+        if let Some(hold) = &db.promotion_hold {
+            notes.push(format!("promotion held: {hold}"));
         }
     }
-    let since = vrrp["since_unix_ms"]
-        .as_u64()
-        .map(|at| format!("{} ago", age(now_ms.saturating_sub(at))))
-        .unwrap_or_else(dash);
+    for fault in &vrrp.faults {
+        let name = serde_json::to_value(fault)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        notes.push(format!("fault: {name}"));
+    }
+    let since = format!("{} ago", age(now_ms.saturating_sub(vrrp.since_unix_ms)));
     [
         node.node.clone(),
         node.address.clone(),
-        vrrp["state"].as_str().unwrap_or("?").to_string(),
-        vrrp["priority"]
-            .as_u64()
-            .map_or_else(dash, |p| p.to_string()),
-        if monitored {
-            db["role"].as_str().unwrap_or("?").to_string()
-        } else {
-            "not monitored".into()
-        },
-        if monitored {
-            yes_no(&db["healthy"])
-        } else {
-            dash()
-        },
-        yes_no(&status["holds_vips"]),
-        if monitored {
-            yes_no(&db["maintenance"])
-        } else {
-            dash()
-        },
+        vrrp.state.to_string(),
+        vrrp.priority.to_string(),
+        db.map_or_else(|| "not monitored".into(), |db| db.role.to_string()),
+        db.map_or_else(dash, |db| yes_no(db.healthy)),
+        yes_no(status.holds_vips),
+        db.map_or_else(dash, |db| yes_no(db.maintenance)),
         replication,
         since,
         notes.join("; "),
@@ -274,9 +258,9 @@ mod tests {
 
     #[test]
     fn a_table_shows_a_reachable_and_an_unreachable_node() {
-        let status = serde_json::to_value(crate::daemon::test_status()).unwrap();
+        let status = crate::status::test_status();
         let report = PairReport {
-            at_unix_ms: status["vrrp"]["since_unix_ms"].as_u64().unwrap() + 5_000,
+            at_unix_ms: status.vrrp.since_unix_ms + 5_000,
             nodes: vec![
                 NodeReport {
                     node: "a".into(),

@@ -17,7 +17,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::rejoin::rejoin_through_daemons;
 use super::status::{ask_all, render_table};
@@ -27,6 +27,7 @@ use crate::api::switchover::WAL_WAIT;
 use crate::cli::SwitchoverArgs;
 use crate::config::Config;
 use crate::db::{observe, ConnParams};
+use crate::status::DbRoleStatus;
 
 /// A standby further behind than this (bytes of WAL not yet flushed there) is refused.
 pub const MAX_LAG_BYTES: u64 = 16 * 1024 * 1024;
@@ -179,10 +180,6 @@ fn run(args: &SwitchoverArgs, steps: &mut Steps, gap: &mut Option<Duration>) -> 
     Ok(())
 }
 
-fn field<'a>(status: &'a Value, path: &[&str]) -> &'a Value {
-    path.iter().fold(status, |v, key| &v[*key])
-}
-
 fn check_pair(
     config: &Config,
     all: &[Target],
@@ -205,12 +202,13 @@ fn check_pair(
             .expect("reachable nodes have a status")
     };
     let role = |i: usize| {
-        field(status(i), &["database", "role"])
-            .as_str()
-            .unwrap_or("unknown")
+        status(i)
+            .database
+            .as_ref()
+            .map_or(DbRoleStatus::Unknown, |db| db.role)
     };
     let primaries: Vec<usize> = (0..all.len())
-        .filter(|&i| status(i)["holds_vips"] == Value::Bool(true) && role(i) == "primary")
+        .filter(|&i| status(i).holds_vips && role(i) == DbRoleStatus::Primary)
         .collect();
     let [p] = primaries[..] else {
         return Err(format!(
@@ -219,7 +217,7 @@ fn check_pair(
         ));
     };
     let standbys: Vec<usize> = (0..all.len())
-        .filter(|&i| i != p && role(i) == "standby")
+        .filter(|&i| i != p && role(i) == DbRoleStatus::Standby)
         .collect();
     let [s] = standbys[..] else {
         let others: Vec<String> = (0..all.len())
@@ -244,17 +242,22 @@ fn check_pair(
             ));
         }
     }
-    let db = field(status(s), &["database"]);
-    if field(db, &["wal_receiver", "streaming"]) != &Value::Bool(true) {
+    let Some(db) = status(s).database.as_ref() else {
+        return Err(format!(
+            "the standby {} does not monitor its database (database.monitor = false)",
+            standby.node.name
+        ));
+    };
+    if !db.wal_receiver.as_ref().is_some_and(|w| w.streaming) {
         return Err(format!(
             "the standby {} is not streaming (its WAL receiver is not streaming)",
             standby.node.name
         ));
     }
-    if db["healthy"] != Value::Bool(true) {
+    if !db.healthy {
         return Err(format!("the standby {} is not healthy", standby.node.name));
     }
-    if db["needs_rejoin"] == Value::Bool(true) || !db["fenced"].is_null() {
+    if db.needs_rejoin || db.fenced.is_some() {
         return Err(format!(
             "the standby {} is fenced or needs a rejoin",
             standby.node.name

@@ -1,17 +1,21 @@
-//! What the daemon reports about itself: a snapshot rebuilt after every batch of actions and
-//! published on a watch channel, so readers (the HTTP API) never lock the VRRP loop.
+//! What a node reports about itself: a typed snapshot that the node rebuilds after every input
+//! and the daemon publishes on a watch channel, so readers (the HTTP API, the metrics, the CLI
+//! through `/status`) never lock the decision loop. Readers depend on this module only, never on
+//! the daemon; the CLI deserializes the same types from JSON.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-use whpg_vrrp::{Instance, State, TransitionReason};
+use serde::{Deserialize, Serialize};
+use whpg_vrrp::{FaultSource, Instance, State, TransitionReason};
+
+use crate::config::Config;
 
 /// How many transitions `/status` keeps.
 const RECENT_TRANSITIONS: usize = 20;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeStatus {
     pub node: String,
     pub address: Ipv4Addr,
@@ -27,10 +31,9 @@ pub struct NodeStatus {
     pub events: VecDeque<EventRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DatabaseStatus {
-    /// `primary`, `standby` or `unknown`.
-    pub role: String,
+    pub role: DbRoleStatus,
     pub healthy: bool,
     pub timeline: Option<u32>,
     pub needs_rejoin: bool,
@@ -46,7 +49,7 @@ pub struct DatabaseStatus {
     pub wal_receiver: Option<WalReceiverStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WalReceiverStatus {
     /// `pg_stat_wal_receiver.status = 'streaming'`.
     pub streaming: bool,
@@ -64,16 +67,16 @@ impl WalReceiverStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventRecord {
     pub at_unix_ms: u64,
     pub kind: String,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VrrpStatus {
-    pub state: String,
+    pub state: VrrpState,
     /// Unix time in milliseconds of the last state change (or of start-up).
     pub since_unix_ms: u64,
     pub priority: u8,
@@ -82,19 +85,19 @@ pub struct VrrpStatus {
     pub version: u8,
     pub advert_interval_ms: u64,
     pub master_down_interval_ms: f64,
-    pub faults: Vec<String>,
+    pub faults: Vec<FaultName>,
     pub last_master: Option<MasterStatus>,
     pub counters: Counters,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MasterStatus {
     pub address: String,
     pub priority: u8,
     pub seen_ms_ago: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Counters {
     pub adverts_sent: u64,
     pub adverts_received: u64,
@@ -106,12 +109,109 @@ pub struct Counters {
     pub dropped: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TransitionRecord {
     pub at_unix_ms: u64,
-    pub from: String,
-    pub to: String,
+    pub from: VrrpState,
+    pub to: VrrpState,
     pub reason: String,
+}
+
+/// The database's role as `/status` shows it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DbRoleStatus {
+    Primary,
+    Standby,
+    Unknown,
+}
+
+impl DbRoleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbRoleStatus::Primary => "primary",
+            DbRoleStatus::Standby => "standby",
+            DbRoleStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for DbRoleStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Option<whpg_policy::DbRole>> for DbRoleStatus {
+    fn from(role: Option<whpg_policy::DbRole>) -> DbRoleStatus {
+        match role {
+            Some(whpg_policy::DbRole::Primary) => DbRoleStatus::Primary,
+            Some(whpg_policy::DbRole::Standby) => DbRoleStatus::Standby,
+            None => DbRoleStatus::Unknown,
+        }
+    }
+}
+
+/// The VRRP state, spelled as keepalived and the logs spell it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum VrrpState {
+    #[serde(rename = "INIT")]
+    Init,
+    #[serde(rename = "BACKUP")]
+    Backup,
+    #[serde(rename = "MASTER")]
+    Master,
+    #[serde(rename = "FAULT")]
+    Fault,
+}
+
+impl From<State> for VrrpState {
+    fn from(state: State) -> VrrpState {
+        match state {
+            State::Initialize => VrrpState::Init,
+            State::Backup => VrrpState::Backup,
+            State::Master => VrrpState::Master,
+            State::Fault => VrrpState::Fault,
+        }
+    }
+}
+
+impl VrrpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrrpState::Init => "INIT",
+            VrrpState::Backup => "BACKUP",
+            VrrpState::Master => "MASTER",
+            VrrpState::Fault => "FAULT",
+        }
+    }
+}
+
+impl std::fmt::Display for VrrpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cause of the VRRP fault state, as `/status` names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultName {
+    Interface,
+    Health,
+    Isolation,
+    Admin,
+}
+
+impl From<FaultSource> for FaultName {
+    fn from(source: FaultSource) -> FaultName {
+        match source {
+            FaultSource::Interface => FaultName::Interface,
+            FaultSource::Health => FaultName::Health,
+            FaultSource::Isolation => FaultName::Isolation,
+            FaultSource::Admin => FaultName::Admin,
+        }
+    }
 }
 
 pub fn unix_ms(time: SystemTime) -> u64 {
@@ -142,12 +242,42 @@ pub fn describe_reason(reason: &TransitionReason) -> String {
 const RECENT_EVENTS: usize = 50;
 
 impl NodeStatus {
-    pub fn record_event(&mut self, kind: &str, detail: &str) {
+    /// The status of a node that has not started its instance yet.
+    pub fn initial(config: &Config, now_unix_ms: u64) -> NodeStatus {
+        NodeStatus {
+            node: config.local.name.clone(),
+            address: config.local.address,
+            vrrp: VrrpStatus {
+                state: VrrpState::Init,
+                since_unix_ms: now_unix_ms,
+                priority: config.local.priority,
+                configured_priority: config.local.priority,
+                vrid: config.vrrp.vrid,
+                version: config.vrrp.version.number(),
+                advert_interval_ms: config.vrrp.advert_interval.as_millis() as u64,
+                master_down_interval_ms: 0.0,
+                faults: Vec::new(),
+                last_master: None,
+                counters: Counters::default(),
+            },
+            vips: config
+                .vips
+                .iter()
+                .map(|v| format!("{}/{}", v.address, v.prefix_len))
+                .collect(),
+            holds_vips: false,
+            transitions: VecDeque::new(),
+            database: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn record_event(&mut self, kind: &str, detail: &str, now_unix_ms: u64) {
         if self.events.len() == RECENT_EVENTS {
             self.events.pop_front();
         }
         self.events.push_back(EventRecord {
-            at_unix_ms: unix_ms(SystemTime::now()),
+            at_unix_ms: now_unix_ms,
             kind: kind.to_string(),
             detail: detail.to_string(),
         });
@@ -159,12 +289,7 @@ impl NodeStatus {
         wal_receiver: Option<WalReceiverStatus>,
     ) {
         self.database = Some(DatabaseStatus {
-            role: match policy.local_role {
-                Some(whpg_policy::DbRole::Primary) => "primary",
-                Some(whpg_policy::DbRole::Standby) => "standby",
-                None => "unknown",
-            }
-            .to_string(),
+            role: policy.local_role.into(),
             healthy: policy.local_healthy,
             timeline: policy.local_timeline,
             needs_rejoin: policy.needs_rejoin,
@@ -178,11 +303,17 @@ impl NodeStatus {
         });
     }
 
-    pub fn record_transition(&mut self, from: State, to: State, reason: &TransitionReason) {
-        let now = unix_ms(SystemTime::now());
+    pub fn record_transition(
+        &mut self,
+        from: State,
+        to: State,
+        reason: &TransitionReason,
+        now: u64,
+    ) {
         self.record_event(
             "vrrp",
             &format!("{from} -> {to}: {}", describe_reason(reason)),
+            now,
         );
         self.vrrp.since_unix_ms = now;
         if self.transitions.len() == RECENT_TRANSITIONS {
@@ -190,8 +321,8 @@ impl NodeStatus {
         }
         self.transitions.push_back(TransitionRecord {
             at_unix_ms: now,
-            from: from.to_string(),
-            to: to.to_string(),
+            from: from.into(),
+            to: to.into(),
             reason: describe_reason(reason),
         });
     }
@@ -201,16 +332,13 @@ impl NodeStatus {
         let stats = instance.stats();
         let config = instance.config();
         self.holds_vips = holds_vips;
-        self.vrrp.state = instance.state().to_string();
+        self.vrrp.state = instance.state().into();
         self.vrrp.priority = instance.priority();
         self.vrrp.vrid = config.vrid;
         self.vrrp.version = config.version.number();
         self.vrrp.advert_interval_ms = config.advert_interval.as_duration().as_millis() as u64;
         self.vrrp.master_down_interval_ms = instance.master_down_interval().as_secs_f64() * 1000.0;
-        self.vrrp.faults = instance
-            .faults()
-            .map(|f| format!("{f:?}").to_lowercase())
-            .collect();
+        self.vrrp.faults = instance.faults().map(FaultName::from).collect();
         self.vrrp.last_master = instance.last_master().map(|m| MasterStatus {
             address: m.address.to_string(),
             priority: m.priority,
@@ -230,4 +358,18 @@ impl NodeStatus {
                 .collect(),
         };
     }
+}
+
+/// A status as a test of a reader needs one: node `a` of a two-node file, BACKUP.
+#[cfg(test)]
+pub(crate) fn test_status() -> NodeStatus {
+    let text = "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
+                [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
+                [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
+                [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
+                data_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n";
+    let config = crate::config::parse(text, Some("a")).expect("test configuration parses");
+    let mut status = NodeStatus::initial(&config, 0);
+    status.vrrp.state = VrrpState::Backup;
+    status
 }

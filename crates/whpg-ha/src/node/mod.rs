@@ -1,0 +1,792 @@
+//! The node: this host's VRRP instance and (with the database monitor) its HA policy, joined,
+//! with the gratuitous-ARP schedule and whether the virtual addresses are held.
+//!
+//! Sans-IO, like the two cores it joins: it reads no clock, opens nothing and spawns nothing.
+//! The daemon feeds it [`NodeInput`]s (packets, deadlines, observations, job results, operator
+//! requests) with the current time and carries out the [`Effect`]s it returns, in order. So
+//! every rule that joins the cores — the VIP follows a verified writable database rather than
+//! the mastership, GARP only while the VIP is held, a demote only of a healthy primary, what is
+//! journalled and measured — is decided here and proven by the pair simulation
+//! (`tests/pair_simulation.rs`) without root.
+//!
+//! Call order: [`Node::handle`] (or [`Node::request`]) with an input, carry out the effects,
+//! then sleep until [`Node::next_deadline`] or the next input, whichever comes first, and feed
+//! [`NodeInput::Timer`] when the deadline is reached.
+
+pub mod garp_schedule;
+pub mod policy_setup;
+pub mod vrrp_setup;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tracing::Level;
+use whpg_policy::{
+    DbRole, Decision, FenceReason, Input, Notice, PlannedRefusal, Policy, PolicyStatus,
+};
+use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
+
+use crate::config::Config;
+use crate::journal::{Entry, Kind};
+use crate::status::{describe_reason, NodeStatus, WalReceiverStatus};
+use garp_schedule::{GarpSchedule, GarpTiming};
+
+/// At most one log line per reason per this period for dropped packets (counters see them all).
+const DROP_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The time of an input: the monotonic instant the cores run on and the wall clock that the
+/// journal and `/status` show. The caller reads both once per input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub at: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// The clocks read now (for the daemon; simulations build their own).
+    pub fn read() -> Now {
+        Now {
+            at: Instant::now(),
+            unix_ms: crate::status::unix_ms(std::time::SystemTime::now()),
+        }
+    }
+}
+
+/// What happens to a node.
+#[derive(Debug)]
+pub enum NodeInput<'a> {
+    /// Leave Initialize (after the policy's start-up decisions).
+    Start,
+    /// An IPv4 datagram from the VRRP socket.
+    Datagram(&'a [u8]),
+    /// [`Node::next_deadline`] was reached.
+    Timer,
+    /// An observation or a job's result for the policy (probes, witnesses, the postmaster's
+    /// exit, a finished promotion).
+    Observe(Input),
+    /// The VRRP interface lost its link or address (`Some`, with what happened) or has both
+    /// again (`None`).
+    Interface(Option<String>),
+    /// A reload changed the configured priority.
+    SetPriority(u8),
+    /// A reload changed the GARP timing.
+    SetGarpTiming(GarpTiming),
+    /// A job (fencing) finished and wants its result recorded.
+    Job(JobReport),
+    /// SIGTERM or SIGINT: resign the mastership and release the addresses.
+    Shutdown { signal: &'static str },
+}
+
+/// What a finished job reports for the journal and `/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    pub kind: &'static str,
+    /// True when the job did all it had to.
+    pub complete: bool,
+    pub detail: String,
+}
+
+/// What the daemon must do, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a VRRP advert.
+    Send { dst: IpAddr, payload: Vec<u8> },
+    /// Install every configured virtual address (idempotent).
+    InstallVips,
+    /// Remove every configured virtual address (idempotent).
+    RemoveVips,
+    /// Announce the held addresses with gratuitous ARP, this many bursts.
+    Garp { rounds: usize },
+    /// Run the promotion command and verify it with a real write; answer with
+    /// `Input::PromotionFinished`.
+    Promote { attempt: u32 },
+    /// Stop the local database; answer with [`NodeInput::Job`].
+    Fence(FenceReason),
+    /// Start a witness round now; answer with `Input::Witness`.
+    CheckWitnesses,
+    /// Append to the journal.
+    Journal(Entry),
+    /// One log line.
+    Log { level: Level, text: String },
+    /// Count or time something for `/metrics`.
+    Measure(Measure),
+}
+
+/// Metric events; the daemon keeps the counters and histograms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure {
+    PromotionStarted,
+    PromotionEnded {
+        succeeded: bool,
+        took: Duration,
+    },
+    /// From taking the mastership to the VIP on the promoted database.
+    Failover {
+        took: Duration,
+    },
+}
+
+/// A request of an operator (through the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Maintenance(bool),
+    /// Planned switchover, old primary: leave the election.
+    Demote,
+    /// Planned switchover, new primary: promote now.
+    PlannedPromotion,
+    /// Journal a step an API task carried out.
+    Record(String),
+}
+
+/// What an accepted request reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Maintenance mode now in force.
+    Maintenance(bool),
+    Done,
+}
+
+/// Why a request was refused. Callers match on the variant, never on the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("database.monitor = false: there is no automatic failover to suspend")]
+    NoMonitorForMaintenance,
+    #[error("database.monitor = false: no database to hand over")]
+    NoMonitorToDemote,
+    #[error("database.monitor = false: nothing to promote")]
+    NoMonitorToPromote,
+    #[error("the local database is not a healthy primary")]
+    NotHealthyPrimary,
+    #[error("planned promotion refused: {0}")]
+    Planned(PlannedRefusal),
+}
+
+impl Refusal {
+    /// The refusal goes away by itself soon (the mastership follows the old primary's exit).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Refusal::Planned(PlannedRefusal::NotMaster))
+    }
+}
+
+pub struct Node {
+    name: String,
+    instance: Instance,
+    /// `None` with `database.monitor = false`: the VIP then follows the mastership alone.
+    policy: Option<Policy>,
+    garp: GarpSchedule,
+    garp_on_lower_priority: bool,
+    holds_vips: bool,
+    /// Policy inputs produced while carrying out the instance's actions.
+    pending: VecDeque<Input>,
+    effects: Vec<Effect>,
+    now: Now,
+    status: NodeStatus,
+    wal_receiver: Option<WalReceiverStatus>,
+    promotion_started: Option<Instant>,
+    /// When the mastership that the running promotion serves began (Unix ms).
+    failover_from_unix_ms: Option<u64>,
+    drop_logged: HashMap<&'static str, Instant>,
+    planned_refusal: Option<PlannedRefusal>,
+}
+
+impl Node {
+    pub fn new(config: &Config, now: Now) -> Node {
+        let policy = config
+            .database
+            .monitor
+            .then(|| Policy::new(policy_setup::policy_config(config), now.at));
+        Node::with_policy(config, policy, now)
+    }
+
+    /// A node with a policy built by the caller (`None`: no database monitor).
+    pub fn with_policy(config: &Config, policy: Option<Policy>, now: Now) -> Node {
+        Node {
+            name: config.local.name.clone(),
+            instance: Instance::new(vrrp_setup::instance_config(config)),
+            policy,
+            garp: GarpSchedule::new(vrrp_setup::garp_timing(config)),
+            garp_on_lower_priority: config.vrrp.garp.on_lower_priority,
+            holds_vips: false,
+            pending: VecDeque::new(),
+            effects: Vec::new(),
+            now,
+            status: NodeStatus::initial(config, now.unix_ms),
+            wal_receiver: None,
+            promotion_started: None,
+            failover_from_unix_ms: None,
+            drop_logged: HashMap::new(),
+            planned_refusal: None,
+        }
+    }
+
+    pub fn status(&self) -> &NodeStatus {
+        &self.status
+    }
+
+    pub fn state(&self) -> State {
+        self.instance.state()
+    }
+
+    pub fn holds_vips(&self) -> bool {
+        self.holds_vips
+    }
+
+    pub fn policy_status(&self) -> Option<PolicyStatus> {
+        self.policy.as_ref().map(Policy::status)
+    }
+
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// The earliest time at which something is due with no new input.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let policy = self.policy.as_ref().and_then(Policy::next_wakeup);
+        [self.instance.poll_timeout(), self.garp.next_due(), policy]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn handle(&mut self, input: NodeInput<'_>, now: Now) -> Vec<Effect> {
+        self.now = now;
+        match input {
+            NodeInput::Start => self.start(),
+            NodeInput::Datagram(datagram) => self.feed(Event::Ipv4Datagram(datagram)),
+            NodeInput::Timer => {
+                self.feed(Event::Timeout);
+                if self.policy.is_some() {
+                    self.observe(Input::Tick);
+                }
+            }
+            NodeInput::Observe(input) => self.observe(input),
+            NodeInput::Interface(fault) => self.interface(fault),
+            NodeInput::SetPriority(priority) => {
+                self.status.vrrp.configured_priority = priority;
+                if self.policy.is_some() {
+                    // The policy owns the effective priority (it adds the primary's bonus).
+                    self.observe(Input::BasePriority(priority));
+                } else {
+                    self.feed(Event::SetPriority(priority));
+                }
+            }
+            NodeInput::SetGarpTiming(timing) => self.garp.set_timing(timing),
+            NodeInput::Job(report) => {
+                let kind = if report.complete {
+                    Kind::Action
+                } else {
+                    Kind::Notice
+                };
+                let entry = self.entry(kind, report.detail.clone());
+                self.record(Some((report.kind, &report.detail)), entry);
+            }
+            NodeInput::Shutdown { signal } => {
+                self.log(
+                    Level::INFO,
+                    "shutting down: resigning mastership and releasing the virtual addresses",
+                );
+                let entry = self
+                    .entry(
+                        Kind::Notice,
+                        format!("{signal}: shutting down, resigning the mastership"),
+                    )
+                    .with("event", "shutdown")
+                    .with("signal", signal);
+                self.record(None, entry);
+                self.feed(Event::Shutdown);
+                // Whatever the policy decided, nothing may stay behind a stopped daemon.
+                if self.holds_vips {
+                    self.remove_vips();
+                }
+                let entry = self.entry(Kind::Notice, "stopped").with("event", "stopped");
+                self.record(None, entry);
+            }
+        }
+        self.finish()
+    }
+
+    /// An operator's request; the answer and what to do.
+    pub fn request(
+        &mut self,
+        request: Request,
+        now: Now,
+    ) -> (Result<Accepted, Refusal>, Vec<Effect>) {
+        self.now = now;
+        let answer = self.answer(request);
+        (answer, self.finish())
+    }
+
+    fn answer(&mut self, request: Request) -> Result<Accepted, Refusal> {
+        match request {
+            Request::Maintenance(on) => {
+                if self.policy.is_none() {
+                    return Err(Refusal::NoMonitorForMaintenance);
+                }
+                let text = if on {
+                    "maintenance mode on: no automatic failover until it is turned off"
+                } else {
+                    "maintenance mode off: automatic failover enabled"
+                };
+                self.log(Level::WARN, format!("{text} (requested through the API)"));
+                let entry = self.entry(Kind::Decision, text).with("maintenance", on);
+                self.record(Some(("maintenance", text)), entry);
+                self.observe(Input::Maintenance(on));
+                let now_on = self.policy.as_ref().is_some_and(|p| p.status().maintenance);
+                Ok(Accepted::Maintenance(now_on))
+            }
+            Request::Demote => {
+                let Some(policy) = &self.policy else {
+                    return Err(Refusal::NoMonitorToDemote);
+                };
+                let status = policy.status();
+                if !status.local_healthy || status.local_role != Some(DbRole::Primary) {
+                    return Err(Refusal::NotHealthyPrimary);
+                }
+                let text = "planned switchover: leaving the election, the database will be stopped";
+                self.log(Level::WARN, format!("{text} (requested through the API)"));
+                let entry = self
+                    .entry(Kind::Decision, text)
+                    .with("switchover", "demote");
+                self.record(Some(("switchover", text)), entry);
+                self.observe(Input::Demote);
+                Ok(Accepted::Done)
+            }
+            Request::PlannedPromotion => {
+                if self.policy.is_none() {
+                    return Err(Refusal::NoMonitorToPromote);
+                }
+                let text = "planned switchover: promote the local standby";
+                let entry = self
+                    .entry(Kind::Decision, text)
+                    .with("switchover", "promote");
+                self.record(Some(("switchover", text)), entry);
+                self.planned_refusal = None;
+                self.observe(Input::PlannedPromotion);
+                match self.planned_refusal.take() {
+                    Some(reason) => Err(Refusal::Planned(reason)),
+                    None => Ok(Accepted::Done),
+                }
+            }
+            Request::Record(detail) => {
+                self.log(Level::INFO, detail.clone());
+                let entry = self.entry(Kind::Action, detail.as_str());
+                self.record(Some(("switchover", &detail)), entry);
+                Ok(Accepted::Done)
+            }
+        }
+    }
+
+    /// Close one input: GARPs due, the status refreshed, the effects handed over.
+    fn finish(&mut self) -> Vec<Effect> {
+        self.send_due_garps();
+        self.refresh_status();
+        std::mem::take(&mut self.effects)
+    }
+
+    fn start(&mut self) {
+        // The policy speaks first: its start-up gate must hold before the instance can elect.
+        if let Some(policy) = &mut self.policy {
+            let decisions = policy.start(self.now.at);
+            for decision in decisions {
+                self.decide(decision);
+            }
+        }
+        self.feed(Event::Startup);
+    }
+
+    fn interface(&mut self, fault: Option<String>) {
+        let active = fault.is_some();
+        let detail = match fault {
+            Some(what) => {
+                self.log(Level::WARN, format!("{what}: entering FAULT"));
+                what
+            }
+            None => {
+                let text = "interface: link up and address present again".to_string();
+                self.log(Level::INFO, format!("{text}: leaving FAULT"));
+                text
+            }
+        };
+        let entry = self.entry(Kind::Observation, detail).with("fault", active);
+        self.record(None, entry);
+        self.feed(Event::SetFault {
+            source: FaultSource::Interface,
+            active,
+        });
+    }
+
+    /// Hand one event to the instance, carry out what it returns, then the policy's answer.
+    fn feed(&mut self, event: Event<'_>) {
+        let actions = self.instance.handle(event, self.now.at);
+        self.carry_out(actions);
+        self.drain_policy();
+    }
+
+    /// One observation for the policy.
+    fn observe(&mut self, input: Input) {
+        if let Input::PostmasterExited = input {
+            self.log(Level::WARN, "the local postmaster exited");
+            let entry = self.entry(Kind::Observation, "the local postmaster exited");
+            self.record(Some(("database", "postmaster exited (pidfd)")), entry);
+        }
+        if let Input::Local(sample) = &input {
+            self.wal_receiver = match sample {
+                whpg_policy::LocalSample::Standby {
+                    wal_receiver: Some(wal),
+                    ..
+                } => Some(WalReceiverStatus::from_sample(wal)),
+                // Unknown says nothing: keep what the last real answer said.
+                whpg_policy::LocalSample::Unknown => self.wal_receiver.take(),
+                _ => None,
+            };
+        }
+        self.pending.push_back(input);
+        self.drain_policy();
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>) {
+        let became_master = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Transition {
+                    to: State::Master,
+                    ..
+                }
+            )
+        });
+        // The instance lists a transition after the actions it brings (take the addresses,
+        // advertise); the log and the journal tell it first, as the cause.
+        for action in &actions {
+            if let Action::Transition { from, to, reason } = action {
+                let text = describe_reason(reason);
+                self.log(Level::INFO, format!("VRRP {from} -> {to}: {text}"));
+                self.status
+                    .record_transition(*from, *to, reason, self.now.unix_ms);
+                let entry = self
+                    .entry(Kind::Transition, format!("VRRP {from} -> {to}: {text}"))
+                    .with("from", from.to_string())
+                    .with("to", to.to_string())
+                    .with("reason", text.as_str());
+                self.record(None, entry);
+            }
+        }
+        for action in actions {
+            self.execute(action, became_master);
+        }
+    }
+
+    fn execute(&mut self, action: Action, became_master: bool) {
+        let supervised = self.policy.is_some();
+        match action {
+            Action::Send(transmit) => self.effects.push(Effect::Send {
+                dst: transmit.dst,
+                payload: transmit.payload,
+            }),
+            // With a policy, the VIP follows its decisions (a writable database), not the
+            // mastership.
+            Action::TakeAddresses if !supervised => self.install_vips(),
+            Action::ReleaseAddresses if !supervised => self.remove_vips(),
+            Action::TakeAddresses | Action::ReleaseAddresses => {}
+            Action::GratuitousArp => {
+                if became_master && !supervised {
+                    self.garp.announce(self.now.at);
+                } else if self.garp_on_lower_priority {
+                    self.garp.reannounce(self.now.at);
+                }
+            }
+            Action::Transition { to, reason, .. } => {
+                // Logged and recorded by `carry_out`, before the actions it explains.
+                if to != State::Master {
+                    self.garp.stop();
+                }
+                if supervised {
+                    self.pending.push_back(Input::Vrrp { to, reason });
+                }
+            }
+            // The loop asks for the deadline after every input.
+            Action::ArmTimer(_) | Action::DisarmTimer => {}
+            Action::Dropped { src, reason } => {
+                let label = reason.label();
+                let now = self.now.at;
+                let due = self
+                    .drop_logged
+                    .get(label)
+                    .is_none_or(|last| now.duration_since(*last) >= DROP_LOG_PERIOD);
+                let from = src.map_or_else(|| "?".to_string(), |s| s.to_string());
+                if due {
+                    self.drop_logged.insert(label, now);
+                    self.log(
+                        Level::WARN,
+                        format!(
+                            "dropped VRRP packet from {from}: {reason} (further ones counted, \
+                             logged at most every 10 s)"
+                        ),
+                    );
+                } else {
+                    self.log(
+                        Level::DEBUG,
+                        format!("dropped VRRP packet from {from}: {reason}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Feed queued inputs to the policy and carry out its decisions until nothing is left.
+    fn drain_policy(&mut self) {
+        while let Some(input) = self.pending.pop_front() {
+            let Some(policy) = &mut self.policy else {
+                self.pending.clear();
+                return;
+            };
+            let decisions = policy.handle(input, self.now.at);
+            for decision in decisions {
+                self.decide(decision);
+            }
+        }
+    }
+
+    fn decide(&mut self, decision: Decision) {
+        self.measure(&decision);
+        match decision {
+            Decision::SetPriority(priority) => {
+                self.log(Level::DEBUG, format!("policy: priority {priority}"));
+                let entry = self
+                    .entry(Kind::Decision, format!("priority {priority}"))
+                    .with("priority", priority);
+                self.record(None, entry);
+                self.feed_instance(Event::SetPriority(priority));
+            }
+            Decision::SetPreempt(preempt) => {
+                self.log(Level::DEBUG, format!("policy: preempt {preempt}"));
+                let entry = self
+                    .entry(Kind::Decision, format!("preempt {preempt}"))
+                    .with("preempt", preempt);
+                self.record(None, entry);
+                self.feed_instance(Event::SetPreempt(preempt));
+            }
+            Decision::SetFault { source, active } => {
+                let source_name = format!("{source:?}").to_lowercase();
+                self.log(
+                    Level::DEBUG,
+                    format!("policy: fault {source_name} {active}"),
+                );
+                let detail = if active {
+                    format!("enter FAULT ({source_name})")
+                } else {
+                    format!("clear the {source_name} fault")
+                };
+                let entry = self
+                    .entry(Kind::Decision, detail)
+                    .with("fault", source_name)
+                    .with("active", active);
+                self.record(None, entry);
+                self.feed_instance(Event::SetFault { source, active });
+            }
+            Decision::Resign => {
+                self.log(
+                    Level::WARN,
+                    "policy: releasing the mastership so the peer can act",
+                );
+                let entry =
+                    self.entry(Kind::Decision, "release the mastership so the peer can act");
+                self.record(None, entry);
+                self.feed_instance(Event::Resign);
+            }
+            Decision::InstallVip => {
+                let entry = self.entry(Kind::Decision, "install the virtual addresses");
+                self.record(None, entry);
+                self.install_vips();
+                self.garp.announce(self.now.at);
+                self.status
+                    .record_event("vip", "virtual addresses installed", self.now.unix_ms);
+            }
+            Decision::RemoveVip => {
+                let entry = self.entry(Kind::Decision, "remove the virtual addresses");
+                self.record(None, entry);
+                self.remove_vips();
+                self.status
+                    .record_event("vip", "virtual addresses removed", self.now.unix_ms);
+            }
+            Decision::Promote { attempt } => {
+                self.log(
+                    Level::WARN,
+                    format!("policy: promoting the local standby (attempt {attempt})"),
+                );
+                let entry = self
+                    .entry(
+                        Kind::Decision,
+                        format!("promote the local standby (attempt {attempt})"),
+                    )
+                    .with("attempt", attempt);
+                let recent = format!("attempt {attempt} started");
+                self.record(Some(("promotion", &recent)), entry);
+                self.effects.push(Effect::Promote { attempt });
+            }
+            Decision::Fence(reason) => {
+                self.log(
+                    Level::ERROR,
+                    format!("policy: fencing the local database: {reason:?}"),
+                );
+                let reason_text = format!("{reason:?}");
+                let entry = self
+                    .entry(
+                        Kind::Decision,
+                        format!("fence the local database: {reason_text}"),
+                    )
+                    .with("reason", reason_text.as_str());
+                self.record(Some(("fence", &reason_text)), entry);
+                self.effects.push(Effect::Fence(reason));
+            }
+            Decision::CheckWitnesses => {
+                self.log(Level::DEBUG, "policy: probing the witnesses now");
+                self.effects.push(Effect::CheckWitnesses);
+            }
+            Decision::Notice(notice) => self.notice(notice),
+        }
+    }
+
+    /// The instance's answer to a policy decision; the policy sees the transitions it causes
+    /// through `pending`.
+    fn feed_instance(&mut self, event: Event<'_>) {
+        let actions = self.instance.handle(event, self.now.at);
+        self.carry_out(actions);
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        let text = match &notice {
+            Notice::StartupChecksDone => "start-up checks done: joining the election".to_string(),
+            Notice::PromotionHeld(hold) => format!("promotion held: {hold:?}"),
+            Notice::PromotionSucceeded { attempt } => {
+                format!("promotion verified: the database is writable (attempt {attempt})")
+            }
+            Notice::PromotionFailed {
+                attempt,
+                error,
+                giving_up,
+            } => format!(
+                "promotion attempt {attempt} failed: {error}{}",
+                if *giving_up {
+                    "; giving up and releasing the mastership"
+                } else {
+                    "; will retry"
+                }
+            ),
+            Notice::NeedsRejoin {
+                local_timeline,
+                peer_timeline,
+            } => format!(
+                "this database is an old primary (timeline {local_timeline}, the peer's is \
+                 {peer_timeline}): fenced, needs rejoin"
+            ),
+            Notice::PlannedPromotionRefused(reason) => {
+                self.planned_refusal = Some(*reason);
+                format!("planned promotion refused: {reason}")
+            }
+            Notice::Demoted => {
+                "demoted for a planned switchover: out of the election until rebuilt as a standby"
+                    .to_string()
+            }
+            Notice::Rejoined => {
+                "the local database is a healthy standby again: back in the election".to_string()
+            }
+            Notice::Isolated => "isolated: neither the peer nor the witnesses answer".to_string(),
+            Notice::IsolationEnded => "no longer isolated".to_string(),
+        };
+        let level = match notice {
+            Notice::PromotionFailed { .. } | Notice::NeedsRejoin { .. } | Notice::Isolated => {
+                Level::ERROR
+            }
+            Notice::PromotionHeld(_) | Notice::StartupChecksDone => Level::INFO,
+            _ => Level::WARN,
+        };
+        self.log(level, text.clone());
+        let entry = self.entry(Kind::Notice, text.as_str());
+        self.record(Some(("policy", &text)), entry);
+    }
+
+    fn install_vips(&mut self) {
+        self.holds_vips = true;
+        self.effects.push(Effect::InstallVips);
+    }
+
+    fn remove_vips(&mut self) {
+        self.garp.stop();
+        self.holds_vips = false;
+        self.effects.push(Effect::RemoveVips);
+    }
+
+    fn send_due_garps(&mut self) {
+        let rounds = self.garp.take_due(self.now.at);
+        if rounds > 0 && self.holds_vips {
+            self.effects.push(Effect::Garp { rounds });
+        }
+    }
+
+    /// Promotion and failover metrics from the policy's decisions.
+    fn measure(&mut self, decision: &Decision) {
+        let now = self.now.at;
+        match decision {
+            Decision::Promote { attempt } => {
+                self.effects
+                    .push(Effect::Measure(Measure::PromotionStarted));
+                self.promotion_started = Some(now);
+                if *attempt == 1 && self.instance.state() == State::Master {
+                    self.failover_from_unix_ms = Some(self.status.vrrp.since_unix_ms);
+                }
+            }
+            Decision::Notice(
+                Notice::PromotionSucceeded { .. } | Notice::PromotionFailed { .. },
+            ) => {
+                let succeeded = matches!(
+                    decision,
+                    Decision::Notice(Notice::PromotionSucceeded { .. })
+                );
+                if let Some(started) = self.promotion_started.take() {
+                    let took = now.saturating_duration_since(started);
+                    self.effects
+                        .push(Effect::Measure(Measure::PromotionEnded { succeeded, took }));
+                }
+            }
+            Decision::InstallVip => {
+                if let Some(from) = self.failover_from_unix_ms.take() {
+                    let took = Duration::from_millis(self.now.unix_ms.saturating_sub(from));
+                    self.effects
+                        .push(Effect::Measure(Measure::Failover { took }));
+                }
+            }
+            Decision::RemoveVip | Decision::Resign => self.failover_from_unix_ms = None,
+            _ => {}
+        }
+    }
+
+    /// Record what happened: in the journal and, with `recent` (kind and detail as `/status`
+    /// shows them), among the recent events of `/status`.
+    fn record(&mut self, recent: Option<(&str, &str)>, entry: Entry) {
+        if let Some((kind, detail)) = recent {
+            self.status.record_event(kind, detail, self.now.unix_ms);
+        }
+        self.effects.push(Effect::Journal(entry));
+    }
+
+    fn entry(&self, kind: Kind, detail: impl Into<String>) -> Entry {
+        Entry::at(self.now.unix_ms, &self.name, kind, detail)
+    }
+
+    fn log(&mut self, level: Level, text: impl Into<String>) {
+        self.effects.push(Effect::Log {
+            level,
+            text: text.into(),
+        });
+    }
+
+    fn refresh_status(&mut self) {
+        self.status
+            .update_from(&self.instance, self.holds_vips, self.now.at);
+        if let Some(policy) = &self.policy {
+            self.status
+                .update_database(&policy.status(), self.wal_receiver.clone());
+        }
+    }
+}
