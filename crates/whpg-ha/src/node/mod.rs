@@ -60,6 +60,11 @@ pub enum NodeInput<'a> {
     Start,
     /// An IPv4 datagram from the VRRP socket.
     Datagram(&'a [u8]),
+    /// A VRRP payload with the IP fields already parsed (simulations, IPv6).
+    Packet {
+        meta: whpg_vrrp::receive::PacketMeta,
+        payload: &'a [u8],
+    },
     /// [`Node::next_deadline`] was reached.
     Timer,
     /// An observation or a job's result for the policy (probes, witnesses, the postmaster's
@@ -254,6 +259,7 @@ impl Node {
         match input {
             NodeInput::Start => self.start(),
             NodeInput::Datagram(datagram) => self.feed(Event::Ipv4Datagram(datagram)),
+            NodeInput::Packet { meta, payload } => self.feed(Event::Packet { meta, payload }),
             NodeInput::Timer => {
                 self.feed(Event::Timeout);
                 if self.policy.is_some() {

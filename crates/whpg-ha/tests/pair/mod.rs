@@ -1,0 +1,761 @@
+//! A whole coordinator pair without root: two real [`Node`]s (VRRP instance + HA policy, the
+//! daemon's own decision code) on a simulated LAN and clock, each with a fake database, a fake
+//! witness and fake jobs. Probes, witness rounds, promotions and fences answer the way the
+//! daemon's observers and jobs do, with the same timeouts, so every case is exact and repeatable.
+//!
+//! The checker looks at the whole pair after every step and records each breach of a safety
+//! invariant with the time and the trace that led to it.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use whpg_ha::config::{self, Config};
+use whpg_ha::node::{Effect, Node, NodeInput, Now, Request};
+use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver};
+use whpg_vrrp::receive::PacketMeta;
+use whpg_vrrp::State;
+
+pub const A: usize = 0;
+pub const B: usize = 1;
+const LATENCY: Duration = Duration::from_micros(200);
+/// pidfd: the exit of a postmaster is seen within a few milliseconds.
+const PIDFD_DELAY: Duration = Duration::from_millis(5);
+const PROMOTE_TAKES: Duration = Duration::from_millis(40);
+const FENCE_TAKES: Duration = Duration::from_millis(50);
+/// The jobs' verification bounds (daemon/jobs.rs): after a promote command that "succeeded",
+/// the write check keeps trying this long.
+const VERIFY_AFTER_SUCCESS: Duration = Duration::from_secs(30);
+
+/// The pair's configuration; `extra` is appended (e.g. `[failover]` settings).
+pub fn config_text(extra: &str) -> String {
+    format!(
+        "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
+         transport = \"unicast\"\n\
+         [[vip]]\naddress = \"10.77.0.100/24\"\n\
+         [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
+         [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
+         [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
+         data_directory = \"/tmp\"\nos_user = \"nobody\"\nbin_dir = \"/usr/bin\"\n\
+         [health]\ninterval = \"100ms\"\ntimeout = \"300ms\"\nfall = 2\nrise = 2\n\
+         [witness]\nhosts = [\"10.77.0.1\"]\ninterval = \"500ms\"\ntimeout = \"200ms\"\n\
+         {extra}"
+    )
+}
+
+pub fn configs(extra: &str) -> [Config; 2] {
+    let text = config_text(extra);
+    ["a", "b"].map(|name| {
+        config::parse(&text, Some(name))
+            .unwrap_or_else(|e| panic!("the simulation's configuration parses: {e:?}"))
+    })
+}
+
+fn address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 0, 11 + i as u8)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Standby,
+}
+
+/// How the promote command behaves on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromoteMode {
+    Succeeds,
+    /// Exits 1, the database stays a standby.
+    Fails,
+    /// Never returns: the job's timeout ends it.
+    Hangs,
+    /// Exits 0, the database stays in recovery.
+    Lies,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeDb {
+    pub up: bool,
+    pub role: Role,
+    pub timeline: u32,
+    /// When it last became a running primary (for the checker).
+    pub primary_since: Option<Instant>,
+}
+
+impl FakeDb {
+    fn writable(&self) -> bool {
+        self.up && self.role == Role::Primary
+    }
+}
+
+enum Pending {
+    Packet {
+        src: usize,
+        payload: Vec<u8>,
+    },
+    Observe(Input),
+    /// The promotion job ends; its verdict depends on the database at that moment.
+    PromotionEnds {
+        mode: PromoteMode,
+    },
+    FenceEnds,
+}
+
+struct Timed {
+    at: Instant,
+    seq: u64,
+    to: usize,
+    what: Pending,
+}
+
+pub struct Host {
+    pub config: Config,
+    /// `None` while the daemon is not running.
+    pub node: Option<Node>,
+    pub db: FakeDb,
+    pub link_up: bool,
+    pub promote_mode: PromoteMode,
+    /// The kernel's view: the VIP is on this host (it outlives a killed daemon).
+    pub vip: bool,
+    /// Probes fail for a local reason (descriptor exhaustion) until then.
+    pub local_failure_until: Option<Instant>,
+    next_local_probe: Instant,
+    next_peer_probe: Instant,
+    next_witness: Instant,
+    pub promotions: u32,
+    pub fences: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub at_ms: u64,
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+pub struct Pair {
+    pub t0: Instant,
+    pub now: Instant,
+    pub hosts: [Host; 2],
+    /// Traffic between the two hosts is cut (both still reach the witness).
+    pub partitioned: bool,
+    queue: Vec<Timed>,
+    seq: u64,
+    /// Since when the two hosts have reached each other without a break.
+    connected_since: Option<Instant>,
+    /// Since when both hold the VIP.
+    both_vip_since: Option<Instant>,
+    /// Since when each VIP holder's database has not been writable.
+    unwritable_holder_since: [Option<Instant>; 2],
+    /// Since when each holder serves beside a newer timeline.
+    stale_holder_since: [Option<Instant>; 2],
+    pub violations: Vec<Violation>,
+    pub trace: VecDeque<String>,
+    /// Whether the protocol can prevent two VIP holders: false while partitioned.
+    pub check_single_holder: bool,
+}
+
+/// How long a double VIP may last once the hosts reach each other (an election takes a few
+/// adverts; a healed partition resolves within one Master_Down_Interval).
+const DOUBLE_VIP_GRACE: Duration = Duration::from_millis(1000);
+/// How long a holder's database may be unwritable before the node drops the VIP (the pidfd
+/// delay plus one probe round and the removal).
+const UNWRITABLE_GRACE: Duration = Duration::from_millis(400);
+/// How long a probe needs to see the peer: interval + timeout.
+const PEER_SEEN_WITHIN: Duration = Duration::from_millis(410);
+
+impl Pair {
+    /// A settled-to-be pair: `a` primary on timeline 1, `b` its streaming standby, both daemons
+    /// started at the same instant.
+    pub fn new(extra: &str) -> Pair {
+        let t0 = Instant::now();
+        let [ca, cb] = configs(extra);
+        let host = |config: Config, role: Role| Host {
+            config,
+            node: None,
+            db: FakeDb {
+                up: true,
+                role,
+                timeline: 1,
+                primary_since: (role == Role::Primary).then_some(t0),
+            },
+            link_up: true,
+            promote_mode: PromoteMode::Succeeds,
+            vip: false,
+            local_failure_until: None,
+            next_local_probe: t0,
+            next_peer_probe: t0,
+            next_witness: t0,
+            promotions: 0,
+            fences: 0,
+        };
+        let mut pair = Pair {
+            t0,
+            now: t0,
+            hosts: [host(ca, Role::Primary), host(cb, Role::Standby)],
+            partitioned: false,
+            queue: Vec::new(),
+            seq: 0,
+            connected_since: Some(t0),
+            both_vip_since: None,
+            unwritable_holder_since: [None; 2],
+            stale_holder_since: [None; 2],
+            violations: Vec::new(),
+            trace: VecDeque::new(),
+            check_single_holder: true,
+        };
+        pair.start_daemon(A);
+        pair.start_daemon(B);
+        pair
+    }
+
+    pub fn ms(&self) -> u64 {
+        self.now.saturating_duration_since(self.t0).as_millis() as u64
+    }
+
+    fn now_of(&self) -> Now {
+        Now {
+            at: self.now,
+            unix_ms: 1_700_000_000_000 + self.ms(),
+        }
+    }
+
+    fn note(&mut self, text: String) {
+        if self.trace.len() == 400 {
+            self.trace.pop_front();
+        }
+        let line = format!("{:>7} ms  {text}", self.ms());
+        self.trace.push_back(line);
+    }
+
+    pub fn reachable(&self) -> bool {
+        !self.partitioned && self.hosts[A].link_up && self.hosts[B].link_up
+    }
+
+    fn push(&mut self, after: Duration, to: usize, what: Pending) {
+        self.seq += 1;
+        self.queue.push(Timed {
+            at: self.now + after,
+            seq: self.seq,
+            to,
+            what,
+        });
+    }
+
+    // ---- faults and operator actions ----------------------------------------------------
+
+    pub fn crash_db(&mut self, i: usize) {
+        if !self.hosts[i].db.up {
+            return;
+        }
+        self.note(format!("host {i}: database crashes"));
+        self.hosts[i].db.up = false;
+        self.hosts[i].db.primary_since = None;
+        if self.hosts[i].node.is_some() {
+            self.push(PIDFD_DELAY, i, Pending::Observe(Input::PostmasterExited));
+        }
+    }
+
+    /// The database starts again as what its data directory says (an old primary stays one).
+    pub fn restart_db(&mut self, i: usize) {
+        if self.hosts[i].db.up {
+            return;
+        }
+        self.note(format!(
+            "host {i}: database starts ({:?})",
+            self.hosts[i].db.role
+        ));
+        let db = &mut self.hosts[i].db;
+        db.up = true;
+        if db.role == Role::Primary {
+            db.primary_since = Some(self.now);
+        }
+    }
+
+    pub fn set_link(&mut self, i: usize, up: bool) {
+        self.note(format!("host {i}: link {}", if up { "up" } else { "down" }));
+        self.hosts[i].link_up = up;
+        let fault = (!up).then(|| "interface eth0: link down".to_string());
+        self.input(i, |node, now| node.handle(NodeInput::Interface(fault), now));
+    }
+
+    pub fn set_partition(&mut self, on: bool) {
+        self.note(format!("partition {}", if on { "on" } else { "healed" }));
+        self.partitioned = on;
+    }
+
+    /// SIGKILL: nothing is said, the VIP stays in the kernel.
+    pub fn kill_daemon(&mut self, i: usize) {
+        if self.hosts[i].node.take().is_some() {
+            self.note(format!("host {i}: daemon killed"));
+            self.queue.retain(|t| t.to != i);
+        }
+    }
+
+    /// Start the daemon: stale VIPs are removed first, as `daemon::run` does.
+    pub fn start_daemon(&mut self, i: usize) {
+        if self.hosts[i].node.is_some() {
+            return;
+        }
+        self.note(format!("host {i}: daemon starts"));
+        self.hosts[i].vip = false;
+        let now = self.now_of();
+        let host = &mut self.hosts[i];
+        host.node = Some(Node::new(&host.config, now));
+        host.next_local_probe = self.now;
+        host.next_peer_probe = self.now;
+        host.next_witness = self.now;
+        let link_up = host.link_up;
+        self.input(i, |node, now| node.handle(NodeInput::Start, now));
+        if !link_up {
+            let fault = Some("interface eth0: link down".to_string());
+            self.input(i, |node, now| node.handle(NodeInput::Interface(fault), now));
+        }
+    }
+
+    pub fn request(&mut self, i: usize, request: Request) -> Option<Result<(), String>> {
+        let now = self.now_of();
+        let node = self.hosts[i].node.as_mut()?;
+        let (answer, effects) = node.request(request, now);
+        self.carry_out(i, effects);
+        Some(answer.map(|_| ()).map_err(|e| e.to_string()))
+    }
+
+    pub fn set_promote_mode(&mut self, i: usize, mode: PromoteMode) {
+        self.hosts[i].promote_mode = mode;
+    }
+
+    pub fn fail_probes_locally(&mut self, i: usize, for_: Duration) {
+        self.note(format!(
+            "host {i}: probes fail locally (EMFILE) for {for_:?}"
+        ));
+        self.hosts[i].local_failure_until = Some(self.now + for_);
+    }
+
+    // ---- the event loop -------------------------------------------------------------------
+
+    fn input(&mut self, i: usize, f: impl FnOnce(&mut Node, Now) -> Vec<Effect>) {
+        let now = self.now_of();
+        let Some(node) = self.hosts[i].node.as_mut() else {
+            return;
+        };
+        let effects = f(node, now);
+        self.carry_out(i, effects);
+    }
+
+    fn carry_out(&mut self, i: usize, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { payload, .. } => {
+                    if self.reachable() {
+                        self.push(LATENCY, 1 - i, Pending::Packet { src: i, payload });
+                    }
+                }
+                Effect::InstallVips => {
+                    if !self.hosts[i].vip {
+                        self.note(format!("host {i}: VIP installed"));
+                    }
+                    self.hosts[i].vip = true;
+                }
+                Effect::RemoveVips => {
+                    if self.hosts[i].vip {
+                        self.note(format!("host {i}: VIP removed"));
+                    }
+                    self.hosts[i].vip = false;
+                }
+                Effect::Promote { attempt } => {
+                    self.check_promotion(i);
+                    self.hosts[i].promotions += 1;
+                    let mode = self.hosts[i].promote_mode;
+                    self.note(format!("host {i}: promote attempt {attempt} ({mode:?})"));
+                    let takes = match mode {
+                        PromoteMode::Succeeds => PROMOTE_TAKES,
+                        PromoteMode::Fails => PROMOTE_TAKES + Duration::from_secs(2),
+                        PromoteMode::Hangs => {
+                            self.hosts[i].config.commands.promote.timeout + Duration::from_secs(2)
+                        }
+                        PromoteMode::Lies => PROMOTE_TAKES + VERIFY_AFTER_SUCCESS,
+                    };
+                    if mode == PromoteMode::Succeeds {
+                        // The database leaves recovery while the command runs.
+                        self.push(PROMOTE_TAKES / 2, i, Pending::PromotionEnds { mode });
+                    } else {
+                        self.push(takes, i, Pending::PromotionEnds { mode });
+                    }
+                }
+                Effect::Fence(reason) => {
+                    self.note(format!("host {i}: fence ({reason:?})"));
+                    self.hosts[i].fences += 1;
+                    self.push(FENCE_TAKES, i, Pending::FenceEnds);
+                }
+                Effect::CheckWitnesses => self.witness_round(i),
+                Effect::Garp { .. }
+                | Effect::Journal(_)
+                | Effect::Log { .. }
+                | Effect::Measure(_) => {}
+            }
+        }
+    }
+
+    fn witness_round(&mut self, i: usize) {
+        let sent = self.now;
+        let quorum = self.hosts[i].link_up;
+        let timeout = self.hosts[i].config.witness.timeout;
+        if self.local_failure(i) {
+            return;
+        }
+        let after = if quorum { LATENCY * 2 } else { timeout };
+        self.push(
+            after,
+            i,
+            Pending::Observe(Input::Witness {
+                quorum,
+                round_sent_at: sent,
+            }),
+        );
+    }
+
+    fn local_failure(&self, i: usize) -> bool {
+        self.hosts[i]
+            .local_failure_until
+            .is_some_and(|until| self.now < until)
+    }
+
+    fn local_probe(&mut self, i: usize) {
+        let peer = &self.hosts[1 - i];
+        let peer_primary = peer.db.writable() && self.reachable();
+        let host = &self.hosts[i];
+        let sample = if self.local_failure(i) {
+            LocalSample::Unknown
+        } else if !host.db.up {
+            LocalSample::Down
+        } else if host.db.role == Role::Primary {
+            LocalSample::Primary {
+                timeline: Some(host.db.timeline),
+            }
+        } else {
+            LocalSample::Standby {
+                timeline: Some(host.db.timeline),
+                wal_receiver: Some(WalReceiver {
+                    streaming: peer_primary,
+                    last_message_age: Some(Duration::from_millis(if peer_primary {
+                        20
+                    } else {
+                        30_000
+                    })),
+                }),
+            }
+        };
+        self.push(
+            Duration::from_millis(1),
+            i,
+            Pending::Observe(Input::Local(sample)),
+        );
+    }
+
+    fn peer_probe(&mut self, i: usize) {
+        let timeout = self.hosts[i].config.health.timeout;
+        if self.local_failure(i) {
+            self.push(
+                Duration::from_millis(1),
+                i,
+                Pending::Observe(Input::Peer(PeerSample::Unknown)),
+            );
+            return;
+        }
+        let peer = &self.hosts[1 - i];
+        let (sample, after) = if !self.reachable() {
+            (PeerSample::Unreachable, timeout)
+        } else if !peer.db.up {
+            (PeerSample::DatabaseDown, LATENCY * 2)
+        } else if peer.db.role == Role::Primary {
+            (
+                PeerSample::Primary {
+                    timeline: Some(peer.db.timeline),
+                },
+                LATENCY * 4,
+            )
+        } else {
+            (PeerSample::Standby, LATENCY * 4)
+        };
+        self.push(after, i, Pending::Observe(Input::Peer(sample)));
+    }
+
+    fn deliver(&mut self, to: usize, what: Pending) {
+        match what {
+            Pending::Packet { src, payload } => {
+                if !self.reachable() {
+                    return;
+                }
+                let meta = PacketMeta {
+                    src: IpAddr::V4(address(src)),
+                    dst: IpAddr::V4(address(to)),
+                    ttl: 255,
+                };
+                self.input(to, |node, now| {
+                    node.handle(
+                        NodeInput::Packet {
+                            meta,
+                            payload: &payload,
+                        },
+                        now,
+                    )
+                });
+            }
+            Pending::Observe(input) => {
+                self.input(to, |node, now| node.handle(NodeInput::Observe(input), now))
+            }
+            Pending::PromotionEnds { mode } => {
+                let db = &mut self.hosts[to].db;
+                let result = if !db.up {
+                    Err("the database is down".to_string())
+                } else if mode == PromoteMode::Succeeds {
+                    if db.role == Role::Standby {
+                        db.role = Role::Primary;
+                        db.timeline += 1;
+                        db.primary_since = Some(self.now);
+                    }
+                    Ok(Some(db.timeline))
+                } else {
+                    Err(format!(
+                        "promote {mode:?}: the database did not accept a write"
+                    ))
+                };
+                self.note(format!("host {to}: promotion ends: {result:?}"));
+                self.input(to, |node, now| {
+                    node.handle(NodeInput::Observe(Input::PromotionFinished(result)), now)
+                });
+            }
+            Pending::FenceEnds => {
+                let db = &mut self.hosts[to].db;
+                db.up = false;
+                db.primary_since = None;
+                self.note(format!("host {to}: database fenced (stopped)"));
+            }
+        }
+    }
+
+    /// The next time something happens, up to `limit`.
+    fn next_event(&self, limit: Instant) -> Instant {
+        let mut next = limit;
+        for t in &self.queue {
+            next = next.min(t.at);
+        }
+        for host in &self.hosts {
+            let Some(node) = &host.node else { continue };
+            if let Some(d) = node.next_deadline() {
+                next = next.min(d);
+            }
+            next = next
+                .min(host.next_local_probe)
+                .min(host.next_peer_probe)
+                .min(host.next_witness);
+        }
+        next.max(self.now)
+    }
+
+    /// Run the pair until `ms` after its start.
+    pub fn run_until(&mut self, ms: u64) {
+        let limit = self.t0 + Duration::from_millis(ms);
+        let mut guard = 0u64;
+        while self.now < limit {
+            guard += 1;
+            assert!(guard < 5_000_000, "the simulation does not advance");
+            let next = self.next_event(limit);
+            self.now = next;
+            self.step_at_now();
+            self.check();
+            if next == limit {
+                break;
+            }
+        }
+        self.now = limit;
+    }
+
+    fn step_at_now(&mut self) {
+        // Queued deliveries due now, in order.
+        loop {
+            let due = self
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.at <= self.now)
+                .min_by_key(|(_, t)| (t.at, t.seq))
+                .map(|(k, _)| k);
+            let Some(k) = due else { break };
+            let timed = self.queue.swap_remove(k);
+            self.deliver(timed.to, timed.what);
+        }
+        for i in [A, B] {
+            if self.hosts[i].node.is_none() {
+                continue;
+            }
+            if self.hosts[i].next_local_probe <= self.now {
+                self.hosts[i].next_local_probe = self.now + self.hosts[i].config.health.interval;
+                self.local_probe(i);
+            }
+            if self.hosts[i].next_peer_probe <= self.now {
+                // A probe that times out holds the next one back (the observer skips ticks).
+                let interval = self.hosts[i].config.health.interval;
+                let wait = if self.reachable() {
+                    interval
+                } else {
+                    interval.max(self.hosts[i].config.health.timeout)
+                };
+                self.hosts[i].next_peer_probe = self.now + wait;
+                self.peer_probe(i);
+            }
+            if self.hosts[i].next_witness <= self.now {
+                self.hosts[i].next_witness = self.now + self.hosts[i].config.witness.interval;
+                self.witness_round(i);
+            }
+            let due = self.hosts[i]
+                .node
+                .as_ref()
+                .and_then(Node::next_deadline)
+                .is_some_and(|d| d <= self.now);
+            if due {
+                self.input(i, |node, now| node.handle(NodeInput::Timer, now));
+            }
+        }
+    }
+
+    // ---- the invariants -------------------------------------------------------------------
+
+    fn violation(&mut self, rule: &'static str, detail: String) {
+        let at_ms = self.ms();
+        // One report per rule and episode is enough.
+        if self
+            .violations
+            .last()
+            .is_some_and(|v| v.rule == rule && at_ms.saturating_sub(v.at_ms) < 1000)
+        {
+            return;
+        }
+        self.note(format!("VIOLATION {rule}: {detail}"));
+        self.violations.push(Violation {
+            at_ms,
+            rule,
+            detail,
+        });
+    }
+
+    /// Invariant 2 at the moment a promotion starts: the peer's primary must not be answering.
+    fn check_promotion(&mut self, i: usize) {
+        let peer = &self.hosts[1 - i];
+        let connected_long = self
+            .connected_since
+            .is_some_and(|since| self.now.saturating_duration_since(since) >= PEER_SEEN_WITHIN);
+        let primary_long = peer.db.writable()
+            && peer
+                .db
+                .primary_since
+                .is_some_and(|since| self.now.saturating_duration_since(since) >= PEER_SEEN_WITHIN);
+        if connected_long && primary_long && self.hosts[i].local_failure_until.is_none() {
+            self.violation(
+                "no promotion while the peer's primary answers",
+                format!("host {i} promotes while host {} serves as primary", 1 - i),
+            );
+        }
+    }
+
+    fn check(&mut self) {
+        let now = self.now;
+        self.connected_since = if self.reachable() {
+            self.connected_since.or(Some(now))
+        } else {
+            None
+        };
+        // Invariant 1: two holders only where the protocol cannot prevent it. A host whose
+        // daemon was killed keeps its VIP in the kernel until the daemon is started again
+        // (systemd restarts it; start-up removes stale VIPs): nothing runs there to act.
+        let both = self.hosts.iter().all(|h| h.vip && h.node.is_some());
+        self.both_vip_since = if both {
+            self.both_vip_since.or(Some(now))
+        } else {
+            None
+        };
+        if let (Some(both_since), Some(connected)) = (self.both_vip_since, self.connected_since) {
+            let since = both_since.max(connected);
+            if self.check_single_holder && now.saturating_duration_since(since) > DOUBLE_VIP_GRACE {
+                self.violation(
+                    "one VIP holder",
+                    "both hosts hold the VIP while they reach each other".into(),
+                );
+            }
+        }
+        let newest = self
+            .hosts
+            .iter()
+            .filter(|h| h.db.writable())
+            .map(|h| h.db.timeline)
+            .max();
+        for i in [A, B] {
+            let host = &self.hosts[i];
+            // Invariant 1: never the VIP on a database that is not writable. A killed daemon
+            // cannot remove anything; it is not judged.
+            let unwritable = host.vip && host.node.is_some() && !host.db.writable();
+            self.unwritable_holder_since[i] = if unwritable {
+                self.unwritable_holder_since[i].or(Some(now))
+            } else {
+                None
+            };
+            if self.unwritable_holder_since[i]
+                .is_some_and(|since| now.saturating_duration_since(since) > UNWRITABLE_GRACE)
+            {
+                let db = self.hosts[i].db.clone();
+                self.violation(
+                    "the VIP only on a writable database",
+                    format!("host {i} holds the VIP on {db:?}"),
+                );
+            }
+            // Invariant 4: an old primary never serves once a newer timeline is up beside it.
+            let host = &self.hosts[i];
+            let stale = host.vip
+                && host.node.is_some()
+                && self.connected_since.is_some()
+                && newest.is_some_and(|t| t > host.db.timeline);
+            self.stale_holder_since[i] = if stale {
+                self.stale_holder_since[i].or(Some(now))
+            } else {
+                None
+            };
+            if self.stale_holder_since[i]
+                .is_some_and(|since| now.saturating_duration_since(since) > PEER_SEEN_WITHIN)
+            {
+                self.violation(
+                    "an old primary never serves after a newer timeline",
+                    format!(
+                        "host {i} holds the VIP on timeline {}",
+                        self.hosts[i].db.timeline
+                    ),
+                );
+            }
+        }
+    }
+
+    // ---- what tests look at -----------------------------------------------------------------
+
+    pub fn vip_holders(&self) -> Vec<usize> {
+        (0..2).filter(|&i| self.hosts[i].vip).collect()
+    }
+
+    pub fn state(&self, i: usize) -> Option<State> {
+        self.hosts[i].node.as_ref().map(Node::state)
+    }
+
+    pub fn assert_safe(&self) {
+        assert!(
+            self.violations.is_empty(),
+            "{:#?}\ntrace:\n{}",
+            self.violations,
+            self.trace.iter().cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+
+    pub fn trace_text(&self) -> String {
+        self.trace.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
