@@ -14,5 +14,5 @@ pub mod policy;
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
     Decision, FenceReason, Hold, Input, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
-    Triggers,
+    Triggers, WriteVerified,
 };

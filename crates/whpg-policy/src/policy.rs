@@ -1,8 +1,25 @@
-//! The HA rules: from observations to decisions. Every safety invariant of the design lives here.
+//! The HA rules: from observations to decisions. Every safety invariant of the design
+//! (`docs/design.md`) lives here.
 //!
 //! The policy is level-triggered: after each input it recomputes what should be true (priority,
 //! faults, VIP, promotion, fencing) from everything it knows and emits only the differences. That
 //! keeps each rule in one place and makes a missed or repeated input harmless.
+//!
+//! | rule | method | tests (`tests/rules.rs`; pair: `whpg-ha/tests/pair_simulation.rs`) |
+//! | --- | --- | --- |
+//! | start-up gate: no election before both databases are known | `startup_gate` | `start_up_gate_keeps_the_node_out_of_the_election_until_it_knows_both_databases`, `a_transient_mastership_at_start_up_never_promotes`; pair `a_simultaneous_start_elects_the_primary_and_never_promotes_the_standby` |
+//! | a rebuilt standby is in service again | `return_to_service` | `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance` |
+//! | 4: an old primary is fenced, never serves | `fence_old_primary` | `an_old_primary_on_an_older_timeline_is_fenced_and_never_serves`, `an_old_primary_restarted_after_a_crash_is_fenced_on_its_first_answer`; pair `an_old_primary_restarted_after_a_failover_is_fenced_and_never_takes_the_vip` |
+//! | 5: an isolated master drops the VIP and fences | `isolation` | `an_isolated_primary_drops_the_vip_and_fences_its_database`, `a_lost_peer_with_witnesses_reachable_is_not_isolation`; pair `an_isolated_master_drops_the_vip_and_fences_its_database` |
+//! | a primary outranks a standby; the newest primary outranks an old one | `priority` | `a_healthy_primary_outranks_any_standby_and_preempts`, `the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby`; pair `a_healed_partition_leaves_the_vip_with_the_newest_primary` |
+//! | a failed database resigns at once (certain failure) | `faults` | `a_database_crash_on_the_master_resigns_at_once`, `failing_probes_count_only_after_fall_in_a_row`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
+//! | 2: no promotion while the old primary is known alive | `promotion_step` | `certain_takeover_promotes_as_soon_as_the_old_primary_is_no_longer_seen`, `a_fresh_wal_receiver_holds_promotion_until_it_goes_stale`, `a_late_answer_of_a_live_peer_primary_does_not_open_a_gap_for_promotion`; pair `a_restart_of_the_masters_daemon_does_not_promote_the_standby` |
+//! | a silent master: confirmation time and a fresh witness round | `promotion_step` | `a_silent_master_is_promoted_over_only_after_the_confirmation_time`, `a_blip_shorter_than_the_confirmation_time_changes_nothing`, `an_isolated_standby_never_promotes_over_a_silent_master`; pair `a_standby_cut_off_from_the_primary_and_the_witness_never_promotes`, `a_blip_shorter_than_the_confirmation_time_leaves_the_pair_as_it_was` |
+//! | 3: promotion bounded and verified, else the mastership released | `promotion_finished` | `failed_promotions_are_retried_then_the_mastership_is_released`, `a_node_that_gave_up_promoting_does_not_start_over_when_elected_again`; pair `a_promotion_that_fails_hangs_or_lies_never_puts_the_vip_on_a_read_only_database` |
+//! | 1: the VIP only on a master with a verified writable database | `vip` | `the_vip_is_installed_only_on_a_master_with_a_writable_database`, `a_verified_promotion_installs_the_vip_and_raises_the_priority`; pair property tests |
+//! | 6: a planned promotion only once the old primary's shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint` |
+//! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
+//! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -89,18 +106,43 @@ pub enum Input {
     Maintenance(bool),
     /// The configured priority changed (reload).
     BasePriority(u8),
-    /// The promotion command finished and the result was verified with a real write (`Ok`
-    /// carries the new timeline), or it failed, timed out, or could not be verified.
-    PromotionFinished(Result<Option<u32>, String>),
+    /// The promotion command finished and a real write succeeded (the proof), or it failed,
+    /// timed out, or could not be verified.
+    PromotionFinished(Result<WriteVerified, String>),
     /// Planned switchover, old primary: leave the election for good (until this database is
     /// rebuilt as a standby); the operator stops the database cleanly next.
     Demote,
-    /// Planned switchover, new primary: the old primary has stopped cleanly and everything up to
-    /// its shutdown checkpoint has arrived here, so promote now, past maintenance and the
-    /// live-primary guard (the operator's tooling checked what they protect against).
-    PlannedPromotion,
+    /// Planned switchover, new primary: promote now, past maintenance and the live-primary
+    /// guard, provided the old primary's shutdown checkpoint (`shutdown_checkpoint`, read by
+    /// this daemon from the stopped old primary) has arrived here (`received`, this standby's
+    /// latest received WAL position): invariant 6, no acknowledged commit left behind.
+    PlannedPromotion {
+        shutdown_checkpoint: u64,
+        received: u64,
+    },
     /// Time passed; re-evaluate deadlines.
     Tick,
+}
+
+/// Proof that the promoted database accepted a real write, with the timeline it is on.
+///
+/// Only the daemon's write check builds one ([`WriteVerified::assertion`] after a write
+/// committed), so a promotion cannot be taken as done on the promote command's word (exit 0
+/// while still in recovery happens). The policy installs the VIP only on this proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteVerified {
+    timeline: Option<u32>,
+}
+
+impl WriteVerified {
+    /// To be called only where a write has just committed on the local database.
+    pub fn assertion(timeline: Option<u32>) -> WriteVerified {
+        WriteVerified { timeline }
+    }
+
+    pub fn timeline(&self) -> Option<u32> {
+        self.timeline
+    }
 }
 
 /// Why a database is fenced.
@@ -166,6 +208,11 @@ pub enum Notice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlannedRefusal {
     NotMaster,
+    /// The old primary's shutdown checkpoint has not arrived here yet.
+    CheckpointNotReceived {
+        checkpoint: u64,
+        received: u64,
+    },
     NotHealthyStandby,
     FencedOrRejoining,
     AlreadyPromoting,
@@ -175,6 +222,21 @@ impl std::fmt::Display for PlannedRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PlannedRefusal::NotMaster => "this node is not the VRRP master yet",
+            PlannedRefusal::CheckpointNotReceived {
+                checkpoint,
+                received,
+            } => {
+                return write!(
+                    f,
+                    "this standby received WAL up to {:X}/{:X}, {} bytes short of the old \
+                     primary's shutdown checkpoint {:X}/{:X}",
+                    received >> 32,
+                    received & 0xffff_ffff,
+                    checkpoint - received,
+                    checkpoint >> 32,
+                    checkpoint & 0xffff_ffff
+                )
+            }
             PlannedRefusal::NotHealthyStandby => "the local database is not a healthy standby",
             PlannedRefusal::FencedOrRejoining => "this node is fenced or waiting for a rejoin",
             PlannedRefusal::AlreadyPromoting => "a promotion is already running",
@@ -341,7 +403,10 @@ impl Policy {
                     out.push(Decision::Notice(Notice::Demoted));
                 }
             }
-            Input::PlannedPromotion => self.planned_promotion(&mut out),
+            Input::PlannedPromotion {
+                shutdown_checkpoint,
+                received,
+            } => self.planned_promotion(shutdown_checkpoint, received, &mut out),
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
@@ -397,8 +462,14 @@ impl Policy {
         }
     }
 
-    fn planned_promotion(&mut self, out: &mut Vec<Decision>) {
-        let refused = if self.vrrp != State::Master {
+    /// Invariant 6: a planned promotion only once the old primary's shutdown checkpoint is here.
+    fn planned_promotion(&mut self, checkpoint: u64, received: u64, out: &mut Vec<Decision>) {
+        let refused = if received < checkpoint {
+            Some(PlannedRefusal::CheckpointNotReceived {
+                checkpoint,
+                received,
+            })
+        } else if self.vrrp != State::Master {
             Some(PlannedRefusal::NotMaster)
         } else if !self.local.is_healthy(DbRole::Standby) {
             Some(PlannedRefusal::NotHealthyStandby)
@@ -420,7 +491,7 @@ impl Policy {
 
     fn promotion_finished(
         &mut self,
-        result: Result<Option<u32>, String>,
+        result: Result<WriteVerified, String>,
         now: Instant,
         out: &mut Vec<Decision>,
     ) {
@@ -428,8 +499,8 @@ impl Policy {
             return;
         };
         match result {
-            Ok(timeline) => {
-                self.local.promoted(timeline);
+            Ok(proof) => {
+                self.local.promoted(proof.timeline());
                 self.promotion = Promotion::Idle;
                 out.push(Decision::Notice(Notice::PromotionSucceeded { attempt }));
             }
@@ -456,24 +527,52 @@ impl Policy {
         }
     }
 
+    /// Every rule, in the order their decisions must be carried out (see the module's table).
     fn evaluate(&mut self, now: Instant) -> Vec<Decision> {
         self.evaluated_at = self.evaluated_at.max(now);
         let mut out = Vec::new();
-        let c = &self.config;
+        // Fencing is carried out last, after the VIP is gone: clients must not be sent to a
+        // database that is being stopped.
+        let mut fences = Vec::new();
+        self.startup_gate(now);
+        self.return_to_service(&mut out);
+        self.fence_old_primary(now, &mut out, &mut fences);
+        let isolated = self.isolation(now, &mut out, &mut fences);
+        self.priority(now, &mut out);
+        self.faults(isolated, &mut out);
+        let hold = self.promotion_step(now, &mut out);
+        if hold != self.sent.hold {
+            self.sent.hold = hold;
+            if let Some(hold) = hold {
+                out.push(Decision::Notice(Notice::PromotionHeld(hold)));
+            }
+        }
+        self.vip(isolated, &mut out);
+        out.extend(fences.into_iter().map(Decision::Fence));
+        if self.startup_done && !self.sent.startup_done {
+            self.sent.startup_done = true;
+            out.push(Decision::Notice(Notice::StartupChecksDone));
+        }
+        out
+    }
 
-        // Start-up gate: say nothing to VRRP until our database's health is settled either way
-        // and we have heard from the peer (or waited long enough), so a transient mastership at
-        // start-up cannot promote and an old primary cannot grab the VIP before its timeline is
-        // compared.
+    /// Start-up gate: say nothing to VRRP until our database's health is settled either way
+    /// and we have heard from the peer (or waited long enough), so a transient mastership at
+    /// start-up cannot promote and an old primary cannot grab the VIP before its timeline is
+    /// compared.
+    fn startup_gate(&mut self, now: Instant) {
         if !self.startup_done {
-            let grace_over = now.saturating_duration_since(self.started_at) >= c.startup_grace;
+            let grace_over =
+                now.saturating_duration_since(self.started_at) >= self.config.startup_grace;
             if self.local.settled() && (self.peer.observed || grace_over) {
                 self.startup_done = true;
             }
         }
+    }
 
-        // A database rebuilt as a healthy standby (a rejoin) is in service again, whatever made
-        // it leave: an older timeline, a fence, a planned demotion.
+    /// A database rebuilt as a healthy standby (a rejoin) is in service again, whatever made
+    /// it leave: an older timeline, a fence, a planned demotion.
+    fn return_to_service(&mut self, out: &mut Vec<Decision>) {
         if (self.needs_rejoin || self.fenced.is_some() || self.demoted)
             && self.local.is_healthy(DbRole::Standby)
         {
@@ -482,19 +581,27 @@ impl Policy {
             self.demoted = false;
             out.push(Decision::Notice(Notice::Rejoined));
         }
+    }
 
-        // Fencing is carried out last, after the VIP is gone: clients must not be sent to a
-        // database that is being stopped.
-        let mut fences = Vec::new();
+    fn peer_primary_alive(&self, now: Instant) -> bool {
+        let c = &self.config;
+        self.peer
+            .primary_within(c.peer_alive_window, c.peer_probe_timeout, now)
+    }
 
-        // Invariant 4: an old primary (older timeline than a live peer primary) never serves. It
-        // is fenced on its first answer as a primary, not after `rise` of them: every probe
-        // interval it runs is one in which it accepts writes.
-        let local_primary = self.local.is_healthy(DbRole::Primary);
-        let peer_primary_alive =
-            self.peer
-                .primary_within(c.peer_alive_window, c.peer_probe_timeout, now);
-        if self.local.answers_as(DbRole::Primary) && peer_primary_alive && !self.needs_rejoin {
+    /// Invariant 4: an old primary (older timeline than a live peer primary) never serves. It
+    /// is fenced on its first answer as a primary, not after `rise` of them: every probe
+    /// interval it runs is one in which it accepts writes.
+    fn fence_old_primary(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Decision>,
+        fences: &mut Vec<FenceReason>,
+    ) {
+        if self.local.answers_as(DbRole::Primary)
+            && self.peer_primary_alive(now)
+            && !self.needs_rejoin
+        {
             if let (Some(local), Some(peer)) = (self.local.timeline, self.peer.primary_timeline) {
                 if peer > local {
                     self.needs_rejoin = true;
@@ -507,8 +614,17 @@ impl Policy {
                 }
             }
         }
+    }
 
-        // Invariant 5: isolated = neither the peer nor a witness quorum answers.
+    /// Invariant 5: isolated = neither the peer nor a witness quorum answers; an isolated
+    /// primary is fenced. Returns whether this node is isolated now.
+    fn isolation(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Decision>,
+        fences: &mut Vec<FenceReason>,
+    ) -> bool {
+        let c = &self.config;
         // A peer we cannot probe for a local reason is not silent: that is our failure, not its.
         let peer_silent = !self.peer.latest_unknown
             && self
@@ -542,23 +658,23 @@ impl Policy {
         // beside it, is in service again.
         if self.fenced == Some(FenceReason::Isolated)
             && !isolated
-            && local_primary
-            && !peer_primary_alive
+            && self.local.is_healthy(DbRole::Primary)
+            && !self.peer_primary_alive(now)
         {
             self.fenced = None;
         }
+        isolated
+    }
 
-        // Priority: a healthy primary outranks any standby; a node that gave up promoting sits low
-        // until a primary serves again (the peer's, or ours promoted by hand).
+    /// Priority and preemption: a healthy primary outranks any standby and preempts; the
+    /// newest primary outranks an old one; a node that gave up promoting sits low until a
+    /// primary serves again (the peer's, or ours promoted by hand).
+    fn priority(&mut self, now: Instant, out: &mut Vec<Decision>) {
         let local_primary = self.local.is_healthy(DbRole::Primary);
-        if self.promotion == Promotion::GaveUp
-            && (local_primary
-                || self
-                    .peer
-                    .primary_within(c.peer_alive_window, c.peer_probe_timeout, now))
-        {
+        if self.promotion == Promotion::GaveUp && (local_primary || self.peer_primary_alive(now)) {
             self.promotion = Promotion::Idle;
         }
+        let c = &self.config;
         let newer_than_peer_primary = self.peer.last_role_primary
             && matches!(
                 (self.local.timeline, self.peer.primary_timeline),
@@ -581,22 +697,24 @@ impl Policy {
             self.sent.priority = Some(priority);
             out.push(Decision::SetPriority(priority));
         }
-
         let preempt = c.preempt || local_primary;
         if self.sent.preempt != Some(preempt) {
             self.sent.preempt = Some(preempt);
             out.push(Decision::SetPreempt(preempt));
         }
+    }
 
-        // Faults: Admin keeps the instance out of the election (start-up gate, old primary,
-        // fenced); Health resigns on a failed database; Isolation drops the VIP of a cut-off node.
+    /// Faults: Admin keeps the instance out of the election (start-up gate, old primary,
+    /// fenced, demoted); Health resigns on a failed database (invariant 3's certain case);
+    /// Isolation drops the VIP of a cut-off node.
+    fn faults(&mut self, isolated: bool, out: &mut Vec<Decision>) {
         let admin =
             !self.startup_done || self.needs_rejoin || self.fenced.is_some() || self.demoted;
         let db_failed = self.local.observed && !self.local.healthy;
         let health = self.startup_done
             && !self.maintenance
             && db_failed
-            && (c.triggers.database_failure || self.local.role != Some(DbRole::Primary));
+            && (self.config.triggers.database_failure || self.local.role != Some(DbRole::Primary));
         for (source, active) in [
             (FaultSource::Admin, admin),
             (FaultSource::Health, health),
@@ -611,19 +729,12 @@ impl Policy {
                 out.push(Decision::SetFault { source, active });
             }
         }
+    }
 
-        // Promotion (invariants 2 and 3) before the VIP, which follows a verified promotion.
-        let hold = self.promotion_step(now, &mut out);
-        if hold != self.sent.hold {
-            self.sent.hold = hold;
-            if let Some(hold) = hold {
-                out.push(Decision::Notice(Notice::PromotionHeld(hold)));
-            }
-        }
-
-        // Invariant 1: the VIP only on the master whose database is writable.
-        // While a promotion runs, its own write check decides: on WarehousePG "not in recovery"
-        // comes before the coordinator can dispatch, so a probe's word is not enough.
+    /// Invariant 1: the VIP only on the master whose database is writable. While a promotion
+    /// runs, its own write check decides ([`WriteVerified`]): on WarehousePG "not in recovery"
+    /// comes before the coordinator can dispatch, so a probe's word is not enough.
+    fn vip(&mut self, isolated: bool, out: &mut Vec<Decision>) {
         let vip = self.vrrp == State::Master
             && self.startup_done
             && !matches!(self.promotion, Promotion::Running { .. })
@@ -640,17 +751,10 @@ impl Policy {
                 Decision::RemoveVip
             });
         }
-
-        out.extend(fences.into_iter().map(Decision::Fence));
-
-        if self.startup_done && !self.sent.startup_done {
-            self.sent.startup_done = true;
-            out.push(Decision::Notice(Notice::StartupChecksDone));
-        }
-        out
     }
 
-    /// Start or continue a promotion when this node is master over a standby database.
+    /// Invariants 2 and 3: start or continue a promotion when this node is master over a
+    /// standby database, unless something holds it (the returned [`Hold`]).
     fn promotion_step(&mut self, now: Instant, out: &mut Vec<Decision>) -> Option<Hold> {
         let c = &self.config;
         let candidate = self.vrrp == State::Master

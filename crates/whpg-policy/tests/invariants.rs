@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use whpg_policy::{
     Decision, Input, LocalSample, PeerSample, Policy, PolicyConfig, Triggers, WalReceiver,
+    WriteVerified,
 };
 use whpg_vrrp::{State, TransitionReason};
 
@@ -64,7 +65,7 @@ fn input() -> impl Strategy<Value = Input> {
         1 => Just(Input::PostmasterExited),
         1 => any::<bool>().prop_map(|quorum| Input::Witness { quorum, round_sent_at: placeholder() }),
         1 => any::<bool>().prop_map(Input::Maintenance),
-        1 => prop_oneof![Just(Ok(Some(3))), Just(Err("failed".to_string()))].prop_map(Input::PromotionFinished),
+        1 => prop_oneof![Just(Ok(WriteVerified::assertion(Some(3)))), Just(Err("failed".to_string()))].prop_map(Input::PromotionFinished),
         2 => Just(Input::Tick),
     ]
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use whpg_policy::{
-    Decision, FenceReason, Hold, Input, LocalSample, Notice, PeerSample, Policy, PolicyConfig,
-    Triggers, WalReceiver,
+    Decision, FenceReason, Hold, Input, LocalSample, Notice, PeerSample, PlannedRefusal, Policy,
+    PolicyConfig, Triggers, WalReceiver, WriteVerified,
 };
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
@@ -413,7 +413,10 @@ fn the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby() {
     let mut run = Run::standby_settled(config());
     run.at(550, Input::Peer(PeerSample::DatabaseDown));
     run.master(700, TransitionReason::MasterResigned);
-    let out = run.at(850, Input::PromotionFinished(Ok(Some(2))));
+    let out = run.at(
+        850,
+        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
+    );
     // The peer was last seen as a primary on timeline 1: whatever comes back there (a restart,
     // a healed partition) must not outrank us, primary bonus or not.
     assert!(out.contains(&Decision::SetPriority(254)), "{out:?}");
@@ -431,7 +434,10 @@ fn a_verified_promotion_installs_the_vip_and_raises_the_priority() {
     run.at(550, Input::Peer(PeerSample::DatabaseDown));
     run.master(700, TransitionReason::MasterResigned);
     assert!(run.decided(|d| *d == Decision::Promote { attempt: 1 }));
-    let out = run.at(850, Input::PromotionFinished(Ok(Some(2))));
+    let out = run.at(
+        850,
+        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
+    );
     assert!(out.contains(&Decision::Notice(Notice::PromotionSucceeded { attempt: 1 })));
     assert!(out.contains(&Decision::InstallVip));
     // 254, not 98 + 100: the peer was last seen as a primary on the older timeline.
@@ -730,7 +736,10 @@ fn the_database_turning_primary_during_promotion_is_no_fault() {
         !out.contains(&Decision::InstallVip),
         "the VIP waits for the promotion's own write check: {out:?}"
     );
-    let out = run.at(800, Input::PromotionFinished(Ok(Some(2))));
+    let out = run.at(
+        800,
+        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
+    );
     assert!(out.contains(&Decision::InstallVip), "{out:?}");
 }
 
@@ -768,7 +777,13 @@ fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
     // New primary: in maintenance (no automatic promotion), master after the old one resigned.
     let mut new = Run::standby_settled(config());
     new.at(550, Input::Maintenance(true));
-    let refused = new.at(560, Input::PlannedPromotion);
+    let refused = new.at(
+        560,
+        Input::PlannedPromotion {
+            shutdown_checkpoint: 0x300_0028,
+            received: 0x300_00a0,
+        },
+    );
     assert!(refused
         .iter()
         .any(|d| matches!(d, Decision::Notice(Notice::PlannedPromotionRefused(_)))));
@@ -777,10 +792,59 @@ fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
         !new.decided(|d| matches!(d, Decision::Promote { .. })),
         "maintenance holds the automatic path"
     );
-    let out = new.at(800, Input::PlannedPromotion);
+    let out = new.at(
+        800,
+        Input::PlannedPromotion {
+            shutdown_checkpoint: 0x300_0028,
+            received: 0x300_00a0,
+        },
+    );
     assert!(out.contains(&Decision::Promote { attempt: 1 }), "{out:?}");
-    let out = new.at(900, Input::PromotionFinished(Ok(Some(2))));
+    let out = new.at(
+        900,
+        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
+    );
     assert!(out.contains(&Decision::InstallVip), "{out:?}");
+}
+
+#[test]
+fn a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint() {
+    let mut new = Run::standby_settled(config());
+    // As in a switchover: maintenance holds the automatic path, the old primary has stopped.
+    new.at(550, Input::Maintenance(true));
+    new.master(700, TransitionReason::MasterResigned);
+    new.at(700, Input::Peer(PeerSample::DatabaseDown));
+    new.log.clear();
+    // Invariant 6: 0x58 bytes of the old primary's WAL, up to its checkpoint, are not here yet.
+    let out = new.at(
+        800,
+        Input::PlannedPromotion {
+            shutdown_checkpoint: 0x300_0080,
+            received: 0x300_0028,
+        },
+    );
+    let refusal = PlannedRefusal::CheckpointNotReceived {
+        checkpoint: 0x300_0080,
+        received: 0x300_0028,
+    };
+    assert!(
+        out.contains(&Decision::Notice(Notice::PlannedPromotionRefused(refusal))),
+        "{out:?}"
+    );
+    assert_eq!(
+        refusal.to_string(),
+        "this standby received WAL up to 0/3000028, 88 bytes short of the old primary's \
+         shutdown checkpoint 0/3000080"
+    );
+    assert!(!new.decided(|d| matches!(d, Decision::Promote { .. })));
+    let out = new.at(
+        900,
+        Input::PlannedPromotion {
+            shutdown_checkpoint: 0x300_0080,
+            received: 0x300_00f8,
+        },
+    );
+    assert!(out.contains(&Decision::Promote { attempt: 1 }), "{out:?}");
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub enum ApiCommand {
     },
     /// Planned switchover, new primary: promote now (the policy may refuse, with its reason).
     PlannedPromotion {
+        /// The old primary's shutdown checkpoint and what this standby received (LSNs).
+        shutdown_checkpoint: u64,
+        received: u64,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Journal one action done by an API task (switchover and rejoin steps).

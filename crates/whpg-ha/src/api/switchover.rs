@@ -229,7 +229,12 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
         // The old primary resigned; until our instance has taken over, the policy refuses.
         let deadline = Instant::now() + MASTER_WAIT;
         loop {
-            match ask_loop(state, |reply| ApiCommand::PlannedPromotion { reply }).await {
+            let planned = |reply| ApiCommand::PlannedPromotion {
+                shutdown_checkpoint: min_lsn.0,
+                received: received.0,
+                reply,
+            };
+            match ask_loop(state, planned).await {
                 Ok(()) => break,
                 Err(LoopError::Refused(refusal))
                     if refusal.is_transient() && Instant::now() < deadline =>

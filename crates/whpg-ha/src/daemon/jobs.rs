@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
-use whpg_policy::{FenceReason, Input};
+use whpg_policy::{FenceReason, Input, WriteVerified};
 
 use crate::config::{CommandKind, Config, Flavor};
 use crate::db::{observe, write_check, ConnParams};
@@ -97,10 +97,10 @@ impl Jobs {
             let started = Instant::now();
             let result = promote_and_verify(&config).await;
             match &result {
-                Ok(timeline) => info!(
+                Ok(proof) => info!(
                     "promotion attempt {attempt}: writable after {} ms (timeline {})",
                     started.elapsed().as_millis(),
-                    timeline.map_or("?".into(), |t| t.to_string())
+                    proof.timeline().map_or("?".into(), |t| t.to_string())
                 ),
                 Err(e) => error!(
                     "promotion attempt {attempt} failed after {} ms: {e}",
@@ -196,7 +196,9 @@ fn runtime_vars(config: &Config) -> BTreeMap<&'static str, String> {
     vars
 }
 
-async fn promote_and_verify(config: &Config) -> Result<Option<u32>, String> {
+/// The promotion and its proof: [`WriteVerified`] is built only here, right after a write
+/// committed on the local database.
+async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
     let command = PreparedCommand::from_config(config, CommandKind::Promote, &runtime_vars(config))
         .map_err(|e| format!("commands.promote: {e}"))?;
     info!("running {}", command.display_argv());
@@ -241,7 +243,7 @@ async fn promote_and_verify(config: &Config) -> Result<Option<u32>, String> {
                             Err(e) => warn!("{argv_text}: the task ended abnormally: {e}"),
                         }
                     });
-                    return Ok(timeline);
+                    return Ok(WriteVerified::assertion(timeline));
                 }
             }
         }
@@ -270,7 +272,7 @@ async fn promote_and_verify(config: &Config) -> Result<Option<u32>, String> {
         let last_error = match write_check(&params, config.database.flavor, timeout).await {
             Ok(()) => {
                 let timeline = observe(&params, timeout).await.ok().map(|f| f.timeline);
-                return Ok(timeline);
+                return Ok(WriteVerified::assertion(timeline));
             }
             Err(e) => e.to_string(),
         };

@@ -89,6 +89,9 @@ pub struct Runner {
     channels: Channels,
     journal: BackgroundJournal,
     watchdog: Watchdog,
+    /// The time of the input being carried out: every journal entry of one step carries it, so
+    /// the journal stays in time order.
+    step_now: Now,
 }
 
 impl Runner {
@@ -125,6 +128,7 @@ impl Runner {
             channels,
             journal: BackgroundJournal::start(journal),
             watchdog: Watchdog::from_env(),
+            step_now: Now::read(),
         }
     }
 
@@ -261,7 +265,8 @@ impl Runner {
 
     /// One input to the node, and its effects carried out.
     async fn step(&mut self, input: NodeInput<'_>) {
-        let effects = self.node.handle(input, Now::read());
+        self.step_now = Now::read();
+        let effects = self.node.handle(input, self.step_now);
         self.carry_out(effects).await;
     }
 
@@ -356,7 +361,7 @@ impl Runner {
                 }
             }
         }
-        if let Some(entry) = outcome.entry(&self.config.local.name, verb) {
+        if let Some(entry) = outcome.entry(self.step_now.unix_ms, &self.config.local.name, verb) {
             self.journal.record(entry);
         }
     }
@@ -412,16 +417,28 @@ impl Runner {
         use crate::node::{Accepted, Request};
         let (request, reply) = match command {
             ApiCommand::Maintenance { on, reply } => {
-                let (answer, effects) = self.node.request(Request::Maintenance(on), Now::read());
+                self.step_now = Now::read();
+                let (answer, effects) = self.node.request(Request::Maintenance(on), self.step_now);
                 self.carry_out(effects).await;
                 let _ = reply.send(answer.map(|a| matches!(a, Accepted::Maintenance(true))));
                 return;
             }
             ApiCommand::Demote { reply } => (Request::Demote, reply),
-            ApiCommand::PlannedPromotion { reply } => (Request::PlannedPromotion, reply),
+            ApiCommand::PlannedPromotion {
+                shutdown_checkpoint,
+                received,
+                reply,
+            } => (
+                Request::PlannedPromotion {
+                    shutdown_checkpoint,
+                    received,
+                },
+                reply,
+            ),
             ApiCommand::Record { detail, reply } => (Request::Record(detail), reply),
         };
-        let (answer, effects) = self.node.request(request, Now::read());
+        self.step_now = Now::read();
+        let (answer, effects) = self.node.request(request, self.step_now);
         self.carry_out(effects).await;
         let _ = reply.send(answer.map(|_| ()));
     }
@@ -454,7 +471,7 @@ impl VipOutcome {
     }
 
     /// One journal entry for the change (none when nothing changed).
-    fn entry(self, node: &str, verb: &str) -> Option<Entry> {
+    fn entry(self, at_unix_ms: u64, node: &str, verb: &str) -> Option<Entry> {
         if self.changed.is_empty() && self.failed.is_empty() {
             return None;
         }
@@ -466,7 +483,8 @@ impl VipOutcome {
         if !self.failed.is_empty() {
             detail += &format!("; failed: {}", self.failed.join("; "));
         }
-        let mut entry = Entry::new(node, Kind::Action, detail).with("vips", self.changed);
+        let mut entry =
+            Entry::at(at_unix_ms, node, Kind::Action, detail).with("vips", self.changed);
         if !self.unchanged.is_empty() {
             entry = entry.with("unchanged", self.unchanged);
         }

@@ -138,8 +138,12 @@ pub enum Request {
     Maintenance(bool),
     /// Planned switchover, old primary: leave the election.
     Demote,
-    /// Planned switchover, new primary: promote now.
-    PlannedPromotion,
+    /// Planned switchover, new primary: promote now, once the old primary's shutdown checkpoint
+    /// (`shutdown_checkpoint`) is within what this standby received (`received`), both LSNs.
+    PlannedPromotion {
+        shutdown_checkpoint: u64,
+        received: u64,
+    },
     /// Journal a step an API task carried out.
     Record(String),
 }
@@ -358,7 +362,10 @@ impl Node {
                 self.observe(Input::Demote);
                 Ok(Accepted::Done)
             }
-            Request::PlannedPromotion => {
+            Request::PlannedPromotion {
+                shutdown_checkpoint,
+                received,
+            } => {
                 if self.policy.is_none() {
                     return Err(Refusal::NoMonitorToPromote);
                 }
@@ -368,7 +375,10 @@ impl Node {
                     .with("switchover", "promote");
                 self.record(Some(("switchover", text)), entry);
                 self.planned_refusal = None;
-                self.observe(Input::PlannedPromotion);
+                self.observe(Input::PlannedPromotion {
+                    shutdown_checkpoint,
+                    received,
+                });
                 match self.planned_refusal.take() {
                     Some(reason) => Err(Refusal::Planned(reason)),
                     None => Ok(Accepted::Done),

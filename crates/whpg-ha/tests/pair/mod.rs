@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use whpg_ha::config::{self, Config};
 use whpg_ha::node::{Effect, Node, NodeInput, Now, Request};
-use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver};
+use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver, WriteVerified};
 use whpg_vrrp::receive::PacketMeta;
 use whpg_vrrp::State;
 
@@ -517,7 +517,7 @@ impl Pair {
                         db.timeline += 1;
                         db.primary_since = Some(self.now);
                     }
-                    Ok(Some(db.timeline))
+                    Ok(WriteVerified::assertion(Some(db.timeline)))
                 } else {
                     Err(format!(
                         "promote {mode:?}: the database did not accept a write"
