@@ -361,7 +361,11 @@ impl Parser<'_> {
             _ => {
                 self.errors.push(err(
                     vec![w.loc.clone()],
-                    format!("{} {}: expected on/off, true/false or yes/no", s.name(), w.text),
+                    format!(
+                        "{} {}: expected on/off, true/false or yes/no",
+                        s.name(),
+                        w.text
+                    ),
                     "correct the value in the keepalived file",
                 ));
                 return None;
@@ -400,26 +404,63 @@ pub fn seconds_to_ms(text: &str) -> Option<u64> {
             micros += 1; // beyond µs: round up below
         }
     }
-    whole
-        .checked_mul(1000)?
-        .checked_add(micros.div_ceil(1000))
+    whole.checked_mul(1000)?.checked_add(micros.div_ceil(1000))
 }
 
 const GLOBAL_WHY: &[(&str, &str)] = &[
     ("router_id", "whpg-ha names nodes by their [nodes.*] entry"),
-    ("enable_script_security", "whpg-ha runs no scripts: commands are argv lists run as database.os_user"),
-    ("script_user", "whpg-ha runs its commands as database.os_user"),
-    ("notification_email", "whpg-ha sends no mail; watch /metrics, /status or the journal"),
-    ("notification_email_from", "whpg-ha sends no mail; watch /metrics, /status or the journal"),
-    ("smtp_server", "whpg-ha sends no mail; watch /metrics, /status or the journal"),
-    ("smtp_connect_timeout", "whpg-ha sends no mail; watch /metrics, /status or the journal"),
-    ("vrrp_skip_check_adv_addr", "whpg-ha always checks adverts the way keepalived does by default"),
-    ("vrrp_strict", "whpg-ha has no strict mode; it never adds firewall rules"),
-    ("vrrp_gna_interval", "IPv6 neighbour adverts: whpg-ha supports IPv4 VIPs only"),
-    ("vrrp_garp_lower_prio_repeat", "whpg-ha sends a full burst (vrrp.garp.repeat) on a lower-priority advert"),
-    ("vrrp_garp_lower_prio_delay", "whpg-ha sends no second burst after a lower-priority advert"),
-    ("vrrp_garp_master_refresh_repeat", "whpg-ha's refresh burst is vrrp.garp.repeat ARPs"),
-    ("vrrp_mcast_group4", "whpg-ha's multicast group is 224.0.0.18"),
+    (
+        "enable_script_security",
+        "whpg-ha runs no scripts: commands are argv lists run as database.os_user",
+    ),
+    (
+        "script_user",
+        "whpg-ha runs its commands as database.os_user",
+    ),
+    (
+        "notification_email",
+        "whpg-ha sends no mail; watch /metrics, /status or the journal",
+    ),
+    (
+        "notification_email_from",
+        "whpg-ha sends no mail; watch /metrics, /status or the journal",
+    ),
+    (
+        "smtp_server",
+        "whpg-ha sends no mail; watch /metrics, /status or the journal",
+    ),
+    (
+        "smtp_connect_timeout",
+        "whpg-ha sends no mail; watch /metrics, /status or the journal",
+    ),
+    (
+        "vrrp_skip_check_adv_addr",
+        "whpg-ha always checks adverts the way keepalived does by default",
+    ),
+    (
+        "vrrp_strict",
+        "whpg-ha has no strict mode; it never adds firewall rules",
+    ),
+    (
+        "vrrp_gna_interval",
+        "IPv6 neighbour adverts: whpg-ha supports IPv4 VIPs only",
+    ),
+    (
+        "vrrp_garp_lower_prio_repeat",
+        "whpg-ha sends a full burst (vrrp.garp.repeat) on a lower-priority advert",
+    ),
+    (
+        "vrrp_garp_lower_prio_delay",
+        "whpg-ha sends no second burst after a lower-priority advert",
+    ),
+    (
+        "vrrp_garp_master_refresh_repeat",
+        "whpg-ha's refresh burst is vrrp.garp.repeat ARPs",
+    ),
+    (
+        "vrrp_mcast_group4",
+        "whpg-ha's multicast group is 224.0.0.18",
+    ),
 ];
 
 const INSTANCE_WHY: &[(&str, &str)] = &[
@@ -510,12 +551,23 @@ fn parse_global(p: &mut Parser<'_>, block: &[Stmt], g: &mut Global, notes: &mut 
 }
 
 const SCRIPT_KEYS: &[&str] = &[
-    "script", "interval", "timeout", "weight", "rise", "fall", "user", "init_fail",
+    "script",
+    "interval",
+    "timeout",
+    "weight",
+    "rise",
+    "fall",
+    "user",
+    "init_fail",
 ];
 
 fn parse_vrrp_script(p: &mut Parser<'_>, stmt: &Stmt, notes: &mut Vec<Note>) -> VrrpScript {
     let mut vs = VrrpScript {
-        name: stmt.args.first().map(|w| w.text.clone()).unwrap_or_default(),
+        name: stmt
+            .args
+            .first()
+            .map(|w| w.text.clone())
+            .unwrap_or_default(),
         loc: stmt.loc().clone(),
         command: None,
         interval_ms: None,
@@ -585,7 +637,11 @@ const INSTANCE_KEYS: &[&str] = &[
 
 fn parse_instance(p: &mut Parser<'_>, stmt: &Stmt) -> Instance {
     let mut i = Instance {
-        name: stmt.args.first().map(|w| w.text.clone()).unwrap_or_default(),
+        name: stmt
+            .args
+            .first()
+            .map(|w| w.text.clone())
+            .unwrap_or_default(),
         loc: stmt.loc().clone(),
         state: None,
         interface: None,
@@ -616,7 +672,8 @@ fn parse_instance(p: &mut Parser<'_>, stmt: &Stmt) -> Instance {
         match s.name() {
             "state" => {
                 i.state = p.string(&s);
-                i.notes.push(note(s.loc(), shown(&s), why(INSTANCE_WHY, "state")));
+                i.notes
+                    .push(note(s.loc(), shown(&s), why(INSTANCE_WHY, "state")));
             }
             "interface" => i.interface = p.string(&s),
             "virtual_router_id" => i.vrid = p.u8v(&s, 1, 255),
@@ -647,8 +704,9 @@ fn parse_instance(p: &mut Parser<'_>, stmt: &Stmt) -> Instance {
             "unicast_peer" => {
                 i.unicast_block = Some(s.loc().clone());
                 for peer in s.block.as_deref().unwrap_or(&[]) {
-                    let words: Vec<&Word> =
-                        std::iter::once(&peer.keyword).chain(peer.args.iter()).collect();
+                    let words: Vec<&Word> = std::iter::once(&peer.keyword)
+                        .chain(peer.args.iter())
+                        .collect();
                     let mut k = 0;
                     while k < words.len() {
                         let w = words[k];
@@ -720,8 +778,7 @@ fn parse_instance(p: &mut Parser<'_>, stmt: &Stmt) -> Instance {
                     }
                 }
             }
-            k @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop"
-            | "notify") => {
+            k @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify") => {
                 if let Some(w) = p.arg(&s) {
                     i.notify.push((
                         k.to_string(),
@@ -733,14 +790,19 @@ fn parse_instance(p: &mut Parser<'_>, stmt: &Stmt) -> Instance {
                 }
                 i.notes.push(note(s.loc(), shown(&s), why(INSTANCE_WHY, k)));
             }
-            other => i.notes.push(note(s.loc(), shown(&s), why(INSTANCE_WHY, other))),
+            other => i
+                .notes
+                .push(note(s.loc(), shown(&s), why(INSTANCE_WHY, other))),
         }
     }
     i
 }
 
 fn parse_auth(p: &mut Parser<'_>, s: &Stmt, i: &mut Instance) {
-    for a in resplit(s.block.as_deref().unwrap_or(&[]), &["auth_type", "auth_pass"]) {
+    for a in resplit(
+        s.block.as_deref().unwrap_or(&[]),
+        &["auth_type", "auth_pass"],
+    ) {
         match a.name() {
             "auth_type" => i.auth_type = p.string(&a),
             "auth_pass" => i.auth_pass = p.string(&a),
@@ -983,13 +1045,23 @@ pub fn convert(
             .instances
             .iter()
             .map(|i| {
-                let vips: Vec<String> =
-                    i.vips.iter().map(|v| format!("{}/{}", v.address, v.prefix)).collect();
+                let vips: Vec<String> = i
+                    .vips
+                    .iter()
+                    .map(|v| format!("{}/{}", v.address, v.prefix))
+                    .collect();
                 format!(
                     "{} (virtual_router_id {}, VIPs {}) at {}",
                     i.name,
-                    i.vrid.as_ref().map(|v| v.v.to_string()).unwrap_or("unset".into()),
-                    if vips.is_empty() { "none".into() } else { vips.join(" ") },
+                    i.vrid
+                        .as_ref()
+                        .map(|v| v.v.to_string())
+                        .unwrap_or("unset".into()),
+                    if vips.is_empty() {
+                        "none".into()
+                    } else {
+                        vips.join(" ")
+                    },
                     i.loc
                 )
             })
@@ -1008,7 +1080,11 @@ pub fn convert(
                 None => {
                     errors.push(err(
                         vec![],
-                        format!("{} has no vrrp_instance {name}; it has: {}", d.path, list.join("; ")),
+                        format!(
+                            "{} has no vrrp_instance {name}; it has: {}",
+                            d.path,
+                            list.join("; ")
+                        ),
                         "pass --instance with one of these names",
                     ));
                     continue;
@@ -1053,28 +1129,68 @@ pub fn convert(
 
     // -- settings both nodes share
     let version_of = |d: &ConfData, i: &Instance| -> Val<u8> {
-        i.version.clone().or_else(|| d.global.version.clone()).unwrap_or(Val {
-            v: 2,
-            loc: i.loc.clone(),
-        })
+        i.version
+            .clone()
+            .or_else(|| d.global.version.clone())
+            .unwrap_or(Val {
+                v: 2,
+                loc: i.loc.clone(),
+            })
     };
     let version = version_of(&datas[0], a);
     if two {
         let b = &chosen[1];
-        same(&mut errors, "virtual_router_id", a.vrid.as_ref(), b.vrid.as_ref(), files);
+        same(
+            &mut errors,
+            "virtual_router_id",
+            a.vrid.as_ref(),
+            b.vrid.as_ref(),
+            files,
+        );
         let vb = version_of(&datas[1], b);
         if version.v != vb.v {
             errors.push(err(
                 vec![version.loc.clone(), vb.loc.clone()],
-                format!("the VRRP version differs between the two files: {} and {}", version.v, vb.v),
+                format!(
+                    "the VRRP version differs between the two files: {} and {}",
+                    version.v, vb.v
+                ),
                 "both nodes must use the same VRRP version; correct one file",
             ));
         }
-        let adv = |i: &Instance| i.advert_ms.clone().map(|v| Val { v: fmt_ms(v.v), loc: v.loc });
-        same(&mut errors, "advert_int", adv(a).as_ref(), adv(b).as_ref(), files);
-        same(&mut errors, "interface", a.interface.as_ref(), b.interface.as_ref(), files);
-        let ty = |i: &Instance| i.auth_type.clone().map(|v| Val { v: v.v.to_ascii_uppercase(), loc: v.loc });
-        same(&mut errors, "auth_type", ty(a).as_ref(), ty(b).as_ref(), files);
+        let adv = |i: &Instance| {
+            i.advert_ms.clone().map(|v| Val {
+                v: fmt_ms(v.v),
+                loc: v.loc,
+            })
+        };
+        same(
+            &mut errors,
+            "advert_int",
+            adv(a).as_ref(),
+            adv(b).as_ref(),
+            files,
+        );
+        same(
+            &mut errors,
+            "interface",
+            a.interface.as_ref(),
+            b.interface.as_ref(),
+            files,
+        );
+        let ty = |i: &Instance| {
+            i.auth_type.clone().map(|v| Val {
+                v: v.v.to_ascii_uppercase(),
+                loc: v.loc,
+            })
+        };
+        same(
+            &mut errors,
+            "auth_type",
+            ty(a).as_ref(),
+            ty(b).as_ref(),
+            files,
+        );
         match (&a.auth_pass, &b.auth_pass) {
             (Some(x), Some(y)) if x.v.chars().take(8).ne(y.v.chars().take(8)) => errors.push(err(
                 vec![x.loc.clone(), y.loc.clone()],
@@ -1089,7 +1205,13 @@ pub fn convert(
             _ => {}
         }
         let v3 = |i: &Instance| i.v3_checksum_as_v2.clone();
-        same(&mut errors, "v3_checksum_as_v2", v3(a).as_ref(), v3(b).as_ref(), files);
+        same(
+            &mut errors,
+            "v3_checksum_as_v2",
+            v3(a).as_ref(),
+            v3(b).as_ref(),
+            files,
+        );
         // The VIPs, in order, with their device and label.
         let key = |v: &Vip| (v.address, v.prefix, v.device.clone(), v.label.clone());
         let ka: Vec<_> = a.vips.iter().map(key).collect();
@@ -1124,7 +1246,10 @@ pub fn convert(
         if a.peers.is_empty() != b.peers.is_empty() {
             let (with, without) = if a.peers.is_empty() { (b, a) } else { (a, b) };
             errors.push(err(
-                vec![with.unicast_block.clone().unwrap_or(with.loc.clone()), without.loc.clone()],
+                vec![
+                    with.unicast_block.clone().unwrap_or(with.loc.clone()),
+                    without.loc.clone(),
+                ],
                 "one file uses unicast (unicast_peer) and the other multicast",
                 "use unicast_peer in both files or in neither",
             ));
@@ -1149,7 +1274,10 @@ pub fn convert(
     if scripts::is_placeholder(&interface.v) {
         errors.push(err(
             vec![interface.loc.clone()],
-            format!("interface is still the template placeholder {}", interface.v),
+            format!(
+                "interface is still the template placeholder {}",
+                interface.v
+            ),
             "fill in the interface name in the keepalived file",
         ));
     }
@@ -1185,7 +1313,10 @@ pub fn convert(
     if version.v == 3 && advert_ms % 10 != 0 {
         errors.push(err(
             a.advert_ms.iter().map(|v| v.loc.clone()).collect(),
-            format!("advert_int {} s is not a multiple of 10 ms (VRRPv3 carries centiseconds)", advert_ms as f64 / 1000.0),
+            format!(
+                "advert_int {} s is not a multiple of 10 ms (VRRPv3 carries centiseconds)",
+                advert_ms as f64 / 1000.0
+            ),
             "round advert_int to a multiple of 0.01",
         ));
     }
@@ -1213,7 +1344,11 @@ pub fn convert(
                 "VRRPv3 has no authentication (keepalived ignores it with version 3)",
             ));
         } else if p.v.is_empty() {
-            notes.push(note(&p.loc, "auth_pass \"\"", "an empty password means no authentication"));
+            notes.push(note(
+                &p.loc,
+                "auth_pass \"\"",
+                "an empty password means no authentication",
+            ));
         } else {
             let pass: String = if p.v.len() > 8 {
                 notes.push(note(
@@ -1232,7 +1367,10 @@ pub fn convert(
             } else {
                 p.v.clone()
             };
-            auth_pass = Some(Val { v: pass, loc: p.loc.clone() });
+            auth_pass = Some(Val {
+                v: pass,
+                loc: p.loc.clone(),
+            });
         }
     }
     if !errors.is_empty() {
@@ -1243,7 +1381,11 @@ pub fn convert(
     let addr_given = |k: usize| opts.node_addresses.as_ref().and_then(|v| v.get(k).copied());
     if let Some(addrs) = &opts.node_addresses {
         if addrs.len() != 2 {
-            errors.push(err(vec![], format!("--node-addresses lists {} addresses", addrs.len()), "give two: the first file's node, then the other node"));
+            errors.push(err(
+                vec![],
+                format!("--node-addresses lists {} addresses", addrs.len()),
+                "give two: the first file's node, then the other node",
+            ));
         }
     }
     if let Some(names) = &opts.node_names {
@@ -1385,7 +1527,10 @@ pub fn convert(
         }
     } else {
         for (k, n) in nodes.iter_mut().enumerate() {
-            let rid = datas.get(k).filter(|_| k < chosen.len()).and_then(|d| d.global.router_id.clone());
+            let rid = datas
+                .get(k)
+                .filter(|_| k < chosen.len())
+                .and_then(|d| d.global.router_id.clone());
             match rid {
                 Some(r) if valid_node_name(&r.v) && !scripts::is_placeholder(&r.v) => {
                     n.name = r.v.clone();
@@ -1404,11 +1549,13 @@ pub fn convert(
             }
         }
     }
-    for n in &nodes {
-        assumptions.push(format!(
-            "node {} ({}) is named after {}; pass --node-names to choose the names (ideally the host names)",
-            n.name, n.address, n.name_from
-        ));
+    if opts.node_names.is_none() {
+        for n in &nodes {
+            assumptions.push(format!(
+                "node {} ({}) is named after {}; pass --node-names to choose the names (ideally the host names)",
+                n.name, n.address, n.name_from
+            ));
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -1426,9 +1573,14 @@ pub fn convert(
     let mut scans: ScriptScan = ScriptScan::default();
     let mut read_paths: Vec<String> = Vec::new();
     let mut script_cache: BTreeMap<(String, String), Option<ScriptScan>> = BTreeMap::new();
-    let mut read = |cmd: &str, conf: &str, loc: &Loc, notes: &mut Vec<Note>, read_paths: &mut Vec<String>| -> Option<ScriptScan> {
+    let mut read = |cmd: &str,
+                    conf: &str,
+                    loc: &Loc,
+                    notes: &mut Vec<Note>,
+                    read_paths: &mut Vec<String>|
+     -> Option<ScriptScan> {
         let path = cmd.split_whitespace().next().unwrap_or("").to_string();
-        if path.is_empty() {
+        if path.is_empty() || is_known_program(&path) {
             return None;
         }
         let key = (path.clone(), conf.to_string());
@@ -1436,7 +1588,10 @@ pub fn convert(
             return c.clone();
         }
         let result = match read_script(&path, conf) {
-            ScriptLookup::Found { path: shown_path, text } => {
+            ScriptLookup::Found {
+                path: shown_path,
+                text,
+            } => {
                 if !read_paths.contains(&shown_path) {
                     read_paths.push(shown_path.clone());
                 }
@@ -1462,24 +1617,38 @@ pub fn convert(
     let mut witness: Vec<(Ipv4Addr, Loc, String)> = Vec::new();
     let mut ping_scripts_seen: BTreeSet<String> = BTreeSet::new();
     for (d, i) in datas.iter().zip(&chosen) {
-        let mut c = Checks { db: None, other: Vec::new(), ping: Vec::new() };
+        let mut c = Checks {
+            db: None,
+            other: Vec::new(),
+            ping: Vec::new(),
+        };
         let tracked: Vec<&Track> = i.tracks.iter().collect();
         for t in &tracked {
             if !d.scripts.iter().any(|s| s.name == t.name) {
-                notes.push(note(&t.loc, format!("track_script {}", t.name), "no vrrp_script of that name"));
+                notes.push(note(
+                    &t.loc,
+                    format!("track_script {}", t.name),
+                    "no vrrp_script of that name",
+                ));
             }
         }
         for vs in &d.scripts {
             let track = tracked.iter().find(|t| t.name == vs.name);
             let Some(cmd) = &vs.command else {
-                notes.push(note(&vs.loc, format!("vrrp_script {}", vs.name), "has no script line"));
+                notes.push(note(
+                    &vs.loc,
+                    format!("vrrp_script {}", vs.name),
+                    "has no script line",
+                ));
                 continue;
             };
             let mut scan = scripts::scan_command(&cmd.v, &cmd.loc);
             let first = cmd.v.split_whitespace().next().unwrap_or("");
             let direct_ping = matches!(first.rsplit('/').next(), Some("ping" | "fping"));
             if !direct_ping {
-                if let Some(file_scan) = read(&cmd.v, &d.path, &cmd.loc, &mut notes, &mut read_paths) {
+                if let Some(file_scan) =
+                    read(&cmd.v, &d.path, &cmd.loc, &mut notes, &mut read_paths)
+                {
                     scan.extend(file_scan);
                 }
             }
@@ -1491,15 +1660,23 @@ pub fn convert(
                     }
                 }
                 for ph in &scan.placeholders {
-                    notes.push(note(&ph.loc, ph.shown(), "still a template placeholder: set [witness] hosts by hand"));
+                    notes.push(note(
+                        &ph.loc,
+                        ph.shown(),
+                        "still a template placeholder: set [witness] hosts by hand",
+                    ));
                 }
                 if ping_scripts_seen.insert(vs.name.clone()) {
                     let mut what = format!("vrrp_script {}", vs.name);
                     if let Some(v) = &vs.interval_ms {
                         what.push_str(&format!(" interval {}", fmt_ms(v.v)));
                     }
-                    if let Some(f) = &vs.fall { what.push_str(&format!(" fall {}", f.v)); }
-                    if let Some(r) = &vs.rise { what.push_str(&format!(" rise {}", r.v)); }
+                    if let Some(f) = &vs.fall {
+                        what.push_str(&format!(" fall {}", f.v));
+                    }
+                    if let Some(r) = &vs.rise {
+                        what.push_str(&format!(" rise {}", r.v));
+                    }
                     notes.push(note(
                         &vs.loc,
                         what,
@@ -1510,19 +1687,33 @@ pub fn convert(
                         },
                     ));
                 }
-                scans.extend(ScriptScan { facts: scan.facts.into_iter().filter(|f| f.kind != FactKind::Gateway).collect(), ..ScriptScan::default() });
+                scans.extend(ScriptScan {
+                    facts: scan
+                        .facts
+                        .into_iter()
+                        .filter(|f| f.kind != FactKind::Gateway)
+                        .collect(),
+                    ..ScriptScan::default()
+                });
                 c.ping.push(vs.clone());
                 continue;
             }
             let Some(track) = track else {
-                notes.push(note(&vs.loc, format!("vrrp_script {}", vs.name), "not tracked by the imported instance"));
+                notes.push(note(
+                    &vs.loc,
+                    format!("vrrp_script {}", vs.name),
+                    "not tracked by the imported instance",
+                ));
                 continue;
             };
             for ph in &scan.placeholders {
                 notes.push(note(&ph.loc, ph.shown(), "still a template placeholder"));
             }
             let weight = track.weight.or(vs.weight.as_ref().map(|w| w.v));
-            scans.extend(ScriptScan { placeholders: Vec::new(), ..scan.clone() });
+            scans.extend(ScriptScan {
+                placeholders: Vec::new(),
+                ..scan.clone()
+            });
             if c.db.is_none() && (scan.probes_database || c.other.is_empty()) {
                 c.db = Some((vs.clone(), weight));
             } else {
@@ -1534,38 +1725,91 @@ pub fn convert(
             let _ = kw;
             if let Some(scan) = read(&cmd.v, &d.path, &cmd.loc, &mut notes, &mut read_paths) {
                 for ph in &scan.placeholders {
-                    notes.push(note(&ph.loc, ph.shown(), if ph.kind == FactKind::Gateway { "still a template placeholder: set [witness] hosts by hand" } else { "still a template placeholder" }));
+                    notes.push(note(
+                        &ph.loc,
+                        ph.shown(),
+                        if ph.kind == FactKind::Gateway {
+                            "still a template placeholder: set [witness] hosts by hand"
+                        } else {
+                            "still a template placeholder"
+                        },
+                    ));
                 }
                 for f in scan.facts.iter().filter(|f| f.kind == FactKind::Gateway) {
                     if let Ok(ip) = f.value.parse() {
                         witness.push((ip, f.loc.clone(), format!("{} in {}", f.how, f.loc.file)));
                     }
                 }
-                scans.extend(ScriptScan { placeholders: Vec::new(), ..scan });
+                scans.extend(ScriptScan {
+                    placeholders: Vec::new(),
+                    ..scan
+                });
             }
         }
         for o in &c.other {
-            notes.push(note(&o.loc, format!("vrrp_script {}", o.name), "a second tracked check; whpg-ha's own database probe replaces the first one only"));
+            notes.push(note(
+                &o.loc,
+                format!("vrrp_script {}", o.name),
+                "a second tracked check; whpg-ha's own database probe replaces the first one only",
+            ));
         }
         checks.push(c);
     }
 
     // -- health from the database check
     let db0 = checks[0].db.clone();
-    let mut health: Vec<(&str, String, Option<Loc>)> = Vec::new();
+    let mut health: Vec<(&str, String, String)> = Vec::new();
     let mut health_comment = Vec::new();
     if let Some((vs, _)) = &db0 {
+        let dflt = |what: &str| format!("keepalived's default{what} (vrrp_script at {})", vs.loc);
+        let at = |l: &Loc| l.to_string();
         let interval = vs.interval_ms.as_ref().map(|v| v.v).unwrap_or(1000);
-        health.push(("interval", fmt_ms(interval), vs.interval_ms.as_ref().map(|v| v.loc.clone()).or(Some(vs.loc.clone()))));
-        let probe_timeout = scans.facts.iter().find(|f| f.kind == FactKind::ProbeTimeout).and_then(|f| seconds_to_ms(&f.value).map(|ms| (ms, f.loc.clone())));
-        let timeout = vs.timeout_ms.as_ref().map(|t| (t.v, t.loc.clone())).or(probe_timeout).unwrap_or((interval, vs.loc.clone()));
+        health.push((
+            "interval",
+            fmt_ms(interval),
+            vs.interval_ms
+                .as_ref()
+                .map(|v| at(&v.loc))
+                .unwrap_or_else(|| dflt("")),
+        ));
+        let probe_timeout = scans
+            .facts
+            .iter()
+            .find(|f| f.kind == FactKind::ProbeTimeout)
+            .and_then(|f| {
+                seconds_to_ms(&f.value).map(|ms| (ms, format!("{} at {}", f.how, f.loc)))
+            });
+        let timeout = vs
+            .timeout_ms
+            .as_ref()
+            .map(|t| (t.v, at(&t.loc)))
+            .or(probe_timeout)
+            .unwrap_or((interval, dflt(": the interval")));
         let timeout_ms = timeout.0.min(10_000);
         if timeout_ms != timeout.0 {
-            notes.push(note(&timeout.1, format!("timeout {}", fmt_ms(timeout.0)), "whpg-ha's probe timeout is at most 10s; 10s is used"));
+            notes.push(note(
+                &vs.loc,
+                format!("vrrp_script {} timeout {}", vs.name, fmt_ms(timeout.0)),
+                "whpg-ha's probe timeout is at most 10s; 10s is used",
+            ));
         }
-        health.push(("timeout", fmt_ms(timeout_ms.max(1)), Some(timeout.1)));
-        health.push(("fall", vs.fall.as_ref().map(|f| f.v).unwrap_or(1).to_string(), Some(vs.fall.as_ref().map(|f| f.loc.clone()).unwrap_or(vs.loc.clone()))));
-        health.push(("rise", vs.rise.as_ref().map(|f| f.v).unwrap_or(1).to_string(), Some(vs.rise.as_ref().map(|f| f.loc.clone()).unwrap_or(vs.loc.clone()))));
+        health.push(("timeout", fmt_ms(timeout_ms.max(1)), timeout.1));
+        health.push((
+            "fall",
+            vs.fall.as_ref().map(|f| f.v).unwrap_or(1).to_string(),
+            vs.fall
+                .as_ref()
+                .map(|f| at(&f.loc))
+                .unwrap_or_else(|| dflt("")),
+        ));
+        health.push((
+            "rise",
+            vs.rise.as_ref().map(|f| f.v).unwrap_or(1).to_string(),
+            vs.rise
+                .as_ref()
+                .map(|f| at(&f.loc))
+                .unwrap_or_else(|| dflt("")),
+        ));
         health_comment.push(format!(
             "# from vrrp_script {} ({}): whpg-ha probes over the PostgreSQL protocol instead of running it",
             vs.name, vs.loc
@@ -1575,13 +1819,24 @@ pub fn convert(
                 format!(
                     "interval {} timeout {} fall {} rise {}",
                     fmt_ms(v.interval_ms.as_ref().map(|x| x.v).unwrap_or(1000)),
-                    v.timeout_ms.as_ref().map(|x| fmt_ms(x.v)).unwrap_or("-".into()),
+                    v.timeout_ms
+                        .as_ref()
+                        .map(|x| fmt_ms(x.v))
+                        .unwrap_or("-".into()),
                     v.fall.as_ref().map(|x| x.v).unwrap_or(1),
                     v.rise.as_ref().map(|x| x.v).unwrap_or(1)
                 )
             };
             if desc(vs) != desc(&vs1) {
-                notes.push(note(&vs1.loc, format!("vrrp_script {} {}", vs1.name, desc(&vs1)), format!("differs from {} in {}; [health] uses the first file's", desc(vs), vs.loc)));
+                notes.push(note(
+                    &vs1.loc,
+                    format!("vrrp_script {} {}", vs1.name, desc(&vs1)),
+                    format!(
+                        "differs from {} in {}; [health] uses the first file's",
+                        desc(vs),
+                        vs.loc
+                    ),
+                ));
             }
         }
     }
@@ -1590,7 +1845,11 @@ pub fn convert(
     let mut triggers = vec!["node-loss", "network-loss"];
     let mut trigger_comment: Vec<String> = Vec::new();
     // The higher-priority node is the one whose database failure matters.
-    let (m, s) = if nodes[0].priority >= nodes[1].priority { (0, 1) } else { (1, 0) };
+    let (m, s) = if nodes[0].priority >= nodes[1].priority {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
     let inst = |k: usize| chosen.get(k).unwrap_or(&chosen[0]);
     let check = |k: usize| checks.get(k).unwrap_or(&checks[0]).db.clone();
     if !two {
@@ -1611,7 +1870,12 @@ pub fn convert(
                 let master_failing = i64::from(nodes[m].priority) + w_m.min(0);
                 let standby_healthy = i64::from(nodes[s].priority) + w_s.max(0);
                 let nopreempt = inst(s).nopreempt.clone();
-                if let Some(np) = &nopreempt {
+                if !two && nopreempt.is_none() {
+                    triggers.push("database-failure");
+                    trigger_comment.push(format!(
+                        "# database-failure kept (whpg-ha's default): with weight {w_m}, whether keepalived moved the VIP on a failed check depended on the other node's priority, which is not in this file; remove it if it did not"
+                    ));
+                } else if let Some(np) = &nopreempt {
                     trigger_comment.push(format!(
                         "# database-failure left out: nopreempt on the standby ({np}) kept the VIP on a coordinator whose database failed its check (weight {w_m})"
                     ));
@@ -1645,7 +1909,11 @@ pub fn convert(
     let mut witness_hosts: Vec<(Ipv4Addr, Loc, String)> = Vec::new();
     for (ip, loc, how) in witness {
         if node_addrs.contains(&ip) || a.vips.iter().any(|v| v.address == ip) {
-            notes.push(note(&loc, format!("ping {ip}"), "a node's address or a VIP cannot be a witness"));
+            notes.push(note(
+                &loc,
+                format!("ping {ip}"),
+                "a node's address or a VIP cannot be a witness",
+            ));
         } else if !witness_hosts.iter().any(|w| w.0 == ip) {
             witness_hosts.push((ip, loc, how));
         }
@@ -1683,7 +1951,8 @@ pub fn convert(
     };
     let data_dir = match &opts.data_directory {
         Some(d) => Some((d.clone(), "--data-directory".to_string())),
-        None => pick(FactKind::DataDirectory, &mut errors).map(|f| (f.value, format!("{} at {}", f.how, f.loc))),
+        None => pick(FactKind::DataDirectory, &mut errors)
+            .map(|f| (f.value, format!("{} at {}", f.how, f.loc))),
     };
     let port = pick(FactKind::Port, &mut errors);
     let user = pick(FactKind::User, &mut errors);
@@ -1693,7 +1962,11 @@ pub fn convert(
         return Err(errors);
     }
     let Some(data_dir) = data_dir else {
-        let looked = if read_paths.is_empty() { "no script could be read".to_string() } else { format!("read: {}", read_paths.join(", ")) };
+        let looked = if read_paths.is_empty() {
+            "no script could be read".to_string()
+        } else {
+            format!("read: {}", read_paths.join(", "))
+        };
         return Err(vec![err(
             vec![],
             format!("no script sets the data directory (COORDINATOR_DATA_DIRECTORY=, PGDATA=, gpactivatestandby -d, pg_ctl -D); {looked}"),
@@ -1701,13 +1974,24 @@ pub fn convert(
         )]);
     };
     if !data_dir.0.starts_with('/') {
-        return Err(vec![err(vec![], format!("the data directory {} ({}) is not an absolute path", data_dir.0, data_dir.1), "pass --data-directory PATH")]);
+        return Err(vec![err(
+            vec![],
+            format!(
+                "the data directory {} ({}) is not an absolute path",
+                data_dir.0, data_dir.1
+            ),
+            "pass --data-directory PATH",
+        )]);
     }
     let port_v = match &port {
         Some(f) => match f.value.parse::<u16>() {
             Ok(p) if p > 0 => Some((p, f)),
             _ => {
-                notes.push(note(&f.loc, f.shown(), "not a port number; database.port is left at its default"));
+                notes.push(note(
+                    &f.loc,
+                    f.shown(),
+                    "not a port number; database.port is left at its default",
+                ));
                 None
             }
         },
@@ -1716,19 +2000,66 @@ pub fn convert(
     let os_user = sudo_user
         .map(|f| (f.value.clone(), format!("{} at {}", f.how, f.loc)))
         .or_else(|| {
-            datas.iter().find_map(|d| d.global.script_user.clone()).map(|u| (u.v, format!("script_user at {}", u.loc)))
+            datas
+                .iter()
+                .find_map(|d| d.global.script_user.clone())
+                .map(|u| (u.v, format!("script_user at {}", u.loc)))
         })
         .filter(|(u, _)| u != "root");
-    let hosts: Vec<&scripts::Fact> = scans.facts.iter().filter(|f| f.kind == FactKind::Host).collect();
-    let loopback = |h: &str| h == "localhost" || h.parse::<Ipv4Addr>().map(|a| a.is_loopback()).unwrap_or(false);
-    let db_host = hosts.iter().find(|h| loopback(&h.value)).map(|h| h.value.clone()).unwrap_or_else(|| "127.0.0.1".into());
-    for h in hosts.iter().filter(|h| !loopback(&h.value)) {
+    let hosts: Vec<&scripts::Fact> = scans
+        .facts
+        .iter()
+        .filter(|f| f.kind == FactKind::Host)
+        .collect();
+    let loopback = |h: &str| {
+        h == "localhost"
+            || h.parse::<Ipv4Addr>()
+                .map(|a| a.is_loopback())
+                .unwrap_or(false)
+    };
+    // A host starting with '/' is a socket directory (libpq's rule).
+    let socket_dirs: BTreeSet<&str> = hosts
+        .iter()
+        .filter(|h| h.value.starts_with('/'))
+        .map(|h| h.value.as_str())
+        .collect();
+    let socket_dir = match socket_dirs.len() {
+        1 => hosts
+            .iter()
+            .find(|h| h.value.starts_with('/'))
+            .map(|h| (*h).clone()),
+        _ => None,
+    };
+    let db_host = hosts
+        .iter()
+        .find(|h| loopback(&h.value))
+        .map(|h| h.value.clone())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    for h in hosts
+        .iter()
+        .filter(|h| !loopback(&h.value) && socket_dir.as_ref().is_none_or(|s| s.value != h.value))
+    {
         notes.push(note(&h.loc, h.shown(), format!("the same file serves both nodes: whpg-ha probes the local database at database.host = \"{db_host}\"")));
     }
-    let dbnames: BTreeSet<&str> = scans.facts.iter().filter(|f| f.kind == FactKind::Dbname).map(|f| f.value.as_str()).collect();
-    let dbname = if dbnames.len() == 1 { scans.facts.iter().find(|f| f.kind == FactKind::Dbname).cloned() } else {
+    let dbnames: BTreeSet<&str> = scans
+        .facts
+        .iter()
+        .filter(|f| f.kind == FactKind::Dbname)
+        .map(|f| f.value.as_str())
+        .collect();
+    let dbname = if dbnames.len() == 1 {
+        scans
+            .facts
+            .iter()
+            .find(|f| f.kind == FactKind::Dbname)
+            .cloned()
+    } else {
         for f in scans.facts.iter().filter(|f| f.kind == FactKind::Dbname) {
-            notes.push(note(&f.loc, f.shown(), "the scripts name different databases; database.dbname is left at its default"));
+            notes.push(note(
+                &f.loc,
+                f.shown(),
+                "the scripts name different databases; database.dbname is left at its default",
+            ));
         }
         None
     };
@@ -1736,17 +2067,30 @@ pub fn convert(
     // -- GARP: the instance's settings override global_defs
     let g0 = &datas[0].global.garp;
     let gi = &a.garp;
-    let min_garp = gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.v).unwrap_or(false);
+    let min_garp = gi
+        .min_garp
+        .clone()
+        .or(g0.min_garp.clone())
+        .map(|v| v.v)
+        .unwrap_or(false);
     let mut garp: Vec<(&str, String, Option<Loc>)> = Vec::new();
     let choose = |inst: &Option<Val<u64>>, glob: &Option<Val<u64>>| inst.clone().or(glob.clone());
     if let Some(r) = choose(&gi.repeat, &g0.repeat) {
         if r.v == 0 || r.v > 100 {
-            notes.push(note(&r.loc, format!("garp_master_repeat {}", r.v), "whpg-ha sends 1 to 100 ARPs per burst; the default 5 is used"));
+            notes.push(note(
+                &r.loc,
+                format!("garp_master_repeat {}", r.v),
+                "whpg-ha sends 1 to 100 ARPs per burst; the default 5 is used",
+            ));
         } else {
             garp.push(("repeat", r.v.to_string(), Some(r.loc)));
         }
     } else if min_garp {
-        garp.push(("repeat", "1".into(), gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.loc)));
+        garp.push((
+            "repeat",
+            "1".into(),
+            gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.loc),
+        ));
     }
     if let Some(v) = g0.interval_ms.clone() {
         garp.push(("interval", fmt_ms(v.v), Some(v.loc)));
@@ -1754,15 +2098,52 @@ pub fn convert(
     if let Some(v) = choose(&gi.master_delay_ms, &g0.master_delay_ms) {
         garp.push(("master_delay", fmt_ms(v.v), Some(v.loc)));
     } else if min_garp {
-        garp.push(("master_delay", "0s".into(), gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.loc)));
+        garp.push((
+            "master_delay",
+            "0s".into(),
+            gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.loc),
+        ));
     }
     if let Some(v) = choose(&gi.refresh_ms, &g0.refresh_ms) {
         garp.push(("refresh", fmt_ms(v.v), Some(v.loc)));
     }
 
+    // The directory of the programs whpg-ha runs, from the one the scripts call by full path: pg_ctl
+    // first (whpg-ha runs it), then gpactivatestandby, then the probes. With warehousepg only when it
+    // differs from the default (bin next to greenplum_path.sh).
+    let bin_dir = [
+        "pg_ctl",
+        "gpactivatestandby",
+        "pg_basebackup",
+        "pg_isready",
+        "psql",
+    ]
+    .iter()
+    .find_map(|prog| {
+        scans
+            .facts
+            .iter()
+            .find(|f| f.kind == FactKind::BinDir && f.how == *prog)
+    })
+    .map(|f| (f.value.clone(), f.clone()))
+    .filter(|(dir, _)| {
+        if flavor.0 != "warehousepg" {
+            return true;
+        }
+        let gp = gp_path
+            .as_ref()
+            .map(|g| g.value.as_str())
+            .unwrap_or("/usr/local/greenplum-db/greenplum_path.sh");
+        let default = format!("{}/bin", gp.rsplit_once('/').map(|x| x.0).unwrap_or(""));
+        *dir != default
+    });
     if flavor.0 != "warehousepg" {
         if let Some(g) = &gp_path {
-            notes.push(note(&g.loc, g.shown(), "greenplum_path is for the warehousepg flavor only"));
+            notes.push(note(
+                &g.loc,
+                g.shown(),
+                "greenplum_path is for the warehousepg flavor only",
+            ));
         }
     }
 
@@ -1770,7 +2151,10 @@ pub fn convert(
     let mut o = String::new();
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();
     let from = |l: &Option<Loc>| l.as_ref().map(|l| format!("  # {l}")).unwrap_or_default();
-    let _ = writeln!(o, "# whpg-ha configuration imported from keepalived by `whpg-ha import-keepalived`.");
+    let _ = writeln!(
+        o,
+        "# whpg-ha configuration imported from keepalived by `whpg-ha import-keepalived`."
+    );
     for (k, c) in confs.iter().enumerate() {
         let _ = writeln!(o, "# keepalived file: {} (node {})", c.path, nodes[k].name);
         for f in c.loaded.files.iter().filter(|f| f.included_from.is_some()) {
@@ -1785,9 +2169,19 @@ pub fn convert(
     for a in &assumptions {
         let _ = writeln!(o, "# assumed: {a}");
     }
-    let _ = writeln!(o, "# The same file goes on both nodes. Review it, then check it on each node:");
-    let _ = writeln!(o, "#   whpg-ha check-config /etc/whpg-ha/whpg-ha.toml --node {}", nodes[0].name);
-    let _ = writeln!(o, "# Keys not written keep their defaults (docs/configuration.md).");
+    let _ = writeln!(
+        o,
+        "# The same file goes on both nodes. Review it, then check it on each node:"
+    );
+    let _ = writeln!(
+        o,
+        "#   whpg-ha check-config /etc/whpg-ha/whpg-ha.toml --node {}",
+        nodes[0].name
+    );
+    let _ = writeln!(
+        o,
+        "# Keys not written keep their defaults (docs/configuration.md)."
+    );
     let _ = writeln!(o, "#");
     if notes.is_empty() {
         let _ = writeln!(o, "# not imported: nothing");
@@ -1799,18 +2193,58 @@ pub fn convert(
     }
 
     let _ = writeln!(o, "\n[vrrp]");
-    let _ = writeln!(o, "interface = {}{}", q(&interface.v), from(&Some(interface.loc.clone())));
+    let _ = writeln!(
+        o,
+        "interface = {}{}",
+        q(&interface.v),
+        from(&Some(interface.loc.clone()))
+    );
     let _ = writeln!(o, "vrid = {}{}", vrid.v, from(&Some(vrid.loc.clone())));
-    let _ = writeln!(o, "version = {}{}", version.v, from(&Some(version.loc.clone()).filter(|_| a.version.is_some() || datas[0].global.version.is_some())));
-    let _ = writeln!(o, "advert_interval = {}{}", q(&fmt_ms(advert_ms)), from(&a.advert_ms.as_ref().map(|v| v.loc.clone())));
-    let transport = if a.peers.is_empty() { "multicast" } else { "unicast" };
-    let _ = writeln!(o, "transport = {}{}", q(transport), from(&a.unicast_block.clone()));
+    let _ = writeln!(
+        o,
+        "version = {}{}",
+        version.v,
+        from(
+            &Some(version.loc.clone())
+                .filter(|_| a.version.is_some() || datas[0].global.version.is_some())
+        )
+    );
+    let _ = writeln!(
+        o,
+        "advert_interval = {}{}",
+        q(&fmt_ms(advert_ms)),
+        from(&a.advert_ms.as_ref().map(|v| v.loc.clone()))
+    );
+    let transport = if a.peers.is_empty() {
+        "multicast"
+    } else {
+        "unicast"
+    };
+    let _ = writeln!(
+        o,
+        "transport = {}{}",
+        q(transport),
+        from(&a.unicast_block.clone())
+    );
     if let Some(p) = &auth_pass {
-        let _ = writeln!(o, "auth_pass = {}  # {} (a secret: keep this file readable by root only)", q(&p.v), p.loc);
+        let _ = writeln!(
+            o,
+            "auth_pass = {}  # {} (a secret: keep this file readable by root only)",
+            q(&p.v),
+            p.loc
+        );
     }
-    let _ = writeln!(o, "preempt = false  # see `preempt` under \"not imported\" above");
+    let _ = writeln!(
+        o,
+        "preempt = false  # see `preempt` under \"not imported\" above"
+    );
     if let Some(v) = &a.v3_checksum_as_v2 {
-        let _ = writeln!(o, "v3_checksum = {}{}", q(if v.v { "vrrp-only" } else { "pseudo-header" }), from(&Some(v.loc.clone())));
+        let _ = writeln!(
+            o,
+            "v3_checksum = {}{}",
+            q(if v.v { "vrrp-only" } else { "pseudo-header" }),
+            from(&Some(v.loc.clone()))
+        );
     }
     if !garp.is_empty() {
         let _ = writeln!(o, "\n[vrrp.garp]");
@@ -1821,7 +2255,12 @@ pub fn convert(
     }
     for v in &a.vips {
         let _ = writeln!(o, "\n[[vip]]");
-        let _ = writeln!(o, "address = {}{}", q(&format!("{}/{}", v.address, v.prefix)), from(&Some(v.loc.clone())));
+        let _ = writeln!(
+            o,
+            "address = {}{}",
+            q(&format!("{}/{}", v.address, v.prefix)),
+            from(&Some(v.loc.clone()))
+        );
         if let Some(d) = &v.device {
             let _ = writeln!(o, "device = {}", q(d));
         }
@@ -1830,15 +2269,50 @@ pub fn convert(
         }
     }
     for n in &nodes {
-        let key = if n.name.contains('.') { q(&n.name) } else { n.name.clone() };
+        let key = if n.name.contains('.') {
+            q(&n.name)
+        } else {
+            n.name.clone()
+        };
         let _ = writeln!(o, "\n[nodes.{key}]  # named after {}", n.name_from);
-        let _ = writeln!(o, "address = {}{}", q(&n.address.to_string()), from(&n.address_from).if_empty(if n.address_from.is_none() && opts.node_addresses.is_some() { "  # --node-addresses" } else { "" }));
+        let _ = writeln!(
+            o,
+            "address = {}{}",
+            q(&n.address.to_string()),
+            from(&n.address_from).if_empty(
+                if n.address_from.is_none() && opts.node_addresses.is_some() {
+                    "  # --node-addresses"
+                } else {
+                    ""
+                }
+            )
+        );
         let prio_from = from(&n.priority_from);
-        let _ = writeln!(o, "priority = {}{}", n.priority, if n.priority_from.is_none() { "  # assumed (see the header)".to_string() } else { prio_from });
+        let _ = writeln!(
+            o,
+            "priority = {}{}",
+            n.priority,
+            if n.priority_from.is_none() {
+                "  # assumed (see the header)".to_string()
+            } else {
+                prio_from
+            }
+        );
     }
     let _ = writeln!(o, "\n[database]");
     let _ = writeln!(o, "flavor = {}  # {}", q(flavor.0), flavor.1);
-    let _ = writeln!(o, "host = {}  # probes reach the local database here", q(&db_host));
+    match &socket_dir {
+        Some(f) => {
+            let _ = writeln!(o, "socket_dir = {}  # {} at {}", q(&f.value), f.how, f.loc);
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "host = {}  # probes reach the local database here",
+                q(&db_host)
+            );
+        }
+    }
     if let Some((p, f)) = &port_v {
         let _ = writeln!(o, "port = {p}  # {} at {}", f.how, f.loc);
     }
@@ -1854,17 +2328,30 @@ pub fn convert(
     }
     if flavor.0 == "warehousepg" {
         if let Some(g) = &gp_path {
-            let _ = writeln!(o, "greenplum_path = {}  # {} at {}", q(&g.value), g.how, g.loc);
+            let _ = writeln!(
+                o,
+                "greenplum_path = {}  # {} at {}",
+                q(&g.value),
+                g.how,
+                g.loc
+            );
         }
+    }
+    if let Some((dir, f)) = &bin_dir {
+        let _ = writeln!(o, "bin_dir = {}  # {} at {}", q(dir), f.how, f.loc);
     }
     if !health.is_empty() {
         let _ = writeln!(o, "\n[health]");
         for c in &health_comment {
             let _ = writeln!(o, "{c}");
         }
-        for (k, v, l) in &health {
-            let value = if matches!(*k, "fall" | "rise") { v.clone() } else { q(v) };
-            let _ = writeln!(o, "{k} = {value}{}", from(l));
+        for (k, v, why) in &health {
+            let value = if matches!(*k, "fall" | "rise") {
+                v.clone()
+            } else {
+                q(v)
+            };
+            let _ = writeln!(o, "{k} = {value}  # {why}");
         }
     }
     let _ = writeln!(o, "\n[failover]");
@@ -1888,6 +2375,33 @@ pub fn convert(
         assumptions,
         node_names: nodes.iter().map(|n| n.name.clone()).collect(),
     })
+}
+
+/// Programs named in `script` / `notify` lines that are not scripts to read.
+fn is_known_program(path: &str) -> bool {
+    matches!(
+        path.rsplit('/').next().unwrap_or(path),
+        "pg_isready"
+            | "psql"
+            | "ping"
+            | "fping"
+            | "arping"
+            | "pgrep"
+            | "pidof"
+            | "killall"
+            | "curl"
+            | "wget"
+            | "nc"
+            | "test"
+            | "true"
+            | "false"
+            | "systemctl"
+            | "logger"
+            | "bash"
+            | "sh"
+            | "timeout"
+            | "sudo"
+    )
 }
 
 trait IfEmpty {

@@ -457,7 +457,10 @@ fn expand(
                     message: format!("bad include pattern {:?}: {e}", pattern.text),
                     fix: "correct the glob pattern".into(),
                 })?;
-                paths.filter_map(Result::ok).filter(|p| p.is_file()).collect()
+                paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect()
             } else if full.exists() {
                 vec![full.clone()]
             } else {
@@ -523,7 +526,10 @@ mod tests {
         assert_eq!(words(&b[0]), ["script", "/bin/ping -c 1 10.0.0.1"]);
         assert_eq!(words(&b[1]), ["interval", "2"]);
         assert_eq!(words(&b[2]), ["weight", "-2"]);
-        assert_eq!(words(&s[1]), ["notify_master", "/x/notify.sh MASTER", "gpadmin"]);
+        assert_eq!(
+            words(&s[1]),
+            ["notify_master", "/x/notify.sh MASTER", "gpadmin"]
+        );
         assert_eq!(words(&s[2]), ["auth_pass", "a#b!c"]);
         assert_eq!(words(&s[3]), ["x", "abc de"]);
     }
@@ -558,8 +564,11 @@ mod tests {
 
     #[test]
     fn unclosed_brace_names_the_opening_line() {
-        let err = parse("global_defs {\n}\nvrrp_instance VI_1 {\n  state BACKUP\n", "a.conf")
-            .unwrap_err();
+        let err = parse(
+            "global_defs {\n}\nvrrp_instance VI_1 {\n  state BACKUP\n",
+            "a.conf",
+        )
+        .unwrap_err();
         assert_eq!(err.loc.to_string(), "a.conf:3");
         assert!(err.message.contains("\"vrrp_instance\""), "{err}");
         assert!(err.message.contains("never closed"), "{err}");

@@ -26,6 +26,8 @@ pub enum FactKind {
     /// The probe's own timeout (`pg_isready -t N`), seconds.
     ProbeTimeout,
     Gateway,
+    /// The directory of a database program called by its full path (`how` names the program).
+    BinDir,
 }
 
 impl FactKind {
@@ -40,6 +42,7 @@ impl FactKind {
             FactKind::Dbname => "database name",
             FactKind::ProbeTimeout => "probe timeout",
             FactKind::Gateway => "gateway",
+            FactKind::BinDir => "program directory",
         }
     }
 }
@@ -306,8 +309,11 @@ fn assignment(word: &str) -> Option<(&str, &str)> {
 /// The variable names whose value is one of the facts.
 fn variable_kind(name: &str) -> Option<FactKind> {
     Some(match name {
-        "COORDINATOR_DATA_DIRECTORY" | "MASTER_DATA_DIRECTORY" | "COORDINATOR_DATA_DIR"
-        | "MASTER_DATA_DIR" | "PGDATA" => FactKind::DataDirectory,
+        "COORDINATOR_DATA_DIRECTORY"
+        | "MASTER_DATA_DIRECTORY"
+        | "COORDINATOR_DATA_DIR"
+        | "MASTER_DATA_DIR"
+        | "PGDATA" => FactKind::DataDirectory,
         "PGPORT" | "DB_PORT" => FactKind::Port,
         "DB_USER" | "PGUSER" => FactKind::User,
         "DB_HOST" | "PGHOST" => FactKind::Host,
@@ -373,7 +379,16 @@ fn scan_line(
         let words: Vec<Option<String>> = rest.iter().map(|w| expand(w, vars)).collect();
         for i in 0..words.len() {
             let Some(cmd) = &words[i] else { continue };
-            command(basename(cmd), &words[i + 1..], loc, vars, scan, depth);
+            let name = basename(cmd);
+            if matches!(
+                name,
+                "pg_ctl" | "gpactivatestandby" | "pg_isready" | "psql" | "pg_basebackup"
+            ) {
+                if let Some((dir, _)) = cmd.rsplit_once('/').filter(|(d, _)| d.starts_with('/')) {
+                    scan.push(FactKind::BinDir, dir.to_string(), loc, name.to_string());
+                }
+            }
+            command(name, &words[i + 1..], loc, vars, scan, depth);
         }
     }
 }
@@ -474,10 +489,8 @@ fn command(
                     arg(i)
                 } else if let Some(u) = a.strip_prefix("--user=") {
                     Some(u.to_string())
-                } else if let Some(u) = a.strip_prefix("-u") {
-                    Some(u.to_string())
                 } else {
-                    None
+                    a.strip_prefix("-u").map(str::to_string)
                 };
                 if let Some(u) = user {
                     scan.push(FactKind::OsUser, u, loc, "sudo -u");
