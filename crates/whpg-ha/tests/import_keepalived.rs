@@ -506,6 +506,50 @@ fn conflicting_files_name_both_places_and_never_show_the_password() {
 }
 
 #[test]
+fn settings_that_may_differ_per_node_are_listed_not_dropped() {
+    let dir = tempdir("garp");
+    for n in ["node1", "node2"] {
+        let mut text =
+            std::fs::read_to_string(fixture(&format!("multicast/keepalived.conf.{n}"))).unwrap();
+        if n == "node2" {
+            text = text
+                .replace("vrrp_garp_master_delay 1", "vrrp_garp_master_delay 3")
+                .replace("    fall 2\n", "    fall 4\n");
+        }
+        std::fs::write(dir.join(format!("keepalived.conf.{n}")), text).unwrap();
+    }
+    for f in ["pg_check.sh", "pg_promote.sh"] {
+        std::fs::copy(fixture(&format!("multicast/{f}")), dir.join(f)).unwrap();
+    }
+    let files = [
+        dir.join("keepalived.conf.node1"),
+        dir.join("keepalived.conf.node2"),
+    ];
+    let (imported, config) =
+        import_files(&files, &ScriptDirs::default(), &Options::default()).expect("import");
+    assert_eq!(config.vrrp.garp.master_delay, Duration::from_secs(1));
+    assert_eq!(config.health.fall, 2);
+    assert!(
+        has_note(&imported, "keepalived.conf.node2:5: GARP master_delay 3s"),
+        "{:?}",
+        imported.not_imported
+    );
+    assert!(
+        has_note(&imported, "differs from 1s"),
+        "{:?}",
+        imported.not_imported
+    );
+    assert!(
+        has_note(
+            &imported,
+            "vrrp_script chk_pg interval 500ms timeout 300ms fall 4 rise 2"
+        ),
+        "{:?}",
+        imported.not_imported
+    );
+}
+
+#[test]
 fn template_placeholders_are_errors() {
     let dir = tempdir("template");
     let text = std::fs::read_to_string(fixture("seed-v2/keepalived.conf.master"))

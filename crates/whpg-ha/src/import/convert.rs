@@ -2064,48 +2064,37 @@ pub fn convert(
         None
     };
 
-    // -- GARP: the instance's settings override global_defs
-    let g0 = &datas[0].global.garp;
-    let gi = &a.garp;
-    let min_garp = gi
-        .min_garp
-        .clone()
-        .or(g0.min_garp.clone())
-        .map(|v| v.v)
-        .unwrap_or(false);
-    let mut garp: Vec<(&str, String, Option<Loc>)> = Vec::new();
-    let choose = |inst: &Option<Val<u64>>, glob: &Option<Val<u64>>| inst.clone().or(glob.clone());
-    if let Some(r) = choose(&gi.repeat, &g0.repeat) {
-        if r.v == 0 || r.v > 100 {
-            notes.push(note(
-                &r.loc,
-                format!("garp_master_repeat {}", r.v),
-                "whpg-ha sends 1 to 100 ARPs per burst; the default 5 is used",
-            ));
-        } else {
-            garp.push(("repeat", r.v.to_string(), Some(r.loc)));
+    // -- GARP: the instance's settings override global_defs; the first file's are used
+    let garp = effective_garp(&datas[0].global.garp, &a.garp, &mut notes);
+    if two {
+        let mut ignored = Vec::new();
+        let other = effective_garp(&datas[1].global.garp, &chosen[1].garp, &mut ignored);
+        let value = |list: &[(&str, String, Option<Loc>)], k: &str| {
+            list.iter().find(|g| g.0 == k).map(|g| g.1.clone())
+        };
+        for key in ["repeat", "interval", "master_delay", "refresh"] {
+            let (mine, theirs) = (value(&garp, key), value(&other, key));
+            if mine != theirs {
+                let loc = other
+                    .iter()
+                    .find(|g| g.0 == key)
+                    .and_then(|g| g.2.clone())
+                    .unwrap_or(chosen[1].loc.clone());
+                notes.push(note(
+                    &loc,
+                    format!(
+                        "GARP {key} {} in {}",
+                        theirs.unwrap_or("(keepalived's default)".into()),
+                        datas[1].path
+                    ),
+                    format!(
+                        "differs from {} in {}; [vrrp.garp] uses the first file's",
+                        mine.unwrap_or("keepalived's default".into()),
+                        datas[0].path
+                    ),
+                ));
+            }
         }
-    } else if min_garp {
-        garp.push((
-            "repeat",
-            "1".into(),
-            gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.loc),
-        ));
-    }
-    if let Some(v) = g0.interval_ms.clone() {
-        garp.push(("interval", fmt_ms(v.v), Some(v.loc)));
-    }
-    if let Some(v) = choose(&gi.master_delay_ms, &g0.master_delay_ms) {
-        garp.push(("master_delay", fmt_ms(v.v), Some(v.loc)));
-    } else if min_garp {
-        garp.push((
-            "master_delay",
-            "0s".into(),
-            gi.min_garp.clone().or(g0.min_garp.clone()).map(|v| v.loc),
-        ));
-    }
-    if let Some(v) = choose(&gi.refresh_ms, &g0.refresh_ms) {
-        garp.push(("refresh", fmt_ms(v.v), Some(v.loc)));
     }
 
     // The directory of the programs whpg-ha runs, from the one the scripts call by full path: pg_ctl
@@ -2402,6 +2391,44 @@ fn is_known_program(path: &str) -> bool {
             | "timeout"
             | "sudo"
     )
+}
+
+/// `[vrrp.garp]` from one file: the instance's `garp_*` over global_defs' `vrrp_garp_*`.
+fn effective_garp(
+    g0: &Garp,
+    gi: &Garp,
+    notes: &mut Vec<Note>,
+) -> Vec<(&'static str, String, Option<Loc>)> {
+    let min_garp = gi.min_garp.clone().or(g0.min_garp.clone());
+    let min_on = min_garp.as_ref().is_some_and(|v| v.v);
+    let min_loc = min_garp.map(|v| v.loc);
+    let choose = |inst: &Option<Val<u64>>, glob: &Option<Val<u64>>| inst.clone().or(glob.clone());
+    let mut garp = Vec::new();
+    if let Some(r) = choose(&gi.repeat, &g0.repeat) {
+        if r.v == 0 || r.v > 100 {
+            notes.push(note(
+                &r.loc,
+                format!("garp_master_repeat {}", r.v),
+                "whpg-ha sends 1 to 100 ARPs per burst; the default 5 is used",
+            ));
+        } else {
+            garp.push(("repeat", r.v.to_string(), Some(r.loc)));
+        }
+    } else if min_on {
+        garp.push(("repeat", "1".into(), min_loc.clone()));
+    }
+    if let Some(v) = choose(&gi.interval_ms, &g0.interval_ms) {
+        garp.push(("interval", fmt_ms(v.v), Some(v.loc)));
+    }
+    if let Some(v) = choose(&gi.master_delay_ms, &g0.master_delay_ms) {
+        garp.push(("master_delay", fmt_ms(v.v), Some(v.loc)));
+    } else if min_on {
+        garp.push(("master_delay", "0s".into(), min_loc));
+    }
+    if let Some(v) = choose(&gi.refresh_ms, &g0.refresh_ms) {
+        garp.push(("refresh", fmt_ms(v.v), Some(v.loc)));
+    }
+    garp
 }
 
 trait IfEmpty {

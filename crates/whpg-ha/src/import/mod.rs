@@ -112,14 +112,16 @@ pub fn validate(imported: &Imported) -> Result<crate::config::Config, Vec<String
             Ok(c) => {
                 first.get_or_insert(c);
             }
-            Err(errs) => return Err(errs
-                .iter()
-                .map(|e| {
-                    format!(
+            Err(errs) => {
+                return Err(errs
+                    .iter()
+                    .map(|e| {
+                        format!(
                         "the imported configuration does not pass check-config (node {name}): {e}"
                     )
-                })
-                .collect()),
+                    })
+                    .collect())
+            }
         }
     }
     first.ok_or_else(|| vec!["no nodes were imported".to_string()])
