@@ -130,6 +130,10 @@ fn seed_v1_pair_with_weight_50_and_preempt() {
     assert!(has_note(&imported, "keepalived.conf.master:29: preempt"));
     assert!(has_note(&imported, "check_my_service.sh:4: DB_HOST=whpg-m"));
     assert!(has_note(&imported, "enable_script_security"));
+    assert!(has_note(
+        &imported,
+        "keepalived.conf.master:5: script_user gpadmin"
+    ));
     // The header says where the output came from, and lists the same notes.
     assert!(imported
         .toml

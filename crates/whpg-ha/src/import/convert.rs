@@ -544,7 +544,10 @@ fn parse_global(p: &mut Parser<'_>, block: &[Stmt], g: &mut Global, notes: &mut 
         match s.name() {
             "router_id" => g.router_id = p.string(&s),
             "vrrp_version" => g.version = p.u8v(&s, 2, 3),
-            "script_user" => g.script_user = p.string(&s),
+            "script_user" => {
+                g.script_user = p.string(&s);
+                notes.push(note(s.loc(), shown(&s), why(GLOBAL_WHY, "script_user")));
+            }
             other => notes.push(note(s.loc(), shown(&s), why(GLOBAL_WHY, other))),
         }
     }
@@ -605,7 +608,14 @@ fn parse_vrrp_script(p: &mut Parser<'_>, stmt: &Stmt, notes: &mut Vec<Note>) -> 
             }
             "rise" => vs.rise = p.uint(&s, 1, 1000),
             "fall" => vs.fall = p.uint(&s, 1, 1000),
-            "user" => vs.user = p.string(&s),
+            "user" => {
+                vs.user = p.string(&s);
+                notes.push(note(
+                    s.loc(),
+                    shown(&s),
+                    "whpg-ha probes the database itself; its commands run as database.os_user",
+                ));
+            }
             _ => notes.push(note(s.loc(), shown(&s), "no whpg-ha equivalent")),
         }
     }
