@@ -44,6 +44,12 @@ pub enum Command {
     History(HistoryArgs),
     /// Build a namespace lab with a PostgreSQL pair and show a failover with a millisecond timeline (root).
     Demo,
+    /// Write a whpg-ha configuration reproducing a keepalived setup (one node's keepalived.conf or both).
+    ///
+    /// Reads the files (and their includes) and the check / notify scripts they name, never running
+    /// them. The configuration goes to stdout (or --out); every keepalived option that could not be
+    /// mapped is listed as a comment in it and on stderr.
+    ImportKeepalived(ImportKeepalivedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +130,36 @@ pub struct MaintenanceArgs {
     /// `on` stops automatic failover until `off`.
     #[arg(value_enum)]
     pub mode: OnOff,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportKeepalivedArgs {
+    /// keepalived.conf of one node, or of both (e.g. keepalived.conf.master keepalived.conf.backup).
+    #[arg(value_name = "KEEPALIVED.CONF", required = true, num_args = 1..=2)]
+    pub files: Vec<PathBuf>,
+    /// Directory with the check and notify scripts (found by file name). Once for all files, or once
+    /// per file in the same order. Default: each file's own directory, then the path as written.
+    #[arg(long, value_name = "DIR")]
+    pub scripts: Vec<PathBuf>,
+    /// Names for the [nodes.*] entries: the first file's node, then the other (default: router_id,
+    /// else the address).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub node_names: Option<Vec<String>>,
+    /// Addresses of the nodes, same order (for multicast setups without mcast_src_ip).
+    #[arg(long, value_name = "IP,IP", value_delimiter = ',')]
+    pub node_addresses: Option<Vec<std::net::Ipv4Addr>>,
+    /// The vrrp_instance to import when a file has several.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// The coordinator's data directory, when no script sets it.
+    #[arg(long, value_name = "PATH")]
+    pub data_directory: Option<String>,
+    /// Write the configuration to FILE (mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing --out file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -23,5 +23,6 @@ fn main() -> ExitCode {
             args.json,
         ),
         Command::Demo => whpg_ha::demo::demo_command(),
+        Command::ImportKeepalived(args) => whpg_ha::import::import_keepalived_command(&args),
     }
 }
