@@ -1,5 +1,6 @@
 //! The append-only journal: every transition, decision and action of the daemon, one JSON object
-//! per line, each line fsync'd before the call returns (design invariant 8).
+//! per line, each line fsync'd by [`Journal::record`] before it returns; the daemon calls it from the
+//! writer thread of [`BackgroundJournal`], so the decision loop never waits on the disk (invariant 8).
 //!
 //! `[journal] path` is a directory. It holds `journal.jsonl` (being written) and the rotated
 //! `journal.1.jsonl` (the newest rotated) to `journal.N.jsonl` (the oldest). When an entry would
