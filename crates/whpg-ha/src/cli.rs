@@ -44,6 +44,16 @@ pub enum Command {
     History(HistoryArgs),
     /// Build a namespace lab with a PostgreSQL pair and show a failover with a millisecond timeline (root).
     Demo,
+    /// Write the manual pages and shell completions into a directory (used to build the packages).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateDocsArgs {
+    /// Directory to write `whpg-ha.1`, the subcommands' pages and the bash/zsh/fish completions into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod exec;
 pub mod fence;
+pub mod gendocs;
 pub mod journal;
 pub mod metrics;
 pub mod net;

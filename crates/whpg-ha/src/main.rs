@@ -23,5 +23,6 @@ fn main() -> ExitCode {
             args.json,
         ),
         Command::Demo => whpg_ha::demo::demo_command(),
+        Command::GenerateDocs(args) => whpg_ha::gendocs::generate_docs_command(&args.out),
     }
 }
