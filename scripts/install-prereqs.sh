@@ -12,6 +12,11 @@ packages=(
   procps          # pgrep/ps used by the lab's cleanup
   postgresql-15   # the coordinator stand-in (WarehousePG cannot be built here)
   postgresql-client-15
+  rpm             # rpm -qp: the package test reads the .rpm's files, scripts and requirements
+  binutils        # objdump: the package test reads the binary's glibc symbol versions
+  python3-venv    # the venv holding ziglang and cargo-zigbuild (the glibc 2.28 build)
+  man-db          # the package test renders the installed man page
+  dpkg-dev        # dpkg-shlibdeps: cargo-deb computes the libc6 dependency with it
 )
 
 missing=()
@@ -45,4 +50,17 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 command -v cargo >/dev/null 2>&1 || { echo "install-prereqs: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+
+# Packaging (scripts/package.sh, scripts/test-packages.sh): cargo-deb and cargo-generate-rpm from
+# crates.io, built once; zig and cargo-zigbuild from PyPI into a venv (prebuilt, seconds).
+cargo_tools=(cargo-deb@3.8.0 cargo-generate-rpm@0.21.1)
+for tool in "${cargo_tools[@]}"; do
+  command -v "${tool%@*}" >/dev/null 2>&1 || cargo install --locked --quiet "$tool"
+done
+zig_venv="${WHPG_ZIG_VENV:-/opt/whpg-ha-build/venv}"
+if ! "$zig_venv/bin/python" -c 'import ziglang' >/dev/null 2>&1 || [[ ! -x "$zig_venv/bin/cargo-zigbuild" ]]; then
+  echo "install-prereqs: creating $zig_venv with ziglang and cargo-zigbuild"
+  /usr/bin/python3 -m venv "$zig_venv"
+  "$zig_venv/bin/pip" install --quiet --disable-pip-version-check ziglang==0.17.1 cargo-zigbuild==0.24.1
+fi
 echo "install-prereqs: ok"

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/install-prereqs.sh
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
+# The .deb and .rpm around a glibc-2.28 binary: built, inspected, installed and purged here.
+scripts/test-packages.sh
 # One trial of two faults against keepalived: proves the benchmark harness still runs end to end
 # (its figures, from a debug build on a busy machine, are not the published ones).
 cargo run -q -p whpg-bench -- --smoke --out target/bench-smoke

@@ -50,6 +50,16 @@ pub enum Command {
     /// them. The configuration goes to stdout (or --out); every keepalived option that could not be
     /// mapped is listed as a comment in it and on stderr.
     ImportKeepalived(ImportKeepalivedArgs),
+    /// Write the manual pages and shell completions into a directory (used to build the packages).
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateDocsArgs {
+    /// Directory to write `whpg-ha.1`, the subcommands' pages and the bash/zsh/fish completions into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

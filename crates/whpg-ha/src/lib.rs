@@ -14,6 +14,7 @@ pub mod demo;
 pub mod exec;
 pub mod fence;
 pub mod import;
+pub mod gendocs;
 pub mod journal;
 pub mod metrics;
 pub mod net;

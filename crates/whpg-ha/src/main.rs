@@ -24,5 +24,6 @@ fn main() -> ExitCode {
         ),
         Command::Demo => whpg_ha::demo::demo_command(),
         Command::ImportKeepalived(args) => whpg_ha::import::import_keepalived_command(&args),
+        Command::GenerateDocs(args) => whpg_ha::gendocs::generate_docs_command(&args.out),
     }
 }
