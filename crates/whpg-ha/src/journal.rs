@@ -7,16 +7,29 @@
 //! take the current file past the size limit, the files shift by one and the oldest beyond the
 //! kept count is deleted.
 //!
-//! Entries are rare (state changes), so writing and syncing on the daemon's loop is cheap. A write
-//! that fails is logged (at most once a minute) and counted; it never stops the daemon.
+//! Entries are rare (state changes). The daemon writes them from a thread of its own
+//! ([`BackgroundJournal`]) through a bounded queue: a full queue never blocks the daemon's loop; the
+//! entry is counted as dropped and a `N journal entries dropped` notice takes its place in the
+//! journal as soon as the queue has room. A write that fails is logged (at most once a minute) and
+//! counted; it never stops the daemon.
+//!
+//! Files are created mode 0640 (the daemon's user writes, its group, say the operators', may read
+//! `whpg-ha history`; others nothing) and the directory 0750. A journal directory or file that is a
+//! symbolic link is refused, for writing and for reading: whoever can write the parent directory
+//! could otherwise point it at a file of the daemon's user (or root's) and have it appended to.
+//!
+//! Reading goes backwards from the newest entry, in chunks, and stops once it has enough: a page of
+//! the newest entries (or of those before a [`Cursor`]) never reads every file.
 //!
 //! A crash can leave a torn last line. The reader skips any line that does not parse, and the
 //! writer starts a fresh line after it, so a torn line never costs a later entry.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +44,16 @@ pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_KEEP: usize = 5;
 /// At most one log line about failed writes per this period (the counter sees them all).
 const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(60);
+/// Mode of the journal files: the daemon's user writes, its group reads.
+pub const FILE_MODE: u32 = 0o640;
+/// Mode of a journal directory the daemon creates.
+pub const DIR_MODE: u32 = 0o750;
+/// Entries the background writer's queue holds before new ones are dropped (and counted).
+pub const DEFAULT_QUEUE: usize = 1024;
+/// Bytes read at a time when reading a file backwards.
+const READ_CHUNK: u64 = 64 * 1024;
+/// The longest line a cursor check reads.
+const MAX_LINE: u64 = 1 << 20;
 
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +184,37 @@ pub enum JournalError {
     Missing { path: PathBuf },
     #[error("cannot read the journal {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error(
+        "the journal path {path} is a symbolic link; whpg-ha does not follow links in its journal \
+         (whoever can change the link could make it write elsewhere): point [journal] path at the \
+         real directory, or replace the link with a directory"
+    )]
+    Symlink { path: PathBuf },
+    #[error(
+        "history cursor `{cursor}` is not one: pass back the value of a previous answer's \
+         next cursor unchanged, or leave it out for the newest entries"
+    )]
+    BadCursor { cursor: String },
+    #[error(
+        "history cursor `{cursor}` no longer names an entry: the journal was rotated past it; start \
+         again without a cursor"
+    )]
+    StaleCursor { cursor: String },
+}
+
+/// Refuses a path that is a symbolic link (`lstat`; a missing path is fine).
+fn refuse_symlink(path: &Path) -> Result<(), JournalError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(JournalError::Symlink {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Maps the `ELOOP` of an `O_NOFOLLOW` open of a symbolic link to [`JournalError::Symlink`].
+fn is_symlink_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
 }
 
 /// The writer, owned by the daemon's loop.
@@ -184,18 +238,27 @@ pub struct Journal {
 impl Journal {
     /// Open the journal directory `path` (created if missing) for appending. The current file
     /// is rotated once it would grow past `max_bytes`; `keep` rotated files are kept.
+    ///
+    /// A directory created here gets mode [`DIR_MODE`], files [`FILE_MODE`]; an existing file with
+    /// a wider mode is narrowed to it. The directory or the current file being a symbolic link is
+    /// an error ([`JournalError::Symlink`]).
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> Result<Journal, JournalError> {
+        refuse_symlink(path)?;
         if path.exists() && !path.is_dir() {
             return Err(JournalError::NotADirectory {
                 path: path.to_path_buf(),
             });
         }
         if !path.is_dir() {
-            fs::create_dir_all(path).map_err(|source| JournalError::CreateDir {
-                path: path.to_path_buf(),
-                user: current_user(),
-                source,
-            })?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(path)
+                .map_err(|source| JournalError::CreateDir {
+                    path: path.to_path_buf(),
+                    user: current_user(),
+                    source,
+                })?;
         }
         let (file, size, torn) = open_current(path)?;
         Ok(Journal {
@@ -350,14 +413,29 @@ fn open_current(dir: &Path) -> Result<(File, u64, bool), JournalError> {
         user: current_user(),
         source,
     };
-    let existed = path.exists();
+    let existed = fs::symlink_metadata(&path).is_ok();
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .map_err(open_error)?;
-    let size = file.metadata().map_err(open_error)?.len();
+        .map_err(|e| {
+            if is_symlink_error(&e) {
+                JournalError::Symlink { path: path.clone() }
+            } else {
+                open_error(e)
+            }
+        })?;
+    let meta = file.metadata().map_err(open_error)?;
+    if meta.permissions().mode() & 0o7777 & !FILE_MODE != 0 {
+        // Written by an older version, or by hand: no wider than FILE_MODE.
+        let narrowed = meta.permissions().mode() & FILE_MODE;
+        file.set_permissions(fs::Permissions::from_mode(narrowed))
+            .map_err(open_error)?;
+    }
+    let size = meta.len();
     let torn = size > 0 && {
         let mut last = [0u8; 1];
         file.seek(SeekFrom::End(-1))
@@ -424,81 +502,218 @@ fn passwd_name(uid: u32) -> Option<String> {
     })
 }
 
+/// Where entries go: a [`Journal`], or (in tests) anything else that takes them in order.
+pub trait Sink: Send + 'static {
+    /// Writes one entry; never fails (a journal problem must never stop the daemon).
+    fn record(&mut self, entry: &Entry);
+}
+
+impl Sink for Journal {
+    fn record(&mut self, entry: &Entry) {
+        Journal::record(self, entry);
+    }
+}
+
 /// A [`Journal`] written by a thread of its own. [`BackgroundJournal::record`] queues the entry
 /// and returns, so an fsync held up by a busy disk (a database recovering next to us) never delays
 /// the decisions behind it, such as a fence or a promotion. Entries keep their order; dropping
 /// the writer writes what is queued first.
+///
+/// The queue is bounded ([`DEFAULT_QUEUE`] entries). When it is full, `record` does not wait: the
+/// entry is dropped and counted ([`BackgroundJournal::dropped`]), the first drop of a run is
+/// logged, and the next entry that finds room is preceded by a notice `N journal entries dropped`
+/// (fields `dropped`, `dropped_total`), so a gap in the journal is always visible in the journal.
 pub struct BackgroundJournal {
-    queue: Option<std::sync::mpsc::Sender<Entry>>,
+    queue: Option<SyncSender<Entry>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Written inline when no thread could be started.
-    inline: Option<Journal>,
+    inline: Option<Box<dyn Sink>>,
+    capacity: usize,
+    /// Dropped since the last notice that reached the queue.
+    pending_drops: u64,
+    dropped_total: u64,
+    /// The node of the last entry (for the notice written at shutdown).
+    node: String,
 }
 
 impl BackgroundJournal {
-    pub fn start(mut journal: Journal) -> BackgroundJournal {
-        let (queue, entries) = std::sync::mpsc::channel::<Entry>();
-        let (tx, rx) = std::sync::mpsc::channel::<Journal>();
+    pub fn start(journal: Journal) -> BackgroundJournal {
+        BackgroundJournal::with_sink(journal, DEFAULT_QUEUE)
+    }
+
+    /// A writer thread for any [`Sink`], with a queue of `capacity` entries (at least 1).
+    pub fn with_sink(sink: impl Sink, capacity: usize) -> BackgroundJournal {
+        let capacity = capacity.max(1);
+        let (queue, entries) = std::sync::mpsc::sync_channel::<Entry>(capacity);
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Sink>>();
         let spawned = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || {
-                let Ok(mut journal) = rx.recv() else {
+                let Ok(mut sink) = rx.recv() else {
                     return;
                 };
                 for entry in entries {
-                    journal.record(&entry);
+                    sink.record(&entry);
                 }
             });
+        let sink: Box<dyn Sink> = Box::new(sink);
+        let inline = |sink| BackgroundJournal {
+            queue: None,
+            thread: None,
+            inline: Some(sink),
+            capacity,
+            pending_drops: 0,
+            dropped_total: 0,
+            node: String::new(),
+        };
         match spawned {
-            Ok(thread) => match tx.send(journal) {
+            Ok(thread) => match tx.send(sink) {
                 Ok(()) => BackgroundJournal {
                     queue: Some(queue),
                     thread: Some(thread),
                     inline: None,
+                    capacity,
+                    pending_drops: 0,
+                    dropped_total: 0,
+                    node: String::new(),
                 },
-                Err(std::sync::mpsc::SendError(back)) => {
-                    journal = back;
-                    BackgroundJournal::inline(journal)
-                }
+                Err(std::sync::mpsc::SendError(back)) => inline(back),
             },
             Err(e) => {
                 error!("cannot start the journal writer thread ({e}): writing inline");
-                BackgroundJournal::inline(journal)
+                inline(sink)
             }
         }
     }
 
-    fn inline(journal: Journal) -> BackgroundJournal {
-        BackgroundJournal {
-            queue: None,
-            thread: None,
-            inline: Some(journal),
+    /// Entries dropped because the queue was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_total
+    }
+
+    /// Queues `entry` without waiting (see the type's documentation for a full queue).
+    pub fn record(&mut self, entry: Entry) {
+        let Some(queue) = &self.queue else {
+            if let Some(sink) = &mut self.inline {
+                sink.record(&entry);
+            }
+            return;
+        };
+        if self.node != entry.node {
+            self.node.clone_from(&entry.node);
+        }
+        if self.pending_drops > 0 {
+            let notice = self.drop_notice(&entry.node);
+            match queue.try_send(notice) {
+                Ok(()) => self.pending_drops = 0,
+                Err(_) => {
+                    self.count_drop();
+                    return;
+                }
+            }
+        }
+        if queue.try_send(entry).is_err() {
+            self.count_drop();
         }
     }
 
-    pub fn record(&mut self, entry: Entry) {
-        if let Some(queue) = &self.queue {
-            // Fails only once the writer thread is gone (it never returns early).
-            let _ = queue.send(entry);
-        } else if let Some(journal) = &mut self.inline {
-            journal.record(&entry);
+    fn count_drop(&mut self) {
+        if self.pending_drops == 0 {
+            error!(
+                "the journal writer is behind (its queue of {} entries is full): dropping entries \
+                 until it catches up; the journal will say how many",
+                self.capacity
+            );
         }
+        self.pending_drops += 1;
+        self.dropped_total += 1;
+    }
+
+    fn drop_notice(&self, node: &str) -> Entry {
+        Entry::new(
+            node,
+            Kind::Notice,
+            format!(
+                "{} journal entries dropped: the journal writer fell behind (its queue holds {} entries)",
+                self.pending_drops, self.capacity
+            ),
+        )
+        .with("dropped", self.pending_drops)
+        .with("dropped_total", self.dropped_total)
     }
 }
 
 impl Drop for BackgroundJournal {
     fn drop(&mut self) {
-        self.queue.take();
+        if let Some(queue) = self.queue.take() {
+            if self.pending_drops > 0 {
+                // Shutting down: waiting for room is fine now.
+                let _ = queue.send(self.drop_notice(&self.node));
+            }
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
+/// A position in the journal for paging backwards: the entry it names and everything newer are
+/// excluded. Written as `INODE-OFFSET-AT` (the file's inode, which a rotation's rename keeps, the
+/// entry's byte offset in it, and its `at_unix_ms`, checked so that a reused inode is noticed).
+/// Treat it as opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    inode: u64,
+    offset: u64,
+    at_unix_ms: u64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.inode, self.offset, self.at_unix_ms)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = JournalError;
+    fn from_str(text: &str) -> Result<Cursor, JournalError> {
+        let bad = || JournalError::BadCursor {
+            cursor: text.chars().take(64).collect(),
+        };
+        let mut parts = text.split('-').map(|p| p.parse::<u64>().map_err(|_| bad()));
+        let cursor = Cursor {
+            inode: parts.next().ok_or_else(bad)??,
+            offset: parts.next().ok_or_else(bad)??,
+            at_unix_ms: parts.next().ok_or_else(bad)??,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(cursor)
+    }
+}
+
+/// A page of the journal: entries oldest first, and the cursor for the page before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    /// Pass as `before` for the older entries; `None` when the oldest kept entry is in this page.
+    pub next: Option<Cursor>,
+}
+
 /// The newest `limit` entries of the journal in directory `path`, oldest first, across the
 /// rotated files. `limit == 0` means all. Lines that do not parse (a torn last line after a
 /// crash) are skipped.
 pub fn read(path: &Path, limit: usize) -> Result<Vec<Entry>, JournalError> {
+    read_page(path, limit, None).map(|page| page.entries)
+}
+
+/// The newest `limit` entries (0: all) older than `before` (none: the newest of all), oldest first.
+///
+/// Reads backwards from the newest file, in chunks, and stops as soon as it has `limit` entries:
+/// the cost is that of the page, not of the journal.
+pub fn read_page(path: &Path, limit: usize, before: Option<Cursor>) -> Result<Page, JournalError> {
+    refuse_symlink(path)?;
     if !path.is_dir() {
         return Err(if path.exists() {
             JournalError::NotADirectory {
@@ -517,40 +732,162 @@ pub fn read(path: &Path, limit: usize) -> Result<Vec<Entry>, JournalError> {
     let mut rotated = rotated_files(path).map_err(read_error)?;
     rotated.sort();
     // Newest first: the current file, then journal.1, journal.2, ...
-    let files = std::iter::once(path.join(CURRENT)).chain(rotated.into_iter().map(|(_, p)| p));
-    let mut newest_first: Vec<Vec<Entry>> = Vec::new();
-    let mut count = 0;
-    for file in files {
-        let entries = match read_file(&file) {
-            Ok(entries) => entries,
+    let names = std::iter::once(path.join(CURRENT)).chain(rotated.into_iter().map(|(_, p)| p));
+    let mut files: Vec<(File, u64, u64)> = Vec::new();
+    for name in names {
+        let file = match open_for_reading(&name) {
+            Ok(file) => file,
             // Rotated away or never written.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(JournalError::Read { path: file, source }),
+            Err(JournalError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => return Err(e),
         };
-        count += entries.len();
-        newest_first.push(entries);
-        if limit != 0 && count >= limit {
+        let meta = file.metadata().map_err(|source| JournalError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        // A rotation between two opens can show one file under two names: read it once.
+        if files.iter().any(|(_, ino, _)| *ino == meta.ino()) {
+            continue;
+        }
+        files.push((file, meta.ino(), meta.len()));
+    }
+
+    let mut start = 0;
+    let mut end_of_first = None;
+    if let Some(cursor) = before {
+        let stale = || JournalError::StaleCursor {
+            cursor: cursor.to_string(),
+        };
+        let index = files
+            .iter()
+            .position(|(_, ino, _)| *ino == cursor.inode)
+            .ok_or_else(stale)?;
+        let (file, _, len) = &mut files[index];
+        if cursor.offset > *len
+            || entry_at(file, cursor.offset)?.map(|e| e.at_unix_ms) != Some(cursor.at_unix_ms)
+        {
+            return Err(stale());
+        }
+        start = index;
+        end_of_first = Some(cursor.offset);
+    }
+
+    let want = if limit == 0 { usize::MAX } else { limit };
+    // Newest first, with where each starts.
+    let mut found: Vec<(Cursor, Entry)> = Vec::new();
+    let mut exhausted = true;
+    for (n, (file, inode, len)) in files.iter_mut().enumerate().skip(start) {
+        let end = if n == start {
+            end_of_first.unwrap_or(*len)
+        } else {
+            *len
+        };
+        let missing = want - found.len();
+        let got = read_backwards(file, end, missing).map_err(|source| JournalError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        found.extend(got.into_iter().map(|(offset, entry)| {
+            let cursor = Cursor {
+                inode: *inode,
+                offset,
+                at_unix_ms: entry.at_unix_ms,
+            };
+            (cursor, entry)
+        }));
+        if found.len() >= want {
+            exhausted = false;
             break;
         }
     }
-    let mut all: Vec<Entry> = newest_first.into_iter().rev().flatten().collect();
-    if limit != 0 && all.len() > limit {
-        all.drain(..all.len() - limit);
-    }
-    Ok(all)
+    let next = if exhausted {
+        None
+    } else {
+        found.last().map(|(cursor, _)| *cursor)
+    };
+    Ok(Page {
+        entries: found.into_iter().rev().map(|(_, entry)| entry).collect(),
+        next,
+    })
 }
 
-/// Every entry of one file that parses, in file order.
-fn read_file(path: &Path) -> io::Result<Vec<Entry>> {
-    let reader = BufReader::new(File::open(path)?);
-    let mut entries = Vec::new();
-    for line in reader.split(b'\n') {
-        let line = line?;
-        if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
-            entries.push(entry);
-        }
+/// Opens a journal file for reading, refusing a symbolic link.
+fn open_for_reading(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|source| {
+            if is_symlink_error(&source) {
+                JournalError::Symlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                JournalError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })
+}
+
+/// The entry whose line starts at `offset`, if one does.
+fn entry_at(file: &mut File, offset: u64) -> Result<Option<Entry>, JournalError> {
+    let read = |file: &mut File| -> io::Result<Vec<u8>> {
+        file.seek(SeekFrom::Start(offset))?;
+        let mut line = Vec::new();
+        BufReader::new(file.take(MAX_LINE)).read_until(b'\n', &mut line)?;
+        Ok(line)
+    };
+    let line = read(file).map_err(|source| JournalError::Read {
+        path: PathBuf::from(format!("(journal file, offset {offset})")),
+        source,
+    })?;
+    Ok(serde_json::from_slice::<Entry>(line.trim_ascii_end()).ok())
+}
+
+/// Up to `want` entries of the bytes `[0, end)` of `file`, newest first, each with the offset its
+/// line starts at. Reads backwards in chunks of [`READ_CHUNK`] and stops once it has `want`.
+fn read_backwards(file: &mut File, end: u64, want: usize) -> io::Result<Vec<(u64, Entry)>> {
+    let mut out = Vec::new();
+    if want == 0 {
+        return Ok(out);
     }
-    Ok(entries)
+    let push = |out: &mut Vec<(u64, Entry)>, offset: u64, line: &[u8]| {
+        if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
+            out.push((offset, entry));
+        }
+    };
+    // `data` holds the bytes [pos, line_end): a chunk and the start of a line that began in it.
+    let mut pos = end;
+    let mut carry: Vec<u8> = Vec::new();
+    while pos > 0 {
+        let start = pos.saturating_sub(READ_CHUNK);
+        let mut data = vec![0u8; (pos - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut data)?;
+        data.extend_from_slice(&carry);
+        let mut line_end = data.len();
+        while let Some(newline) = data[..line_end].iter().rposition(|b| *b == b'\n') {
+            push(
+                &mut out,
+                start + newline as u64 + 1,
+                &data[newline + 1..line_end],
+            );
+            if out.len() >= want {
+                return Ok(out);
+            }
+            line_end = newline;
+        }
+        data.truncate(line_end);
+        carry = data;
+        pos = start;
+    }
+    // The file's first line.
+    push(&mut out, 0, &carry);
+    Ok(out)
 }
 
 /// `whpg-ha history`: print the local journal (no daemon needed).

@@ -74,3 +74,85 @@ fn check_config_on_a_missing_file_names_it() {
         "{stderr}"
     );
 }
+
+/// The example file with node names no real host has.
+fn example_with_foreign_nodes(dir: &Path, edit: &dyn Fn(String) -> String) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("temp dir");
+    let path = dir.join("foreign.toml");
+    let text = std::fs::read_to_string(example("whpg-ha.toml"))
+        .expect("example")
+        .replace("[nodes.cdw]", "[nodes.whpgtesta]")
+        .replace("[nodes.scdw]", "[nodes.whpgtestb]");
+    std::fs::write(&path, edit(text)).expect("write config");
+    path
+}
+
+#[test]
+fn check_config_without_node_on_a_foreign_host_checks_every_node() {
+    let dir = std::env::temp_dir().join(format!("whpg-ha-config-every-{}", std::process::id()));
+    let good = example_with_foreign_nodes(&dir, &|t| t);
+    let out = whpg_ha()
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .expect("run whpg-ha");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.starts_with("# validated for nodes whpgtesta, whpgtestb: this host (name ")
+            && stdout.contains(") is neither; pass --node"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("error"), "{stderr}");
+
+    let bad = example_with_foreign_nodes(&dir, &|t| t.replace("priority = 98", "priority = 0"));
+    let out = whpg_ha()
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .expect("run whpg-ha");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(out.stdout.is_empty());
+    // Reported once, not once per node.
+    assert_eq!(
+        stderr.matches("nodes.whpgtestb.priority = 0").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("checked for nodes whpgtesta, whpgtestb"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_config_never_echoes_an_unquoted_password() {
+    let dir = std::env::temp_dir().join(format!("whpg-ha-config-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("secret.toml");
+    let text = std::fs::read_to_string(example("whpg-ha.toml")).expect("example");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("auth_pass"))
+        .expect("the example sets auth_pass")
+        .to_string();
+    std::fs::write(&bad, text.replace(&line, "auth_pass = 12345678")).expect("write");
+    let out = whpg_ha()
+        .arg("check-config")
+        .arg(&bad)
+        .args(["--node", "cdw"])
+        .output()
+        .expect("run whpg-ha");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("vrrp.auth_pass"), "{stderr}");
+    assert!(!stderr.contains("12345678"), "password echoed: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -469,3 +469,158 @@ fn toml_syntax_errors_name_the_line() {
     let e = errors.iter().next().expect("one error");
     assert_eq!(e.line, Some(3), "{e}");
 }
+
+#[test]
+fn echoed_values_are_safe_to_print() {
+    let long = "x".repeat(200);
+    // (what, configuration text, key of the error, must appear, must not appear)
+    let cases: Vec<(&str, String, &str, String, Vec<String>)> = vec![
+        (
+            "unquoted password: the parser's message quotes it",
+            edit("vrid = 51", "vrid = 51\nauth_pass = 12345678"),
+            "vrrp.auth_pass",
+            "invalid type: integer `********`".into(),
+            vec!["12345678".into()],
+        ),
+        (
+            "password of the wrong type, a float",
+            edit("vrid = 51", "vrid = 51\nauth_pass = 1234.5678"),
+            "vrrp.auth_pass",
+            "`********`".into(),
+            vec!["1234.5678".into()],
+        ),
+        (
+            "password as an array",
+            edit("vrid = 51", "vrid = 51\nauth_pass = [\"hunter22\"]"),
+            "vrrp.auth_pass",
+            "invalid type".into(),
+            vec!["hunter22".into()],
+        ),
+        (
+            "unquoted password that breaks the TOML syntax",
+            edit("vrid = 51", "vrid = 51\nauth_pass = s3cr3tpw"),
+            "",
+            "line 5:".into(),
+            vec!["s3cr3tpw".into()],
+        ),
+        (
+            "a password-like key the file does not know",
+            add("db_password = 987654321"),
+            "database.db_password",
+            "unknown field `db_password`".into(),
+            vec!["987654321".into()],
+        ),
+        (
+            "a token of the wrong type",
+            add("[api]\ntoken = 55554444"),
+            "api.token",
+            "unknown field `token`".into(),
+            vec!["55554444".into()],
+        ),
+        (
+            "control characters are escaped",
+            edit(
+                "interface = \"eth1\"",
+                "interface = \"e\\u001b[2Jth1234567890123\"",
+            ),
+            "vrrp.interface",
+            "\"e\\u001B[2Jth1234567890123\"".into(),
+            vec!["\u{1b}".into()],
+        ),
+        (
+            "a huge value is cut with its size",
+            edit("interface = \"eth1\"", &format!("interface = \"{long}\"")),
+            "vrrp.interface",
+            format!("vrrp.interface = \"{}…\" (200 bytes)", "x".repeat(80)),
+            vec!["x".repeat(81)],
+        ),
+        (
+            "a huge value in the parser's own message is cut too",
+            edit("vrid = 51", &format!("vrid = \"{long}\"")),
+            "vrrp.vrid",
+            format!("\"{}…\" (200 bytes)", "x".repeat(80)),
+            vec!["x".repeat(81)],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, key, wanted, unwanted) in &cases {
+        let errors = errors_of(text, Some("cdw"));
+        let shown = errors.to_string();
+        let keyed = key.is_empty() || errors.iter().any(|e| e.key == *key);
+        let leaked: Vec<&String> = unwanted
+            .iter()
+            .filter(|u| shown.contains(u.as_str()))
+            .collect();
+        if !keyed || !shown.contains(wanted.as_str()) || !leaked.is_empty() {
+            failures.push(format!(
+                "{what}: expected key {key:?} and {wanted:?}, none of {leaked:?}; got:\n  {}",
+                shown.replace('\n', "\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn secret_keys_are_one_list() {
+    use whpg_ha::config::is_secret_key;
+    for key in [
+        "vrrp.auth_pass",
+        "database.password",
+        "database.db_password",
+        "api.token",
+        "api.tokens[0]",
+        "x.client_secret",
+    ] {
+        assert!(is_secret_key(key), "{key} must be secret");
+    }
+    for key in [
+        "database.password_file",
+        "api.token_file",
+        "vrrp.vrid",
+        "database.user",
+    ] {
+        assert!(!is_secret_key(key), "{key} is not a secret");
+    }
+}
+
+#[test]
+fn without_a_node_the_file_is_checked_for_every_node() {
+    use whpg_ha::config::check_every_node;
+    let elsewhere = || Ok::<_, String>("build-host.example".to_string());
+    let check = check_every_node(BASE, &elsewhere).expect("this host is no node: every node");
+    assert_eq!(check.nodes, ["cdw", "scdw"]);
+    assert!(check.all_valid(), "{:?}", check.results);
+    assert_eq!(
+        check.summary(),
+        "validated for nodes cdw, scdw: this host (name \"build-host.example\") is neither; \
+         pass --node NAME to print that node's effective configuration"
+    );
+    let locals: Vec<String> = check
+        .results
+        .iter()
+        .map(|(_, r)| r.as_ref().expect("valid").local.name.clone())
+        .collect();
+    assert_eq!(locals, ["cdw", "scdw"], "each run is for its node");
+
+    let broken = edit("priority = 98", "priority = 0");
+    let check = check_every_node(&broken, &elsewhere).expect("every node");
+    assert!(!check.all_valid());
+    assert!(
+        check.summary().starts_with("checked for nodes cdw, scdw"),
+        "{}",
+        check.summary()
+    );
+
+    // This host is a node (full or short name), or the file names one: the usual single check.
+    assert!(check_every_node(BASE, &|| Ok("scdw.example".to_string())).is_none());
+    assert!(check_every_node(BASE, &|| Ok("cdw".to_string())).is_none());
+    assert!(check_every_node(&format!("node = \"cdw\"\n{BASE}"), &elsewhere).is_none());
+    // Without a host name at all, every node is checked and the summary says why.
+    let check = check_every_node(BASE, &|| Err("no host name".to_string())).expect("every node");
+    assert!(
+        check.summary().contains("unknown (no host name)"),
+        "{}",
+        check.summary()
+    );
+}

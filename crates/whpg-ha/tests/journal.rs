@@ -413,3 +413,209 @@ fn a_daemon_journals_its_start_election_vip_and_shutdown() {
         .windows(2)
         .all(|w| w[0].at_unix_ms <= w[1].at_unix_ms));
 }
+
+#[test]
+fn journal_files_are_0640_and_symbolic_links_are_refused() {
+    let tmp = TempDir::new("modes");
+    let dir = tmp.path().join("journal");
+    let mut writer = Journal::open(&dir, 1024, 2).expect("open");
+    writer.append(&numbered(1)).expect("append");
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(&dir), journal::DIR_MODE, "a created directory");
+    assert_eq!(
+        mode(&dir.join(journal::CURRENT)),
+        journal::FILE_MODE,
+        "a created file"
+    );
+    drop(writer);
+
+    // A file left world-writable (by hand, or an older version) is narrowed at open.
+    fs::set_permissions(
+        dir.join(journal::CURRENT),
+        fs::Permissions::from_mode(0o666),
+    )
+    .expect("chmod");
+    drop(Journal::open(&dir, 1024, 2).expect("reopen"));
+    assert_eq!(mode(&dir.join(journal::CURRENT)), 0o640);
+
+    // The journal directory is a link: refused for writing and reading, naming the path.
+    let link = tmp.path().join("linked-journal");
+    std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+    let e = Journal::open(&link, 1024, 2).expect_err("a linked directory");
+    assert!(matches!(e, JournalError::Symlink { .. }), "{e}");
+    assert!(e.to_string().contains(&link.display().to_string()), "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    let e = journal::read(&link, 10).expect_err("reading through a link");
+    assert!(matches!(e, JournalError::Symlink { .. }), "{e}");
+
+    // The current file is a link to a file someone wants appended to: refused, target untouched.
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "precious\n").expect("victim");
+    let dir2 = tmp.path().join("journal2");
+    fs::create_dir(&dir2).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, dir2.join(journal::CURRENT)).expect("symlink");
+    let e = Journal::open(&dir2, 1024, 2).expect_err("a linked journal file");
+    assert!(matches!(e, JournalError::Symlink { .. }), "{e}");
+    assert!(e.to_string().contains(journal::CURRENT), "{e}");
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+    let e = journal::read(&dir2, 10).expect_err("reading a linked file");
+    assert!(matches!(e, JournalError::Symlink { .. }), "{e}");
+}
+
+#[test]
+fn pages_walk_back_through_rotated_files_and_survive_a_rotation() {
+    let tmp = TempDir::new("pages");
+    let dir = tmp.path().join("journal");
+    let line_len = serde_json::to_string(&numbered(10)).expect("json").len() as u64 + 1;
+    let mut writer = Journal::open(&dir, line_len * 3, 10).expect("open");
+    for seq in 10..30 {
+        writer.append(&numbered(seq)).expect("append");
+    }
+    // Walk back 4 at a time: every entry once, in order, then no cursor.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = journal::read_page(&dir, 4, before).expect("a page");
+        assert!(page.entries.len() <= 4);
+        pages.push(seqs(&page.entries));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+        assert!(pages.len() < 20, "paging does not end: {pages:?}");
+    }
+    assert_eq!(pages[0], [26, 27, 28, 29], "the first page is the newest");
+    let walked: Vec<u64> = pages.iter().rev().flatten().copied().collect();
+    assert_eq!(walked, (10..30).collect::<Vec<_>>(), "{pages:?}");
+    // The default is what it was: the newest entries, oldest first.
+    assert_eq!(seqs(&journal::read(&dir, 3).expect("read")), [27, 28, 29]);
+
+    // A cursor taken before a rotation still names the same place after it.
+    let first = journal::read_page(&dir, 5, None).expect("page");
+    let cursor = first.next.expect("older entries exist");
+    for seq in 30..36 {
+        writer.append(&numbered(seq)).expect("append");
+    }
+    let older = journal::read_page(&dir, 3, Some(cursor)).expect("after rotation");
+    assert_eq!(seqs(&older.entries), [22, 23, 24]);
+    // The cursor round-trips through its text form (the API's header and query).
+    let text = cursor.to_string();
+    assert_eq!(text.parse::<journal::Cursor>().expect("parses"), cursor);
+    for bad in ["", "x", "1-2", "1-2-3-4", "-1-2-3"] {
+        let e = bad.parse::<journal::Cursor>().expect_err(bad);
+        assert!(matches!(e, JournalError::BadCursor { .. }), "{bad}: {e}");
+    }
+
+    // Rotated past: the file the cursor named is gone.
+    drop(writer);
+    let mut writer = Journal::open(&dir, line_len * 3, 1).expect("reopen keeping 1");
+    for seq in 36..45 {
+        writer.append(&numbered(seq)).expect("append");
+    }
+    let e = journal::read_page(&dir, 3, Some(cursor)).expect_err("a stale cursor");
+    assert!(matches!(e, JournalError::StaleCursor { .. }), "{e}");
+    assert!(e.to_string().contains("without a cursor"), "{e}");
+}
+
+#[test]
+fn the_newest_page_reads_no_older_file() {
+    let tmp = TempDir::new("lazy");
+    let dir = tmp.path().join("journal");
+    let line_len = serde_json::to_string(&numbered(10)).expect("json").len() as u64 + 1;
+    let mut writer = Journal::open(&dir, line_len * 3, 10).expect("open");
+    for seq in 10..20 {
+        writer.append(&numbered(seq)).expect("append");
+    }
+    drop(writer);
+    // An "older file" that cannot be read at all (a directory): reading it would fail.
+    let oldest = files(&dir)
+        .into_iter()
+        .filter(|n| n != journal::CURRENT)
+        .max_by_key(|n| n.split('.').nth(1).and_then(|n| n.parse::<u32>().ok()))
+        .expect("a rotated file");
+    fs::remove_file(dir.join(&oldest)).expect("rm");
+    fs::create_dir(dir.join(&oldest)).expect("an unreadable journal file");
+    // The newest 4 entries are in the current file and journal.1: read without touching it.
+    assert_eq!(
+        seqs(&journal::read(&dir, 4).expect("the newest page")),
+        [16, 17, 18, 19]
+    );
+    // Asking for everything has to read it, and says so.
+    let e = journal::read(&dir, 0).expect_err("all of it");
+    assert!(matches!(e, JournalError::Read { .. }), "{e}");
+}
+
+/// A sink that holds the writer thread until told to go, and keeps what it got.
+struct GatedSink {
+    entered: std::sync::mpsc::Sender<()>,
+    gate: std::sync::mpsc::Receiver<()>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Entry>>>,
+    first: bool,
+}
+
+impl journal::Sink for GatedSink {
+    fn record(&mut self, entry: &Entry) {
+        if self.first {
+            self.first = false;
+            let _ = self.entered.send(());
+            let _ = self.gate.recv();
+        }
+        self.got.lock().expect("lock").push(entry.clone());
+    }
+}
+
+#[test]
+fn a_full_queue_never_blocks_and_the_drop_is_journaled() {
+    let (open, gate) = std::sync::mpsc::channel();
+    let (entered, writer_busy) = std::sync::mpsc::channel();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = GatedSink {
+        entered,
+        gate,
+        got: std::sync::Arc::clone(&got),
+        first: true,
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    // The recording runs on a thread of its own: if `record` blocked, the test fails in time
+    // instead of hanging.
+    let recorder = std::thread::spawn(move || {
+        let mut writer = journal::BackgroundJournal::with_sink(sink, 2);
+        writer.record(numbered(1)); // taken by the writer, which then waits at the gate
+        writer_busy
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer takes the first entry");
+        for seq in 2..=6 {
+            writer.record(numbered(seq)); // 2 and 3 fill the queue; 4, 5, 6 are dropped
+        }
+        done_tx.send(writer.dropped()).expect("report");
+        writer
+    });
+    let dropped = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("record() must not wait for a full queue");
+    assert_eq!(dropped, 3);
+    let mut writer = recorder.join().expect("recorder");
+    open.send(()).expect("open the gate");
+    // Room again: the next entry is preceded by the notice.
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        "the writer drains the queue",
+        || got.lock().expect("lock").len() >= 3,
+    )
+    .expect("the writer drains the queue");
+    writer.record(numbered(7));
+    drop(writer);
+    let got = got.lock().expect("lock");
+    let details: Vec<String> = got.iter().map(|e| e.detail.clone()).collect();
+    assert_eq!(got.len(), 5, "{details:?}");
+    assert_eq!(seqs(&got[..3]), [1, 2, 3], "{details:?}");
+    assert_eq!(got[3].kind, Kind::Notice);
+    assert!(
+        got[3].detail.starts_with("3 journal entries dropped"),
+        "{details:?}"
+    );
+    assert_eq!(got[3].field("dropped").and_then(|v| v.as_u64()), Some(3));
+    assert_eq!(got[3].node, "n1");
+    assert_eq!(seqs(&got[4..]), [7]);
+}

@@ -50,6 +50,7 @@ impl Config {
         writeln!(o, "advert_interval = {}", dur(v.advert_interval))?;
         writeln!(o, "transport = {}", quote(v.transport.as_str()))?;
         if v.auth_pass.is_some() {
+            // A secret key (see `error::is_secret_key`): never its value.
             writeln!(o, "auth_pass = {}", quote(Secret::MASK))?;
         }
         writeln!(o, "preempt = {}", v.preempt)?;
@@ -158,5 +159,56 @@ impl Config {
         writeln!(o, "\n[journal]")?;
         writeln!(o, "path = {}", path(&self.journal.path))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error::{is_secret_key, quote, SECRET_KEY_NAMES};
+    use super::super::model::Secret;
+
+    /// Every `key = value` line of the rendered configuration whose key is a secret shows the mask:
+    /// rendering and error messages judge secrets by the same list.
+    #[test]
+    fn every_secret_key_of_the_effective_configuration_is_masked() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/whpg-ha.toml"
+        ))
+        .expect("the example");
+        let rendered = super::super::parse(&text, Some("cdw"))
+            .expect("the example is valid")
+            .render_effective();
+        assert!(
+            !text.contains(Secret::MASK),
+            "the example itself must hold a real password"
+        );
+        let mut table = String::new();
+        let mut secrets = Vec::new();
+        for line in rendered.lines() {
+            if let Some(header) = line.strip_prefix('[') {
+                table = header
+                    .trim_start_matches('[')
+                    .split(']')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                continue;
+            }
+            let Some((key, value)) = line.split_once(" = ") else {
+                continue;
+            };
+            let path = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
+            if is_secret_key(&path) {
+                assert_eq!(value, quote(Secret::MASK), "{path} shown: {line}");
+                secrets.push(path);
+            }
+        }
+        assert_eq!(secrets, ["vrrp.auth_pass"]);
+        assert!(SECRET_KEY_NAMES.contains(&"auth_pass"));
     }
 }

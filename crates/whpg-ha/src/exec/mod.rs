@@ -14,6 +14,7 @@
 //! What it must not do: decide anything. Whether an exit code means success is the caller's
 //! business (`gpactivatestandby` is verified by a real write, not by its exit code).
 
+mod caps;
 pub mod environment;
 mod runner;
 mod user;

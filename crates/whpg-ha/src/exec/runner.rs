@@ -1,5 +1,5 @@
-//! Spawning a [`PreparedCommand`]: user switch, clean environment, own process group, bounded
-//! output capture, and a timeout that kills the whole group.
+//! Spawning a [`PreparedCommand`]: user switch, no inherited capabilities, clean environment, own
+//! process group, bounded output capture, and a timeout that kills the whole group.
 //!
 //! Every wait here is bounded: the command by its timeout, the SIGTERM → SIGKILL escalation by the
 //! kill grace, the reaping after SIGKILL and the draining of pipes held open by a stray grandchild
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
+use super::caps;
 use super::user::{current_user, lookup_user, UserInfo};
 use super::{CapturedOutput, CommandOutcome, ExecError, Exit, PreparedCommand};
 
@@ -59,17 +60,23 @@ pub async fn run(cmd: &PreparedCommand) -> Result<CommandOutcome, ExecError> {
         // with setsid, such as a postmaster started by pg_ctl).
         .process_group(0)
         .kill_on_drop(true);
-    if target.switch {
-        let (uid, gid) = (target.info.uid, target.info.gid);
-        let groups: Vec<libc::gid_t> = target.info.groups.clone();
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls on data captured before the fork.
-        // Done here rather than with `Command::uid/gid`: std applies those *before* running
-        // pre_exec closures, after which `setgroups` is no longer permitted, and std itself would
-        // only clear the supplementary groups instead of setting the user's.
-        unsafe {
-            command.pre_exec(move || drop_privileges(&groups, gid, uid));
-        }
+    let switch = target
+        .switch
+        .then(|| (target.info.groups.clone(), target.info.gid, target.info.uid));
+    let target_is_root = target.info.uid == 0;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls on data captured before the fork.
+    // The user switch is done here rather than with `Command::uid/gid`: std applies those *before*
+    // running pre_exec closures, after which `setgroups` is no longer permitted, and std itself
+    // would only clear the supplementary groups instead of setting the user's. The capability sets
+    // are cleared after the switch, always (see `caps`).
+    unsafe {
+        command.pre_exec(move || {
+            if let Some((groups, gid, uid)) = &switch {
+                drop_privileges(groups, *gid, *uid)?;
+            }
+            caps::clear_inherited(target_is_root)
+        });
     }
 
     tracing::debug!(
