@@ -18,7 +18,7 @@ use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
-const TOKEN: &str = "lab-ops-token-0123456789abcdef";
+const TOKEN: &str = "lab-ops-token-0123456789abcdef0123456789";
 
 /// The configuration of one node: the API on every address with a token file, and a start
 /// command that keeps this node's own socket directory and name (a base backup copies the
@@ -77,6 +77,8 @@ fn cli(host: &Host, lab: &Lab, node: &str, args: &[&str], limit: Duration) -> (b
     let mut argv = vec![env!("CARGO_BIN_EXE_whpg-ha")];
     argv.extend_from_slice(args);
     argv.extend_from_slice(&["--config", config.as_str(), "--node", node]);
+    // The lab's API has no TLS; its network is the test's own namespaces.
+    argv.push("--insecure-token-over-http");
     let output = host.exec_timeout(&argv, limit).expect("running the CLI");
     (
         output.success(),
