@@ -109,14 +109,16 @@ pub async fn start(
         listeners.push(bind(*address)?);
     }
     let limits = server::Limits::of(api);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let app = router(state, journal);
     for listener in listeners {
+        // Each address has its own connections: a flood on the node's address leaves the
+        // loopback API (the local CLI and checks) served.
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
         tokio::spawn(server::serve(
             listener,
             app.clone(),
             tls.clone(),
-            permits.clone(),
+            permits,
             limits,
         ));
     }

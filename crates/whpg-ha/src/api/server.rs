@@ -1,9 +1,10 @@
 //! The API's HTTP server: an accept loop per listen address that a careless or hostile client
 //! cannot use to take the daemon's file descriptors, memory or time.
 //!
-//! - At most `api.max_connections` connections are served at once (all listen addresses
-//!   together); one more is accepted and closed at once, so the excess costs one descriptor for
-//!   a moment and never waits in the daemon.
+//! - At most `api.max_connections` connections are served at once on each listen address (so a
+//!   flood on the node's address leaves the loopback API served); one more is accepted and
+//!   closed at once, so the excess costs one descriptor for a moment and never waits in the
+//!   daemon.
 //! - A client has `api.header_timeout` for the TLS handshake and for each request's header
 //!   (hyper's header-read timer, which also runs while a kept-alive connection waits for its next
 //!   request), so a connection that sends nothing, half a header or a byte now and then is closed.
@@ -99,7 +100,7 @@ pub fn is_resource_error(e: &io::Error) -> bool {
     )
 }
 
-/// Serve `app` on `listener` until the process ends. `permits` is shared by every listener.
+/// Serve `app` on `listener` until the process ends, at most `permits` connections at once.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -123,8 +124,11 @@ pub async fn serve(
                 failures = failures.saturating_add(1);
                 let pause = if is_resource_error(&e) {
                     backoff(failures)
+                } else if failures > 3 {
+                    // Not one client's connection failing (ECONNABORTED and the like) but
+                    // something that repeats: never spin on it either.
+                    backoff(failures - 3)
                 } else {
-                    // A connection reset before accept(2) returned it: nothing to wait for.
                     Duration::ZERO
                 };
                 if let Some(left_out) = accept_log.allow(Instant::now()) {

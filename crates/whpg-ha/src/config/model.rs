@@ -393,7 +393,7 @@ pub struct Api {
     pub token_file: Option<PathBuf>,
     /// TLS on every listen address (and for the CLI's requests); `None`: plain HTTP.
     pub tls: Option<ApiTls>,
-    /// Connections served at once; one more is accepted and closed at once.
+    /// Connections served at once on each listen address; one more is accepted and closed at once.
     pub max_connections: u32,
     /// How long a client may take to send a request's header (and the TLS handshake, and a
     /// mutating request's body).
