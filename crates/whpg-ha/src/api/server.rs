@@ -323,7 +323,7 @@ where
                     );
                     return;
                 } else {
-                    check = limits.idle_timeout - idle;
+                    check = limits.idle_timeout.saturating_sub(idle);
                 }
             }
         }
@@ -333,6 +333,98 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BIG: usize = 8 * 1024 * 1024;
+
+    /// A server on loopback with `limits`: `/health` and an 8 MiB `/big`.
+    async fn server(limits: Limits) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/health", get(|| async { "ok\n" }))
+            .route("/big", get(|| async { vec![b'x'; BIG] }));
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        tokio::spawn(serve(listener, app, None, permits, limits));
+        address
+    }
+
+    fn limits(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            header_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+        }
+    }
+
+    /// Everything the server sends until it closes, and whether it closed within `limit`.
+    async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (all, true),
+                Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+                Err(_) => return (all, false),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_no_header_is_closed_after_the_header_timeout() {
+        let address = server(limits(8)).await;
+        let mut idle = TcpStream::connect(address).await.unwrap();
+        let mut half = TcpStream::connect(address).await.unwrap();
+        half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        for stream in [&mut idle, &mut half] {
+            let (_, closed) = read_until_closed(stream, Duration::from_secs(3)).await;
+            assert!(closed, "still open after {:?}", started.elapsed());
+        }
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        // A whole request is still answered.
+        let mut good = TcpStream::connect(address).await.unwrap();
+        good.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, _) = read_until_closed(&mut good, Duration::from_secs(3)).await;
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_cap_is_closed_at_once() {
+        let address = server(limits(2)).await;
+        let _a = TcpStream::connect(address).await.unwrap();
+        let _b = TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut c = TcpStream::connect(address).await.unwrap();
+        let started = Instant::now();
+        let (_, closed) = read_until_closed(&mut c, Duration::from_millis(200)).await;
+        assert!(closed && started.elapsed() < Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
+        let address = server(limits(8)).await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Read nothing while the server's writes back up, well past the idle timeout.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let (got, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert!(closed, "the connection stayed open");
+        assert!(
+            got.len() < BIG,
+            "the whole {BIG}-byte body arrived ({} bytes): the connection was not cut",
+            got.len()
+        );
+    }
 
     #[test]
     fn a_burst_of_failures_is_logged_once_per_interval_with_the_count() {
