@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::daemon::{code, dump_logs, start_daemon, status, API_PORT};
 use common::in_netns;
 use common::pg::{db_pair_config, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP};
-use whpg_ha::client::{send, Request};
+use whpg_ha::client::Request;
 use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
 
@@ -292,8 +292,14 @@ fn bad_switchover_and_rejoin_requests_are_refused_and_change_nothing() {
     assert!(data_dir_untouched(&p.primary));
     assert_eq!(layout(&p), before);
 
+    // Plain HTTP across the lab network: the client must be told to send a token in clear.
+    let clear = whpg_ha::client::Settings {
+        allow_clear_token: true,
+        ..Default::default()
+    };
     let response = in_netns(p.n2.netns(), || {
-        send(
+        whpg_ha::client::send_with(
+            &clear,
             ([10, 77, 0, 11], API_PORT).into(),
             &Request::post_json("/switchover/demote", "{}", Some("wrong-token")),
             Duration::from_secs(3),
