@@ -737,6 +737,8 @@ fn switchover(
             daemon.as_os_str(),
             "switchover".as_ref(),
             "--yes".as_ref(),
+            // The lab's API has no TLS; its network is the bench's own namespaces.
+            "--insecure-token-over-http".as_ref(),
             "--config".as_ref(),
             config.as_os_str(),
             "--node".as_ref(),

@@ -95,6 +95,10 @@ pub struct ClientArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Send the API token over plain HTTP to the other node when [api] has no TLS (anyone on the
+    /// network path can read it); without this the CLI refuses.
+    #[arg(long)]
+    pub insecure_token_over_http: bool,
 }
 
 #[derive(Debug, Args)]

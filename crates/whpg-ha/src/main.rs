@@ -5,6 +5,16 @@ use whpg_ha::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let client = match &cli.command {
+        Command::Status(args) => Some(&args.client),
+        Command::Switchover(args) => Some(&args.client),
+        Command::Rejoin(args) => Some(args),
+        Command::Maintenance(args) => Some(&args.client),
+        _ => None,
+    };
+    if let Some(client) = client {
+        whpg_ha::client::allow_clear_token(client.insecure_token_over_http);
+    }
     match cli.command {
         Command::CheckConfig(args) => {
             whpg_ha::config::check_config_command(&args.file, args.node.as_deref())

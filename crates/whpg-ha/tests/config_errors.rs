@@ -381,6 +381,48 @@ fn each_malformed_configuration_reports_its_specific_error() {
             "api.listen[0]",
             "not a socket address",
         ),
+        (
+            "TLS certificate without its key",
+            add("[api]\ntls_cert_file = \"/etc/whpg-ha/node.pem\"\ntls_ca_file = \"/etc/whpg-ha/ca.pem\""),
+            "api.tls_key_file",
+            "TLS needs tls_cert_file, tls_key_file and tls_ca_file together",
+        ),
+        (
+            "TLS without the CA the CLI verifies with",
+            add("[api]\ntls_cert_file = \"/etc/whpg-ha/node.pem\"\ntls_key_file = \"/etc/whpg-ha/node.key\""),
+            "api.tls_ca_file",
+            "TLS needs tls_cert_file, tls_key_file and tls_ca_file together",
+        ),
+        (
+            "client CA without TLS",
+            add("[api]\ntls_client_ca_file = \"/etc/whpg-ha/ca.pem\""),
+            "api.tls_cert_file",
+            "TLS needs",
+        ),
+        (
+            "relative TLS path",
+            add("[api]\ntls_cert_file = \"node.pem\"\ntls_key_file = \"/k\"\ntls_ca_file = \"/c\""),
+            "api.tls_cert_file",
+            "must be an absolute path",
+        ),
+        (
+            "no connections allowed",
+            add("[api]\nmax_connections = 0"),
+            "api.max_connections",
+            "between 1 and 65536",
+        ),
+        (
+            "header timeout of an hour",
+            add("[api]\nheader_timeout = \"1h\""),
+            "api.header_timeout",
+            "must be between 100ms and 60s",
+        ),
+        (
+            "idle timeout without unit",
+            add("[api]\nidle_timeout = 30"),
+            "api.idle_timeout",
+            "needs a unit",
+        ),
     ];
     assert!(cases.len() >= 14);
     let mut failures = Vec::new();

@@ -185,7 +185,18 @@ fn defaults_are_filled_as_documented() {
     assert_eq!(c.commands.rejoin.argv[0], "{bin_dir}/gpinitstandby");
     assert_eq!(c.witness.hosts, Vec::<IpAddr>::new());
     assert_eq!(c.witness.quorum, 0);
-    assert_eq!(c.api.listen, vec![SocketAddr::from(([0, 0, 0, 0], 8008))]);
+    // The node's own address and loopback, never every address.
+    assert_eq!(
+        c.api.listen,
+        vec![
+            SocketAddr::from(([192, 168, 10, 11], 8008)),
+            SocketAddr::from(([127, 0, 0, 1], 8008))
+        ]
+    );
+    assert_eq!(c.api.tls, None);
+    assert_eq!(c.api.max_connections, 128);
+    assert_eq!(c.api.header_timeout, Duration::from_secs(5));
+    assert_eq!(c.api.idle_timeout, Duration::from_secs(30));
     assert_eq!(c.api.token_file, None);
     assert_eq!(c.journal.path, PathBuf::from("/var/lib/whpg-ha/journal"));
     // Legal but weak settings are pointed out.
@@ -291,6 +302,7 @@ fn rendered_configuration_parses_back_to_the_same_config() {
             &MINIMAL.replace("host = \"127.0.0.1\"", "socket_dir = \"/tmp\""),
             Some("scdw"),
         ),
+        parse(&format!("{MINIMAL}{API_TLS}"), Some("cdw")),
     ];
     for config in configs {
         let config = config.expect("valid");
@@ -309,4 +321,61 @@ fn missing_file_names_the_path() {
         errors.to_string().contains("/nonexistent/whpg-ha.toml"),
         "{errors}"
     );
+}
+
+const API_TLS: &str = r#"
+[api]
+listen = ["192.168.10.11:8443", "127.0.0.1:8443"]
+token_file = "/etc/whpg-ha/token"
+tls_cert_file = "/etc/whpg-ha/node.pem"
+tls_key_file = "/etc/whpg-ha/node.key"
+tls_ca_file = "/etc/whpg-ha/ca.pem"
+tls_client_ca_file = "/etc/whpg-ha/clients.pem"
+max_connections = 32
+header_timeout = "2s"
+idle_timeout = "10s"
+"#;
+
+#[test]
+fn api_tls_and_limits_are_read_as_written() {
+    let c = parse(&format!("{MINIMAL}{API_TLS}"), Some("cdw")).expect("valid");
+    assert_eq!(
+        c.api.tls,
+        Some(ApiTls {
+            cert_file: "/etc/whpg-ha/node.pem".into(),
+            key_file: "/etc/whpg-ha/node.key".into(),
+            ca_file: "/etc/whpg-ha/ca.pem".into(),
+            client_ca_file: Some("/etc/whpg-ha/clients.pem".into()),
+        })
+    );
+    assert_eq!(c.api.max_connections, 32);
+    assert_eq!(c.api.header_timeout, Duration::from_secs(2));
+    assert_eq!(c.api.idle_timeout, Duration::from_secs(10));
+    assert_eq!(c.api.port(), Some(8443));
+    // Listening on every address is legal but pointed out.
+    let open = MINIMAL.to_string() + "[api]\nlisten = [\"0.0.0.0:8008\"]\n";
+    let c = parse(&open, Some("cdw")).expect("valid");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.key == "api.listen" && w.message.contains("every address")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn the_default_listen_addresses_are_each_nodes_own_and_loopback() {
+    for (node, own) in [("cdw", [192, 168, 10, 11]), ("scdw", [192, 168, 10, 12])] {
+        let c = parse(MINIMAL, Some(node)).expect("valid");
+        assert_eq!(
+            c.api.listen,
+            vec![
+                SocketAddr::from((own, 8008)),
+                SocketAddr::from(([127, 0, 0, 1], 8008))
+            ],
+            "{node}"
+        );
+        assert!(c.api.listen.iter().all(|a| !a.ip().is_unspecified()));
+    }
 }

@@ -18,7 +18,7 @@ use whpg_ha::client::{send, Request, Response};
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
-const TOKEN: &str = "lab-token-0123456789abcdef";
+const TOKEN: &str = "lab-token-0123456789abcdef0123456789abcdef";
 
 /// A token file in the lab directory with `mode`.
 fn token_file(lab: &Lab, mode: u32) -> PathBuf {
@@ -275,8 +275,26 @@ fn maintenance_needs_the_token_and_holds_back_a_failover_on_a_database_crash() {
     println!("whpg-ha status on n2:\n{table}");
     assert!(table.lines().count() == 3, "{table}");
 
-    // Maintenance on through the CLI, on both nodes.
+    // Without TLS the CLI will not send the token across the network to n2: refused before
+    // connecting, with the fix. n1 itself is this host and is asked.
     let (ok, out, stderr) = cli(&p.n1, &lab, "n1", &["maintenance", "on"]);
+    assert!(!ok, "maintenance on sent the token in clear: {out}{stderr}");
+    let said = format!("{out}{stderr}");
+    assert!(
+        said.contains("refusing to send the token in clear to 10.77.0.12:8008")
+            && said.contains("tls_cert_file")
+            && said.contains("--insecure-token-over-http"),
+        "{said}"
+    );
+    assert_eq!(maintenance_of(&p.n2), false, "n2 was changed: {said}");
+
+    // Maintenance on through the CLI, on both nodes, once the operator accepts the risk.
+    let (ok, out, stderr) = cli(
+        &p.n1,
+        &lab,
+        "n1",
+        &["maintenance", "on", "--insecure-token-over-http"],
+    );
     assert!(ok, "maintenance on failed: {out}{stderr}");
     println!("whpg-ha maintenance on:\n{out}");
     assert_eq!(maintenance_of(&p.n1), true);

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use common::daemon::{code, dump_logs, start_daemon, status, API_PORT};
 use common::in_netns;
 use common::pg::{db_pair_config, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP};
-use whpg_ha::client::{send, Request};
+use whpg_ha::client::Request;
 use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
-const TOKEN: &str = "lab-ops-token-0123456789abcdef";
+const TOKEN: &str = "lab-ops-token-0123456789abcdef0123456789";
 
 /// The configuration of one node: the API on every address with a token file, and a start
 /// command that keeps this node's own socket directory and name (a base backup copies the
@@ -77,6 +77,8 @@ fn cli(host: &Host, lab: &Lab, node: &str, args: &[&str], limit: Duration) -> (b
     let mut argv = vec![env!("CARGO_BIN_EXE_whpg-ha")];
     argv.extend_from_slice(args);
     argv.extend_from_slice(&["--config", config.as_str(), "--node", node]);
+    // The lab's API has no TLS; its network is the test's own namespaces.
+    argv.push("--insecure-token-over-http");
     let output = host.exec_timeout(&argv, limit).expect("running the CLI");
     (
         output.success(),
@@ -290,8 +292,14 @@ fn bad_switchover_and_rejoin_requests_are_refused_and_change_nothing() {
     assert!(data_dir_untouched(&p.primary));
     assert_eq!(layout(&p), before);
 
+    // Plain HTTP across the lab network: the client must be told to send a token in clear.
+    let clear = whpg_ha::client::Settings {
+        allow_clear_token: true,
+        ..Default::default()
+    };
     let response = in_netns(p.n2.netns(), || {
-        send(
+        whpg_ha::client::send_with(
+            &clear,
             ([10, 77, 0, 11], API_PORT).into(),
             &Request::post_json("/switchover/demote", "{}", Some("wrong-token")),
             Duration::from_secs(3),

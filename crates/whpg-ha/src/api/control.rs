@@ -2,13 +2,20 @@
 //! command channel and waits (bounded) for its answer. The loop stays the only owner of the
 //! policy; the API never changes state itself.
 //!
+//! Every mutating route sits behind [`authorize`]: the token is checked from the header alone,
+//! before a byte of the body is read, and only then is a body of at most [`MAX_BODY`] bytes read
+//! (within `api.header_timeout`). One mutating operation runs at a time ([`Operations`]); a
+//! second one is refused with what runs and since when.
+//!
 //! Maintenance mode lives in memory only: a restarted daemon starts with it off.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
@@ -20,6 +27,93 @@ use crate::node::Refusal;
 
 /// How long a mutating request waits for the daemon loop.
 const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest body of a mutating request (the largest real one is under 100 bytes).
+pub const MAX_BODY: usize = 4 * 1024;
+
+/// The one mutating operation this daemon is carrying out, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Operations(Arc<Mutex<Option<Running>>>);
+
+#[derive(Debug)]
+struct Running {
+    what: String,
+    since: SystemTime,
+    started: Instant,
+}
+
+/// Holds the daemon's one operation slot until dropped.
+#[derive(Debug)]
+pub struct OperationGuard(Operations);
+
+impl Operations {
+    /// Take the slot for `what`, or say what holds it and since when.
+    pub fn begin(&self, what: &str) -> Result<OperationGuard, String> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = slot.as_ref() {
+            return Err(format!(
+                "{} is running on this daemon since {} ({:.1} s ago); one change runs at a time: \
+                 wait for it to finish and retry",
+                running.what,
+                humantime::format_rfc3339_seconds(running.since),
+                running.started.elapsed().as_secs_f64()
+            ));
+        }
+        *slot = Some(Running {
+            what: what.to_string(),
+            since: SystemTime::now(),
+            started: Instant::now(),
+        });
+        Ok(OperationGuard(self.clone()))
+    }
+}
+
+impl Drop for OperationGuard {
+    fn drop(&mut self) {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Middleware of every mutating route: the token from the header first (401/403 without reading
+/// the body), then a body of at most [`MAX_BODY`] bytes (413 beyond, 408 when it does not arrive
+/// within `api.header_timeout`), handed on already read.
+pub async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if let Some(response) = refusal(&state, request.headers()) {
+        return response;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large(&state);
+    }
+    let (parts, body) = request.into_parts();
+    let limit = state.config.api.header_timeout;
+    let body = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(&state),
+        Err(_) => {
+            return error(
+                &state,
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {:?} (api.header_timeout)",
+                    limit
+                ),
+            )
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+fn too_large(state: &ApiState) -> Response {
+    error(
+        state,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("a request body may have at most {MAX_BODY} bytes"),
+    )
+}
 
 /// A request from the API to the daemon loop; the loop answers on `reply`.
 #[derive(Debug)]
@@ -63,7 +157,7 @@ pub struct MaintenanceReply {
     pub error: Option<String>,
 }
 
-fn error(state: &ApiState, code: StatusCode, text: impl Into<String>) -> Response {
+pub(super) fn error(state: &ApiState, code: StatusCode, text: impl Into<String>) -> Response {
     let reply = MaintenanceReply {
         node: state.status.borrow().node.clone(),
         maintenance: None,
@@ -97,7 +191,8 @@ pub(super) fn refusal(state: &ApiState, headers: &HeaderMap) -> Option<Response>
     }
 }
 
-/// The JSON body of a mutating request, once the token is checked, or the response refusing it:
+/// The JSON body of a mutating request (already read by [`authorize`]), once the token is
+/// checked again, or the response refusing it:
 /// [`refusal`]'s 401 or 403, or a 400 built by `bad_request` saying what was `expected`.
 pub(super) fn authorized_body<T: DeserializeOwned>(
     state: &ApiState,
@@ -128,6 +223,11 @@ pub async fn maintenance(
             Ok(request) => request,
             Err(response) => return *response,
         };
+    let what = format!("maintenance {}", if request.on { "on" } else { "off" });
+    let _running = match state.operations.begin(&what) {
+        Ok(guard) => guard,
+        Err(busy) => return error(&state, StatusCode::CONFLICT, busy),
+    };
     let (reply, answer) = oneshot::channel();
     let command = ApiCommand::Maintenance {
         on: request.on,
@@ -156,5 +256,25 @@ pub async fn maintenance(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon loop is not answering",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_operation_is_refused_with_what_runs_until_the_first_ends() {
+        let operations = Operations::default();
+        let first = operations.begin("switchover demote").expect("free");
+        let busy = operations.begin("maintenance on").unwrap_err();
+        assert!(
+            busy.starts_with("switchover demote is running on this daemon since ")
+                && busy.contains(" s ago)")
+                && busy.contains("wait for it to finish"),
+            "{busy}"
+        );
+        drop(first);
+        operations.begin("maintenance on").expect("free again");
     }
 }

@@ -15,29 +15,35 @@
 //! | `GET /history` | the newest journal entries |
 //! | `POST /maintenance` | `{"on": bool}`, bearer token required |
 //! | `POST /switchover/demote`, `/switchover/promote`, `/rejoin` | planned switchover and rejoin steps ([`switchover`]) |
+//!
+//! The server ([`server`]) bounds connections, header and idle time; mutating routes check the
+//! token before reading a body of a few KiB at most ([`control::authorize`]); with `api.tls_*`
+//! every listen address speaks TLS only ([`tls`]).
 
 pub mod auth;
 pub mod checks;
 pub mod control;
 mod history;
+pub mod server;
 pub mod switchover;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, State};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 pub use auth::Token;
-pub use control::ApiCommand;
+pub use control::{ApiCommand, Operations};
 
 use crate::status::NodeStatus;
 
@@ -52,6 +58,8 @@ pub struct ApiState {
     pub metrics: Arc<Registry>,
     /// The daemon's configuration (switchover and rejoin steps run its commands).
     pub config: Arc<crate::config::Config>,
+    /// The one mutating operation running, if any.
+    pub operations: Operations,
 }
 
 impl FromRef<ApiState> for watch::Receiver<NodeStatus> {
@@ -62,40 +70,73 @@ impl FromRef<ApiState> for watch::Receiver<NodeStatus> {
 
 /// Routes of the API.
 pub fn router(state: ApiState, journal: PathBuf) -> Router {
+    // The token is checked before any body is read; only then is a small body read.
+    let mutating = Router::new()
+        .route("/maintenance", post(control::maintenance))
+        .route("/switchover/demote", post(switchover::demote))
+        .route("/switchover/promote", post(switchover::promote))
+        .route("/rejoin", post(switchover::rejoin))
+        .route("/rejoin/local", post(switchover::rejoin_local))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            control::authorize,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status_json))
         .route("/primary", get(primary))
         .route("/standby", get(standby))
         .route("/metrics", get(metrics))
-        .route("/maintenance", post(control::maintenance))
-        .route("/switchover/demote", post(switchover::demote))
-        .route("/switchover/promote", post(switchover::promote))
-        .route("/rejoin", post(switchover::rejoin))
-        .route("/rejoin/local", post(switchover::rejoin_local))
+        .merge(mutating)
         .with_state(state)
         .merge(history::routes(journal))
+        .layer(DefaultBodyLimit::max(control::MAX_BODY))
 }
 
-/// Bind every listen address first (so a bad address is reported before the daemon says it is
-/// ready), then serve them in the background.
-pub async fn start(listen: &[SocketAddr], state: ApiState, journal: PathBuf) -> anyhow::Result<()> {
-    let mut listeners = Vec::with_capacity(listen.len());
-    for address in listen {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {address} (api.listen): {e}"))?;
-        listeners.push(listener);
+/// Bind every listen address and load the TLS files first (so a bad address or file is
+/// reported before the daemon says it is ready), then serve them in the background.
+pub async fn start(
+    api: &crate::config::Api,
+    state: ApiState,
+    journal: PathBuf,
+) -> anyhow::Result<()> {
+    let tls = match &api.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?)),
+        None => None,
+    };
+    let mut listeners = Vec::with_capacity(api.listen.len());
+    for address in &api.listen {
+        listeners.push(bind(*address)?);
     }
+    let limits = server::Limits::of(api);
+    let app = router(state, journal);
     for listener in listeners {
-        let app = router(state.clone(), journal.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("HTTP API stopped: {e}");
-            }
-        });
+        // Each address has its own connections: a flood on the node's address leaves the
+        // loopback API (the local CLI and checks) served.
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        tokio::spawn(server::serve(
+            listener,
+            app.clone(),
+            tls.clone(),
+            permits,
+            limits,
+        ));
     }
     Ok(())
+}
+
+/// A listening socket with `SO_REUSEADDR` (a restart finds the port free while old connections
+/// linger in TIME_WAIT).
+fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let fail = |e: std::io::Error| anyhow::anyhow!("cannot listen on {address} (api.listen): {e}");
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(address).map_err(fail)?;
+    socket.listen(1024).map_err(fail)
 }
 
 async fn health() -> &'static str {

@@ -7,26 +7,29 @@
 //! | `POST /rejoin` `{"standby_host": "A.B.C.D"}` | WarehousePG, on the active coordinator: runs `commands.rejoin` (gpinitstandby) for that host |
 //! | `POST /rejoin/local` `{"primary_host": "A.B.C.D"}` | on the node to rebuild (`switchover --rejoin`): stop, move the data directory aside, PostgreSQL: base backup and start |
 //!
-//! All need the bearer token. The loop is only asked for short things (feed a policy input,
+//! All need the bearer token, and one runs at a time per daemon. The rejoin routes also need the
+//! caller to be the configured peer or this node itself, and name the peer as the other host;
+//! `/rejoin/local` refuses while the local database answers as a primary. The loop is only asked for short things (feed a policy input,
 //! journal a line); the long work (commands, waiting for WAL) runs in a spawned task that
 //! answers over a oneshot channel, so the VRRP loop keeps advertising and a client that goes
 //! away does not cut a step in half.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::control::{authorized_body, refusal, ApiCommand};
+use super::control::{authorized_body, refusal, ApiCommand, OperationGuard};
 use super::{checks, ApiState};
-use crate::config::{CommandKind, Flavor};
+use crate::config::{CommandKind, Config, Flavor};
 use crate::db::Lsn;
 use crate::node::Refusal;
 use crate::rebuild;
@@ -116,15 +119,26 @@ async fn journal(state: &ApiState, detail: String) {
     let _ = tokio::time::timeout(LOOP_TIMEOUT, state.commands.send(command)).await;
 }
 
-/// Run `work` in its own task and wait for it; the reply's timing is measured here.
-async fn in_task<F>(state: &ApiState, work: F) -> Response
+/// Take the daemon's one operation slot for `what`, or the 409 saying what holds it.
+fn begin(state: &ApiState, what: &str) -> Result<OperationGuard, Box<Response>> {
+    state
+        .operations
+        .begin(what)
+        .map_err(|busy| Box::new(refused(state, StatusCode::CONFLICT, busy)))
+}
+
+/// Run `work` in its own task and wait for it; the reply's timing is measured here. The task
+/// holds `running` until the work is done, even when the client went away.
+async fn in_task<F>(state: &ApiState, running: OperationGuard, work: F) -> Response
 where
     F: Future<Output = Result<StepReply, String>> + Send + 'static,
 {
     let started = Instant::now();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let _ = tx.send(work.await);
+        let result = work.await;
+        drop(running);
+        let _ = tx.send(result);
     });
     let result = rx
         .await
@@ -163,11 +177,15 @@ pub async fn demote(State(state): State<ApiState>, headers: HeaderMap) -> Respon
             format!("this node is not the serving primary ({why})"),
         );
     }
+    let running = match begin(&state, "switchover demote") {
+        Ok(guard) => guard,
+        Err(response) => return *response,
+    };
     if let Err(e) = ask_loop(&state, |reply| ApiCommand::Demote { reply }).await {
         return refused(&state, StatusCode::CONFLICT, e.to_string());
     }
     let task_state = state.clone();
-    in_task(&state, async move {
+    in_task(&state, running, async move {
         let config = &task_state.config;
         let result = async {
             let stopped = rebuild::stop_cleanly(config)
@@ -217,8 +235,12 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
             )
         }
     };
+    let running = match begin(&state, "switchover promote") {
+        Ok(guard) => guard,
+        Err(response) => return *response,
+    };
     let task_state = state.clone();
-    in_task(&state, async move {
+    in_task(&state, running, async move {
         let state = &task_state;
         let received = rebuild::wait_received(&state.config, min_lsn, WAL_WAIT).await?;
         journal(
@@ -284,7 +306,54 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
     .await
 }
 
-pub async fn rejoin(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The address as IPv4 when it is one (also an IPv4-mapped IPv6 address).
+fn plain(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The configured peer's address (a pair has one).
+fn peer_address(config: &Config) -> Option<Ipv4Addr> {
+    config.peer().map(|p| p.address)
+}
+
+/// Whether `remote` may ask for a rejoin: the configured peer, or this node itself (a CLI on
+/// this host, over loopback or the node's own address). `Err` says why not.
+pub fn rejoin_caller(config: &Config, remote: IpAddr) -> Result<(), String> {
+    let remote = plain(remote);
+    if remote.is_loopback() || remote == IpAddr::V4(config.local.address) {
+        return Ok(());
+    }
+    match peer_address(config) {
+        Some(peer) if remote == IpAddr::V4(peer) => Ok(()),
+        Some(peer) => Err(format!(
+            "rejoin requests are accepted only from the peer {peer} or from this node; \
+             {remote} is neither: run the command on a node of the pair"
+        )),
+        None => Err("no peer is configured: there is nothing to rejoin".into()),
+    }
+}
+
+/// Whether `host`, named in a rejoin request as the other side, is the configured peer.
+fn names_the_peer(config: &Config, key: &str, host: Ipv4Addr) -> Result<(), String> {
+    match peer_address(config) {
+        Some(peer) if peer == host => Ok(()),
+        Some(peer) => Err(format!(
+            "{key} {host} is not the configured peer {peer}: a rejoin pairs this node with \
+             its peer only"
+        )),
+        None => Err("no peer is configured: there is nothing to rejoin".into()),
+    }
+}
+
+pub async fn rejoin(
+    State(state): State<ApiState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: RejoinRequest = match authorized_body(
         &state,
         &headers,
@@ -295,6 +364,12 @@ pub async fn rejoin(State(state): State<ApiState>, headers: HeaderMap, body: Byt
         Ok(request) => request,
         Err(response) => return *response,
     };
+    if let Err(why) = rejoin_caller(&state.config, remote.ip()) {
+        return refused(&state, StatusCode::FORBIDDEN, why);
+    }
+    if let Err(why) = names_the_peer(&state.config, "standby_host", request.standby_host) {
+        return refused(&state, StatusCode::BAD_REQUEST, why);
+    }
     if state.config.database.flavor != Flavor::WarehousePg {
         return refused(
             &state,
@@ -309,8 +384,12 @@ pub async fn rejoin(State(state): State<ApiState>, headers: HeaderMap, body: Byt
             format!("this node is not the serving primary ({why})"),
         );
     }
+    let running = match begin(&state, "rejoin (gpinitstandby)") {
+        Ok(guard) => guard,
+        Err(response) => return *response,
+    };
     let task_state = state.clone();
-    in_task(&state, async move {
+    in_task(&state, running, async move {
         let mut vars = BTreeMap::new();
         vars.insert("standby_host", request.standby_host.to_string());
         vars.insert("primary_host", task_state.config.local.address.to_string());
@@ -340,6 +419,7 @@ pub struct RejoinLocalRequest {
 /// run gpinitstandby (`POST /rejoin`).
 pub async fn rejoin_local(
     State(state): State<ApiState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -353,6 +433,9 @@ pub async fn rejoin_local(
         Ok(request) => request,
         Err(response) => return *response,
     };
+    if let Err(why) = rejoin_caller(&state.config, remote.ip()) {
+        return refused(&state, StatusCode::FORBIDDEN, why);
+    }
     if request.primary_host == state.config.local.address || state.status.borrow().holds_vips {
         return refused(
             &state,
@@ -360,8 +443,29 @@ pub async fn rejoin_local(
             "this node is the active primary: it cannot be rebuilt as a standby",
         );
     }
+    if let Err(why) = names_the_peer(&state.config, "primary_host", request.primary_host) {
+        return refused(&state, StatusCode::BAD_REQUEST, why);
+    }
+    let answers_as_primary = state
+        .status
+        .borrow()
+        .database
+        .as_ref()
+        .is_some_and(|db| db.role == crate::status::DbRoleStatus::Primary && db.healthy);
+    if answers_as_primary {
+        return refused(
+            &state,
+            StatusCode::CONFLICT,
+            "the local database answers as a primary: it is not rebuilt while it serves; \
+             stop it (or fence it) first, or run `whpg-ha rejoin` on this node",
+        );
+    }
+    let running = match begin(&state, "rejoin (rebuild this node)") {
+        Ok(guard) => guard,
+        Err(response) => return *response,
+    };
     let task_state = state.clone();
-    in_task(&state, async move {
+    in_task(&state, running, async move {
         let state = &task_state;
         let config = &state.config;
         let result = async {
@@ -400,4 +504,44 @@ pub async fn rejoin_local(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let text =
+            "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
+                    [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
+                    [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
+                    [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
+                    data_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n";
+        crate::config::parse(text, Some("a")).expect("test configuration parses")
+    }
+
+    #[test]
+    fn rejoin_is_asked_only_by_the_peer_or_this_node() {
+        let c = config();
+        for ok in [
+            "10.77.0.12",
+            "10.77.0.11",
+            "127.0.0.1",
+            "::1",
+            "::ffff:10.77.0.12",
+        ] {
+            assert!(rejoin_caller(&c, ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        let why = rejoin_caller(&c, "10.77.0.99".parse().unwrap()).unwrap_err();
+        assert!(
+            why.contains("only from the peer 10.77.0.12") && why.contains("10.77.0.99 is neither"),
+            "{why}"
+        );
+        assert!(names_the_peer(&c, "standby_host", Ipv4Addr::new(10, 77, 0, 12)).is_ok());
+        let why = names_the_peer(&c, "standby_host", Ipv4Addr::new(10, 77, 0, 99)).unwrap_err();
+        assert!(
+            why.contains("standby_host 10.77.0.99 is not the configured peer"),
+            "{why}"
+        );
+    }
 }

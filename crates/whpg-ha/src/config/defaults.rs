@@ -46,7 +46,12 @@ pub const FENCE_WHEN_ISOLATED: bool = true;
 pub const WITNESS_INTERVAL: Duration = Duration::from_millis(200);
 pub const WITNESS_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub const API_LISTEN: &str = "0.0.0.0:8008";
+/// The API port; without `api.listen` the API listens on this node's address and on loopback.
+pub const API_PORT: u16 = 8008;
+pub const API_LISTEN: &str = "127.0.0.1:8008";
+pub const API_MAX_CONNECTIONS: u32 = 128;
+pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const API_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const JOURNAL_PATH: &str = "/var/lib/whpg-ha/journal";
 
 /// Which command a default is wanted for.

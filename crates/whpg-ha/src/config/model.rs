@@ -391,6 +391,30 @@ pub struct Api {
     pub listen: Vec<SocketAddr>,
     /// Bearer token for mutating endpoints; without it they are refused.
     pub token_file: Option<PathBuf>,
+    /// TLS on every listen address (and for the CLI's requests); `None`: plain HTTP.
+    pub tls: Option<ApiTls>,
+    /// Connections served at once on each listen address; one more is accepted and closed at once.
+    pub max_connections: u32,
+    /// How long a client may take to send a request's header (and the TLS handshake, and a
+    /// mutating request's body).
+    pub header_timeout: Duration,
+    /// How long a connection may move no byte while no request is being answered.
+    pub idle_timeout: Duration,
+}
+
+/// `[api] tls_*`: the daemon's certificate, the CA the CLI verifies daemons with, and optionally
+/// the CA client certificates must be signed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    /// PEM certificate chain of this node (leaf first); with the node's address as a SAN.
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`.
+    pub key_file: PathBuf,
+    /// PEM CA certificate(s) the CLI verifies the daemons' certificates against.
+    pub ca_file: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs; the CLI presents
+    /// `cert_file` / `key_file`.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Api {

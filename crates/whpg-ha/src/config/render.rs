@@ -155,6 +155,17 @@ impl Config {
         if let Some(p) = &self.api.token_file {
             writeln!(o, "token_file = {}", path(p))?;
         }
+        if let Some(tls) = &self.api.tls {
+            writeln!(o, "tls_cert_file = {}", path(&tls.cert_file))?;
+            writeln!(o, "tls_key_file = {}", path(&tls.key_file))?;
+            writeln!(o, "tls_ca_file = {}", path(&tls.ca_file))?;
+            if let Some(p) = &tls.client_ca_file {
+                writeln!(o, "tls_client_ca_file = {}", path(p))?;
+            }
+        }
+        writeln!(o, "max_connections = {}", self.api.max_connections)?;
+        writeln!(o, "header_timeout = {}", dur(self.api.header_timeout))?;
+        writeln!(o, "idle_timeout = {}", dur(self.api.idle_timeout))?;
 
         writeln!(o, "\n[journal]")?;
         writeln!(o, "path = {}", path(&self.journal.path))?;

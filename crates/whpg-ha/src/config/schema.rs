@@ -174,6 +174,13 @@ pub(crate) struct RawWitness {
 pub(crate) struct RawApi {
     pub listen: Option<Vec<String>>,
     pub token_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub tls_ca_file: Option<String>,
+    pub tls_client_ca_file: Option<String>,
+    pub max_connections: Option<i64>,
+    pub header_timeout: Option<RawDuration>,
+    pub idle_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,7 +51,7 @@ pub(crate) fn resolve(
     let witness = c.witness(&raw.witness, &nodes);
     let failover = c.failover(&raw.failover, &witness);
     let commands = c.commands(&raw.commands, &database);
-    let api = c.api(&raw.api);
+    let mut api = c.api(&raw.api);
     let journal = c.journal(&raw.journal);
 
     let Checker {
@@ -84,6 +84,9 @@ pub(crate) fn resolve(
             fix: "correct its [nodes] entry".into(),
         }));
     };
+    if raw.api.listen.is_none() {
+        api.listen = default_listen(local.address);
+    }
     Ok(Config {
         local,
         peers,
@@ -1386,16 +1389,22 @@ impl Checker<'_> {
         }
     }
 
+    /// `[api]`; without `listen` the addresses are filled in by [`default_listen`] once this
+    /// node is known.
     fn api(&mut self, raw: &RawApi) -> Api {
-        let default_listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 8008));
         let mut listen = Vec::new();
         match &raw.listen {
-            None => listen.push(default_listen),
+            None => {}
             Some(list) if list.is_empty() => self.error(
                 "api.listen",
                 Some("[]".into()),
                 "the API needs at least one listen address (the CLI and the peer use it)",
-                format!("use e.g. [\"{}\"]", defaults::API_LISTEN),
+                format!(
+                    "use e.g. [\"{}\"] with this node's address, or remove the key \
+                     (default: this node's address and 127.0.0.1, port {})",
+                    defaults::API_LISTEN,
+                    defaults::API_PORT
+                ),
             ),
             Some(list) => {
                 for (i, text) in list.iter().enumerate() {
@@ -1418,9 +1427,17 @@ impl Checker<'_> {
                             &key,
                             Some(quote(text)),
                             "not a socket address (IP:PORT)",
-                            "write e.g. \"0.0.0.0:8008\" or \"[::]:8008\"",
+                            "write e.g. \"127.0.0.1:8008\" or \"10.0.0.11:8008\"",
                         ),
                     }
+                }
+                if listen.iter().any(|a| a.ip().is_unspecified()) {
+                    self.warn(
+                        "api.listen",
+                        "the API listens on every address of this host (0.0.0.0 or [::])",
+                        "remove api.listen (default: this node's address and 127.0.0.1), or list \
+                         only the addresses the CLI and the peer use",
+                    );
                 }
             }
         }
@@ -1435,7 +1452,102 @@ impl Checker<'_> {
                 "create a token file readable by root only and set token_file",
             );
         }
-        Api { listen, token_file }
+        let tls = self.api_tls(raw);
+        let max_connections = self.int(
+            "api.max_connections",
+            raw.max_connections,
+            defaults::API_MAX_CONNECTIONS,
+            1..=65_536,
+            "max_connections must be between 1 and 65536",
+            "use e.g. 128; keep it well below the daemon's open-file limit (LimitNOFILE)",
+        );
+        let header_timeout = self.duration(
+            "api.header_timeout",
+            raw.header_timeout.as_ref(),
+            defaults::API_HEADER_TIMEOUT,
+            Duration::from_millis(100)..=Duration::from_secs(60),
+            "the time a client has to send a request header",
+        );
+        let idle_timeout = self.duration(
+            "api.idle_timeout",
+            raw.idle_timeout.as_ref(),
+            defaults::API_IDLE_TIMEOUT,
+            Duration::from_millis(100)..=Duration::from_secs(3600),
+            "the time a connection may stay idle",
+        );
+        Api {
+            listen,
+            token_file,
+            tls,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+        }
+    }
+
+    /// `api.tls_*`: all of cert, key and CA, or none of them.
+    fn api_tls(&mut self, raw: &RawApi) -> Option<ApiTls> {
+        let cert = raw
+            .tls_cert_file
+            .as_ref()
+            .and_then(|p| self.abs_path("api.tls_cert_file", p));
+        let key = raw
+            .tls_key_file
+            .as_ref()
+            .and_then(|p| self.abs_path("api.tls_key_file", p));
+        let ca = raw
+            .tls_ca_file
+            .as_ref()
+            .and_then(|p| self.abs_path("api.tls_ca_file", p));
+        let client_ca = raw
+            .tls_client_ca_file
+            .as_ref()
+            .and_then(|p| self.abs_path("api.tls_client_ca_file", p));
+        let any = raw.tls_cert_file.is_some()
+            || raw.tls_key_file.is_some()
+            || raw.tls_ca_file.is_some()
+            || raw.tls_client_ca_file.is_some();
+        if !any {
+            return None;
+        }
+        let mut complete = true;
+        for (key_name, present, what) in [
+            (
+                "api.tls_cert_file",
+                raw.tls_cert_file.is_some(),
+                "the PEM certificate of this node (with its address as a subject alternative name)",
+            ),
+            (
+                "api.tls_key_file",
+                raw.tls_key_file.is_some(),
+                "the PEM private key of tls_cert_file",
+            ),
+            (
+                "api.tls_ca_file",
+                raw.tls_ca_file.is_some(),
+                "the PEM CA certificate the CLI verifies both daemons' certificates with \
+                 (for a self-signed certificate, the certificate itself)",
+            ),
+        ] {
+            if !present {
+                complete = false;
+                self.error(
+                    key_name,
+                    None,
+                    "TLS needs tls_cert_file, tls_key_file and tls_ca_file together",
+                    format!("set {key_name} to {what}, or remove every api.tls_* key"),
+                );
+            }
+        }
+        match (cert, key, ca) {
+            (Some(cert_file), Some(key_file), Some(ca_file)) if complete => Some(ApiTls {
+                cert_file,
+                key_file,
+                ca_file,
+                client_ca_file: client_ca,
+            }),
+            _ => None,
+        }
     }
 
     fn journal(&mut self, raw: &RawJournal) -> Journal {
@@ -1447,6 +1559,15 @@ impl Checker<'_> {
         };
         Journal { path }
     }
+}
+
+/// The API's addresses without `api.listen`: this node's own address (the peer and a CLI on
+/// another host reach it there) and loopback (a CLI on this host), never every address.
+pub(crate) fn default_listen(own: Ipv4Addr) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::new(IpAddr::V4(own), defaults::API_PORT),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), defaults::API_PORT),
+    ]
 }
 
 /// An address a host can own: not multicast, broadcast, unspecified or loopback.

@@ -181,8 +181,9 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
             commands: commands_tx,
             token,
             config: std::sync::Arc::new(config.clone()),
+            operations: crate::api::Operations::default(),
         };
-        crate::api::start(&config.api.listen, state, config.journal.path.clone()).await?;
+        crate::api::start(&config.api, state, config.journal.path.clone()).await?;
     }
 
     let health = link::InterfaceHealth::new(&interface, Some(config.local.address));

@@ -28,6 +28,13 @@ pub struct Target {
 /// The configuration, for any node of the pair: when this host is not a node (an admin
 /// workstation) and no `--node` is given, the file is read as seen from its first node.
 pub fn load_config(path: &Path, node: Option<&str>) -> Result<Config, String> {
+    let config = load_config_only(path, node)?;
+    // TLS to the daemons (`[api] tls_*`) for every request this command makes.
+    crate::client::use_api_config(&config.api)?;
+    Ok(config)
+}
+
+fn load_config_only(path: &Path, node: Option<&str>) -> Result<Config, String> {
     match config::load(path, node) {
         Ok(config) => Ok(config),
         Err(errors) => {
