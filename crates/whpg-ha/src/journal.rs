@@ -992,6 +992,62 @@ mod tests {
         assert_eq!(future.kind, Kind::Other);
     }
 
+    /// Lines that straddle chunk boundaries, one longer than a whole chunk, garbage and a torn
+    /// last line: reading backwards finds exactly what reading forwards finds, at the right offsets.
+    #[test]
+    fn reading_backwards_across_chunks_matches_reading_forwards() {
+        let dir = std::env::temp_dir().join(format!("whpg-journal-chunks-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(CURRENT);
+        let mut text = Vec::new();
+        let mut expected = Vec::new();
+        for seq in 0..3000u64 {
+            if seq == 1500 {
+                text.extend_from_slice(b"not json\n\n");
+            }
+            let detail = if seq == 2000 {
+                "x".repeat(3 * READ_CHUNK as usize / 2)
+            } else {
+                format!("entry {seq}")
+            };
+            let mut entry = Entry::new("n1", Kind::Notice, detail).with("seq", seq);
+            entry.at_unix_ms = seq;
+            expected.push((text.len() as u64, entry.clone()));
+            text.extend(serde_json::to_vec(&entry).unwrap());
+            text.push(b'\n');
+        }
+        text.extend_from_slice(br#"{"at_unix_ms":1,"node":"n1","ki"#);
+        fs::write(&path, &text).unwrap();
+        assert!(text.len() as u64 > 5 * READ_CHUNK);
+        let mut file = File::open(&path).unwrap();
+
+        let all = read_backwards(&mut file, text.len() as u64, usize::MAX).unwrap();
+        let newest_first: Vec<(u64, Entry)> = expected.iter().rev().cloned().collect();
+        assert_eq!(all.len(), newest_first.len());
+        assert!(all == newest_first, "backwards differs from forwards");
+
+        let some = read_backwards(&mut file, text.len() as u64, 7).unwrap();
+        assert_eq!(some[..], newest_first[..7]);
+        // From an entry's offset: only what is before it.
+        let (offset, _) = expected[2001];
+        let before = read_backwards(&mut file, offset, 3).unwrap();
+        assert_eq!(
+            before[..],
+            [
+                expected[2000].clone(),
+                expected[1999].clone(),
+                expected[1998].clone()
+            ]
+        );
+        assert_eq!(
+            entry_at(&mut file, offset).unwrap().map(|e| e.at_unix_ms),
+            Some(2001)
+        );
+        assert_eq!(entry_at(&mut file, offset + 1).unwrap(), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn table_shows_milliseconds() {
         let mut entry = Entry::new("cdw", Kind::Notice, "started");

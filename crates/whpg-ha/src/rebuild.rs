@@ -206,8 +206,10 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Rename the data directory aside (never delete it) and leave an empty one in its place, owned
-/// by the OS user with mode 0700, for the base backup. Returns where the old one went.
+/// Rename the data directory aside (never delete it) and, for PostgreSQL, leave an empty one in
+/// its place, owned by the OS user with mode 0700, for the base backup. On WarehousePG nothing is
+/// left in its place: `gpinitstandby -s` refuses a standby data directory that exists ("coordinator
+/// data directory exists"); its own base backup creates it. Returns where the old one went.
 pub fn move_aside(config: &Config) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     let data_dir = &config.database.data_directory;
@@ -225,6 +227,9 @@ pub fn move_aside(config: &Config) -> Result<PathBuf, String> {
                 aside.display()
             ))
         }
+    }
+    if config.database.flavor == Flavor::WarehousePg {
+        return Ok(aside);
     }
     let user = lookup_user(&config.database.os_user).map_err(|e| e.to_string())?;
     std::fs::create_dir(data_dir)
@@ -252,9 +257,156 @@ pub async fn base_backup(config: &Config, primary: &str) -> Result<String, Strin
     run_configured(config, CommandKind::Rejoin, &vars).await
 }
 
+/// The upper bound of `gpinitstandby -r -a` (it stops the old standby and removes its directory).
+const REMOVE_STANDBY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What `gpinitstandby -r` prints when the catalog has no standby entry (gpMgmt's messages are
+/// not translated): "Request made to remove warm coordinator standby, but no standby located."
+/// and "Error removing standby coordinator: no standby configured", exit 2.
+const NO_STANDBY_MARKERS: [&str; 2] = ["no standby configured", "no standby located"];
+
+/// WarehousePG, on the active coordinator: rebuild the standby on `vars["standby_host"]`.
+///
+/// First `gpinitstandby -r -a` removes a stale standby entry: after a failed standby (as opposed to
+/// a failover, whose promotion rewrites the catalog) `gp_segment_configuration` still lists it,
+/// and `gpinitstandby -s` refuses with "standby coordinator already configured". It is run always,
+/// rather than after a catalog query, and "no standby configured" counts as done: one tool decides,
+/// with its own view of the catalog. Any other failure stops here, before `-s`.
+/// Then `commands.rejoin` (`gpinitstandby -s <host> -a`).
+///
+/// `-r` also stops the listed standby and removes its data directory on that host: this runs only
+/// after the node being rebuilt has moved its data directory aside (`whpg-ha rejoin` and
+/// `switchover --rejoin` do that first), so what it removes is nothing or an empty path.
+///
+/// A `commands.rejoin` whose program is not `gpinitstandby` (a site's wrapper) is run alone: the
+/// wrapper is then responsible for the stale entry.
+pub async fn init_standby(
+    config: &Config,
+    vars: &BTreeMap<&str, String>,
+) -> Result<String, String> {
+    let rejoin = PreparedCommand::from_config(config, CommandKind::Rejoin, vars)
+        .map_err(|e| format!("commands.rejoin: {e}"))?;
+    let removed = match remove_standby_command(config, &rejoin)? {
+        Some(remove) => {
+            let summary = remove_stale_standby(&remove).await?;
+            format!("{summary}; ")
+        }
+        None => String::new(),
+    };
+    let created = match exec::run(&rejoin).await {
+        Ok(outcome) if outcome.success() => outcome.to_string(),
+        Ok(outcome) => return Err(format!("{removed}{outcome}")),
+        Err(e) => return Err(format!("{removed}{}: {e}", rejoin.display_argv())),
+    };
+    Ok(format!("{removed}{created}"))
+}
+
+/// `<the rejoin's gpinitstandby> -r -a`, when the rejoin command runs gpinitstandby.
+pub fn remove_standby_command(
+    config: &Config,
+    rejoin: &PreparedCommand,
+) -> Result<Option<PreparedCommand>, String> {
+    let Some(program) = rejoin.argv().first() else {
+        return Ok(None);
+    };
+    if Path::new(program).file_name().and_then(|n| n.to_str()) != Some("gpinitstandby") {
+        return Ok(None);
+    }
+    let spec = CommandSpec {
+        argv: vec![program.clone(), "-r".into(), "-a".into()],
+        timeout: rejoin.timeout().min(REMOVE_STANDBY_TIMEOUT),
+    };
+    PreparedCommand::from_spec(
+        "commands.rejoin (gpinitstandby -r)",
+        &spec,
+        &config.database,
+        &BTreeMap::new(),
+    )
+    .map(Some)
+    .map_err(|e| e.to_string())
+}
+
+async fn remove_stale_standby(remove: &PreparedCommand) -> Result<String, String> {
+    match exec::run(remove).await {
+        Ok(outcome) if outcome.success() => Ok(format!("stale standby entry removed ({outcome})")),
+        Ok(outcome) if no_standby_configured(&outcome.output) => {
+            Ok("no standby entry to remove".into())
+        }
+        Ok(outcome) => Err(format!(
+            "removing the stale standby entry failed, so gpinitstandby -s was not run: {outcome}"
+        )),
+        Err(e) => Err(format!("{}: {e}", remove.display_argv())),
+    }
+}
+
+fn no_standby_configured(output: &exec::CapturedOutput) -> bool {
+    [&output.stdout, &output.stderr]
+        .iter()
+        .any(|text| NO_STANDBY_MARKERS.iter().any(|m| text.contains(m)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn whpg_config(extra: &str) -> Config {
+        let text = format!(
+            "[vrrp]\ninterface = \"eth1\"\nvrid = 51\n[[vip]]\naddress = \"192.168.56.100/24\"\n\
+             [nodes.cdw]\naddress = \"192.168.10.11\"\n[nodes.scdw]\naddress = \"192.168.10.12\"\n\
+             priority = 98\n[database]\nflavor = \"warehousepg\"\nhost = \"127.0.0.1\"\n\
+             data_directory = \"/data/coordinator/gpseg-1\"\n\
+             greenplum_path = \"/usr/local/greenplum-db/greenplum_path.sh\"\n{extra}"
+        );
+        crate::config::parse(&text, Some("cdw")).expect("a valid configuration")
+    }
+
+    #[test]
+    fn the_stale_standby_is_removed_with_the_rejoins_own_gpinitstandby() {
+        let config = whpg_config("");
+        let mut vars = BTreeMap::new();
+        vars.insert("standby_host", "192.168.10.12".to_string());
+        let rejoin = PreparedCommand::from_config(&config, CommandKind::Rejoin, &vars).unwrap();
+        let remove = remove_standby_command(&config, &rejoin)
+            .unwrap()
+            .expect("the default rejoin runs gpinitstandby");
+        assert_eq!(
+            remove.argv(),
+            ["/usr/local/greenplum-db/bin/gpinitstandby", "-r", "-a"]
+        );
+        assert_eq!(remove.timeout(), REMOVE_STANDBY_TIMEOUT);
+        assert_eq!(remove.user(), Some("gpadmin"));
+        assert_eq!(
+            remove.environment().get("GPHOME"),
+            Some("/usr/local/greenplum-db")
+        );
+        // A site's wrapper is run alone.
+        let wrapped = whpg_config(
+            "[commands.rejoin]\nargv = [\"/opt/site/rebuild-standby\", \"{standby_host}\"]\n",
+        );
+        let rejoin = PreparedCommand::from_config(&wrapped, CommandKind::Rejoin, &vars).unwrap();
+        assert!(remove_standby_command(&wrapped, &rejoin).unwrap().is_none());
+    }
+
+    #[test]
+    fn no_standby_configured_is_recognised_in_either_stream() {
+        let out = |stdout: &str, stderr: &str| exec::CapturedOutput {
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            ..Default::default()
+        };
+        assert!(no_standby_configured(&out(
+            "",
+            "20261201:10:00:00:001 gpinitstandby:cdw:gpadmin-[ERROR]:-Error removing standby coordinator: no standby configured"
+        )));
+        assert!(no_standby_configured(&out(
+            "[ERROR]:-Request made to remove warm coordinator standby, but no standby located.",
+            ""
+        )));
+        assert!(!no_standby_configured(&out(
+            "",
+            "[ERROR]:-Failed to stop postmaster process on standby coordinator"
+        )));
+    }
 
     #[test]
     fn reads_state_and_checkpoint_from_pg_controldata() {

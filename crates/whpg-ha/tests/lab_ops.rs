@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{code, dump_logs, start_daemon, status, API_PORT};
 use common::in_netns;
-use common::pg::{db_pair_config, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP};
+use common::pg::{
+    db_pair_config, db_pair_config_with_bin_dir, fake_gphome, nodes, pair, write_through_vip,
+    DbPairSettings, Pair, VIP,
+};
 use whpg_ha::client::Request;
-use whpg_lab::postgres::PG_BIN_DIR;
+use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER};
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
@@ -24,11 +27,16 @@ const TOKEN: &str = "lab-ops-token-0123456789abcdef0123456789";
 /// command that keeps this node's own socket directory and name (a base backup copies the
 /// primary's `postgresql.conf`, and the lab hosts share one file system).
 fn config(lab: &Lab, db: &PgNode, name: &str) -> String {
+    let text = db_pair_config(&DbPairSettings::default(), db, &nodes());
+    with_api_and_start(lab, text, db, name)
+}
+
+/// `text` with the API on every address (with a token file) and this node's start command.
+fn with_api_and_start(lab: &Lab, text: String, db: &PgNode, name: &str) -> String {
     let token = lab
         .write_file("token", &format!("{TOKEN}\n"))
         .expect("writing the token file");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let text = db_pair_config(&DbPairSettings::default(), db, &nodes());
     let loopback = format!("[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
     assert!(text.contains(&loopback), "unexpected lab configuration");
     let api = format!(
@@ -507,4 +515,244 @@ fn five_switchovers_back_and_forth_keep_one_primary_and_every_commit() {
         p.n2.has_address(VIP) && !p.n1.has_address(VIP),
         "after an odd number of rounds n2 serves"
     );
+}
+
+/// The test's side of the `ssh` stand-in: runs each request found in the spool directory inside
+/// the lab host it names, as the database OS user, and writes the answer back. Stops on drop.
+struct SshRelay {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SshRelay {
+    fn start(spool: PathBuf, hosts: Vec<Host>) -> SshRelay {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let requests: Vec<PathBuf> = std::fs::read_dir(&spool)
+                    .map(|dir| {
+                        dir.filter_map(|e| e.ok().map(|e| e.path()))
+                            .filter(|p| p.extension().is_some_and(|x| x == "req"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for request in requests {
+                    let Ok(text) = std::fs::read_to_string(&request) else {
+                        continue;
+                    };
+                    let _ = std::fs::remove_file(&request);
+                    let mut lines = text.lines();
+                    let target = lines.next().unwrap_or_default().to_string();
+                    let argv: Vec<&str> = lines.collect();
+                    let (out, rc) = match hosts.iter().find(|h| h.address() == target) {
+                        None => (format!("ssh: Could not resolve hostname {target}\n"), 255),
+                        Some(_) if argv.is_empty() => (format!("ssh: {target}: no command\n"), 255),
+                        Some(host) => {
+                            match host.exec_as_timeout(PG_OS_USER, &argv, Duration::from_secs(120))
+                            {
+                                Ok(o) => (
+                                    format!("{}{}", o.stdout, o.stderr),
+                                    o.status.code().unwrap_or(255),
+                                ),
+                                Err(e) => (format!("ssh: {e:#}\n"), 255),
+                            }
+                        }
+                    };
+                    let base = request.with_extension("");
+                    let _ = std::fs::write(base.with_extension("out"), out);
+                    let tmp = base.with_extension("rctmp");
+                    let _ = std::fs::write(&tmp, rc.to_string());
+                    let _ = std::fs::rename(&tmp, base.with_extension("rc"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        SshRelay {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SshRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A fake WarehousePG installation with the gpinitstandby and ssh stand-ins: the catalog says
+/// `coordinator` serves and `standby` (address, data directory) is its standby; per-host settings
+/// for a rebuilt standby; a spool directory for the relay. Returns greenplum_path.sh.
+fn fake_gphome_for_rejoin(lab: &Lab, p: &Pair) -> PathBuf {
+    let script = fake_gphome(lab);
+    let gphome = script.parent().expect("GPHOME").to_path_buf();
+    let standins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/standins");
+    for tool in ["gpinitstandby", "ssh"] {
+        let to = gphome.join("bin").join(tool);
+        std::fs::copy(format!("{standins}/{tool}"), &to).expect("copying a stand-in");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::os::unix::fs::symlink(
+        format!("{PG_BIN_DIR}/pg_basebackup"),
+        gphome.join("bin/pg_basebackup"),
+    )
+    .expect("linking pg_basebackup into the fake GPHOME");
+    let user = whpg_ha::exec::lookup_user(PG_OS_USER).expect("the database OS user");
+    for dir in ["standin-catalog", "standin-ssh", "standin-hosts"] {
+        let path = gphome.join(dir);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).expect("chown");
+    }
+    // gpinitstandby's base backup creates the standby's data directory as the database user, in
+    // a parent that user owns on real coordinators (/data/coordinator); here the lab directory.
+    std::os::unix::fs::chown(lab.dir(), None, Some(user.gid)).expect("chgrp the lab directory");
+    std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    let catalog = gphome.join("standin-catalog");
+    std::fs::write(catalog.join("coordinator"), format!("{}\n", p.n1.address())).expect("write");
+    std::fs::write(
+        catalog.join("standby"),
+        format!("{} {}\n", p.n2.address(), p.standby.data_dir().display()),
+    )
+    .expect("write");
+    for (host, db) in [(&p.n1, &p.primary), (&p.n2, &p.standby)] {
+        std::fs::write(
+            gphome.join(format!("standin-hosts/{}.conf", host.address())),
+            format!(
+                "\n# whpg-lab: this node\nport = {}\nunix_socket_directories = '{}'\ncluster_name = '{}'\n",
+                db.port(),
+                db.socket_dir().display(),
+                host.name()
+            ),
+        )
+        .expect("per-host settings");
+    }
+    for entry in std::fs::read_dir(&catalog).expect("catalog") {
+        let path = entry.expect("entry").path();
+        std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).expect("chown");
+    }
+    script
+}
+
+/// The WarehousePG configuration of a lab node: the fake installation, the node's own start
+/// command, and a rejoin that names the peer's data directory (the lab's nodes have different
+/// ones; real coordinators usually share the path, gpinitstandby's default).
+fn whpg_config(
+    lab: &Lab,
+    greenplum_path: &std::path::Path,
+    db: &PgNode,
+    peer: &PgNode,
+    name: &str,
+) -> String {
+    let settings = DbPairSettings {
+        flavor: "warehousepg",
+        greenplum_path: Some(greenplum_path.display().to_string()),
+        ..DbPairSettings::default()
+    };
+    let text = db_pair_config_with_bin_dir(&settings, db, &nodes(), None);
+    with_api_and_start(lab, text, db, name)
+        + &format!(
+            "\n[commands.rejoin]\nargv = [\"{{bin_dir}}/gpinitstandby\", \"-s\", \"{{standby_host}}\", \"-S\", \"{}\", \"-a\"]\n",
+            peer.data_dir().display()
+        )
+}
+
+#[test]
+fn warehousepg_rejoin_removes_a_stale_standby_entry_then_runs_gpinitstandby() {
+    let lab = lab_or_skip!("ops_whpg_rejoin", PREREQUISITES);
+    let p = pair(&lab);
+    let greenplum_path = fake_gphome_for_rejoin(&lab, &p);
+    let gphome = greenplum_path.parent().expect("GPHOME").to_path_buf();
+    let _relay = SshRelay::start(gphome.join("standin-ssh"), vec![p.n1.clone(), p.n2.clone()]);
+    let d1 = start_daemon(
+        &lab,
+        &p.n1,
+        "n1",
+        &whpg_config(&lab, &greenplum_path, &p.primary, &p.standby, "n1"),
+    );
+    let d2 = start_daemon(
+        &lab,
+        &p.n2,
+        "n2",
+        &whpg_config(&lab, &greenplum_path, &p.standby, &p.primary, "n2"),
+    );
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+    let catalog = gphome.join("standin-catalog");
+    let read = |name: &str| std::fs::read_to_string(catalog.join(name)).unwrap_or_default();
+
+    // 1. A failover: gpactivatestandby's promotion leaves no standby entry, so `-r` finds none
+    //    and the rejoin goes on with `-s`.
+    p.primary.kill9().expect("kill -9 the primary's postmaster");
+    wait_logged("failover to n2", Duration::from_secs(30), &daemons, || {
+        p.n2.has_address(VIP) && code(&p.n2, "/primary") == Some(200)
+    });
+    assert_eq!(read("coordinator").trim(), p.n2.address());
+    assert_eq!(read("standby"), "", "promotion removed the standby entry");
+    assert!(write_through_vip(&p.client, 3001));
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["rejoin"], Duration::from_secs(240));
+    println!("whpg-ha rejoin after a failover:\n{out}");
+    assert!(ok, "rejoin failed:\n{out}\n{}", dump_logs(&daemons));
+    assert!(out.contains("no standby entry to remove"), "{out}");
+    let calls = read("calls");
+    let n1_dir = p.primary.data_dir().display().to_string();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        ["-r -a", &format!("-s {} -S {n1_dir} -a", p.n1.address())],
+        "gpinitstandby calls"
+    );
+    assert_eq!(
+        read("standby").trim(),
+        format!("{} {n1_dir}", p.n1.address())
+    );
+    assert_eq!(code(&p.n1, "/standby"), Some(200));
+    assert!(write_through_vip(&p.client, 3002));
+    p.primary
+        .wait_for_sql(
+            "SELECT count(*) FROM writes WHERE id IN (3001, 3002)",
+            "2",
+            Duration::from_secs(10),
+        )
+        .expect("the rebuilt standby replays the writes");
+
+    // 2. The standby fails and is rebuilt: its catalog entry is stale, `gpinitstandby -s` alone
+    //    would refuse ("standby coordinator already configured"); `-r -a` removes it first.
+    std::fs::remove_file(catalog.join("calls")).expect("reset the call log");
+    p.primary.kill9().expect("kill -9 the standby's postmaster");
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["rejoin"], Duration::from_secs(240));
+    println!("whpg-ha rejoin of a failed standby:\n{out}");
+    assert!(ok, "rejoin failed:\n{out}\n{}", dump_logs(&daemons));
+    assert!(out.contains("stale standby entry removed"), "{out}");
+    assert_eq!(
+        read("calls").lines().collect::<Vec<_>>(),
+        ["-r -a", &format!("-s {} -S {n1_dir} -a", p.n1.address())]
+    );
+    assert_eq!(
+        read("standby").trim(),
+        format!("{} {n1_dir}", p.n1.address())
+    );
+    // Both old data directories were moved aside, never deleted.
+    let prefix = format!(
+        "{}.whpg-ha-",
+        p.primary.data_dir().file_name().unwrap().to_string_lossy()
+    );
+    let aside = std::fs::read_dir(p.primary.data_dir().parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.path().join("PG_VERSION").exists())
+        .count();
+    assert_eq!(aside, 2, "two data directories moved aside");
+    assert!(write_through_vip(&p.client, 3003));
+    p.primary
+        .wait_for_sql(
+            "SELECT count(*) FROM writes WHERE id = 3003",
+            "1",
+            Duration::from_secs(10),
+        )
+        .expect("the rebuilt standby replays new writes");
+    assert_eq!(code(&p.n2, "/primary"), Some(200));
 }

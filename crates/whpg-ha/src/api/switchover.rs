@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /switchover/demote` | leaves the election (VIP removed), stops its database cleanly, answers the shutdown checkpoint |
 //! | `POST /switchover/promote` `{"min_lsn": "X/Y"}` | waits until its standby received WAL up to `min_lsn`, promotes, answers once writable with the VIP |
-//! | `POST /rejoin` `{"standby_host": "A.B.C.D"}` | WarehousePG, on the active coordinator: runs `commands.rejoin` (gpinitstandby) for that host |
+//! | `POST /rejoin` `{"standby_host": "A.B.C.D"}` | WarehousePG, on the active coordinator: removes a stale standby entry (`gpinitstandby -r -a`), then runs `commands.rejoin` (gpinitstandby) for that host |
 //! | `POST /rejoin/local` `{"primary_host": "A.B.C.D"}` | on the node to rebuild (`switchover --rejoin`): stop, move the data directory aside, PostgreSQL: base backup and start |
 //!
 //! All need the bearer token, and one runs at a time per daemon. The rejoin routes also need the
@@ -393,7 +393,7 @@ pub async fn rejoin(
         let mut vars = BTreeMap::new();
         vars.insert("standby_host", request.standby_host.to_string());
         vars.insert("primary_host", task_state.config.local.address.to_string());
-        let result = rebuild::run_configured(&task_state.config, CommandKind::Rejoin, &vars).await;
+        let result = rebuild::init_standby(&task_state.config, &vars).await;
         let line = match &result {
             Ok(done) => format!("rejoin of {}: {done}", request.standby_host),
             Err(e) => format!("rejoin of {} failed: {e}", request.standby_host),

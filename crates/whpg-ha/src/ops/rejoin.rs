@@ -5,7 +5,10 @@
 //! 2. make sure the local database is stopped (`commands.stop`, else `commands.fence`);
 //! 3. move the data directory aside to `<datadir>.whpg-ha-<UTC timestamp>` (never delete it);
 //! 4. PostgreSQL: `commands.rejoin` here (pg_basebackup from the primary), then `commands.start`;
-//!    WarehousePG: `POST /rejoin` on the primary's daemon, which runs gpinitstandby there;
+//!    WarehousePG: nothing is left at the data directory's path (gpinitstandby refuses one that
+//!    exists), then `POST /rejoin` on the primary's daemon, which runs `gpinitstandby -r -a` (a
+//!    stale standby entry; "no standby configured" is fine) and `gpinitstandby -s` there
+//!    ([`rebuild::init_standby`]);
 //! 5. wait until the local daemon reports a streaming standby back in service.
 //!
 //! `switchover --rejoin` runs the same steps through the old primary's daemon
