@@ -205,6 +205,9 @@ pub struct Peer {
     /// The latest probe failed for a local reason: the peer's state is unknown, which is
     /// evidence of nothing (not of a dead peer, not of a silent one).
     pub latest_unknown: bool,
+    /// The latest answer said the peer's database is down or a standby: what corroborates a
+    /// priority-0 advert (anyone on the link can send one).
+    pub latest_not_serving: bool,
 }
 
 impl Peer {
@@ -215,6 +218,7 @@ impl Peer {
             return;
         }
         self.observed = true;
+        self.latest_not_serving = matches!(sample, PeerSample::DatabaseDown | PeerSample::Standby);
         self.latest_primary = matches!(
             sample,
             PeerSample::Primary { .. } | PeerSample::AcceptingUnknownRole

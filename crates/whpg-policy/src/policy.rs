@@ -786,8 +786,12 @@ impl Policy {
         if self.peer.latest_unknown {
             return Some(Hold::PeerUnknown);
         }
-        // The certain case: the master resigned (priority 0) — its database failed or it stopped.
-        let certain = self.master_reason == Some(TransitionReason::MasterResigned);
+        // The certain case: the master resigned (priority 0) — its database failed or it stopped
+        // — and the peer's host answers that its database is down or a standby. A priority-0
+        // advert alone is not enough: anyone on the link can send one, so without that answer
+        // the master counts as silent (witnesses and the confirmation time apply).
+        let certain = self.master_reason == Some(TransitionReason::MasterResigned)
+            && self.peer.latest_not_serving;
         let peer_reachable_recently = self.peer.reachable_at.is_some_and(|at| {
             now.saturating_duration_since(at) < c.peer_alive_window.max(c.confirmation)
         });

@@ -550,16 +550,43 @@ fn a_late_answer_of_a_live_peer_primary_does_not_open_a_gap_for_promotion() {
 #[test]
 fn a_peer_primary_whose_probe_times_out_holds_only_the_alive_window() {
     // The in-flight extension ends with the next answer: no answer within the probe timeout
-    // leaves only invariant 2's window after the last answer as primary (500 + 100 ms).
-    let mut run = Run::standby_settled(config());
+    // leaves only invariant 2's window after the last answer as primary (500 + 100 ms). (An
+    // unanswered resign is not corroborated, so the fast profile and a witness round apply.)
+    let mut config = config();
+    config.confirmation = Duration::ZERO;
+    let mut run = Run::standby_settled(config);
     run.master(560, TransitionReason::MasterResigned);
     run.at(560, Input::Peer(PeerSample::Unreachable));
+    run.witness(570, true);
     assert_eq!(
         run.policy.next_wakeup(),
         Some(run.t0 + Duration::from_millis(600))
     );
     run.at(600, Input::Tick);
     assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(600));
+}
+
+#[test]
+fn a_priority_zero_advert_is_certain_only_once_the_peers_database_is_seen_down() {
+    // Anyone on the link can send priority 0. Without an answer from the peer's host saying its
+    // database is down (or a standby), the master counts as silent: witnesses and confirmation.
+    let mut run = Run::standby_settled(config());
+    run.probes(600, 3400, STANDBY_IDLE, PeerSample::Unreachable);
+    run.master(610, TransitionReason::MasterResigned);
+    run.witness(620, true);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert!(run.decided(|d| matches!(
+        d,
+        Decision::Notice(Notice::PromotionHeld(Hold::Confirming { .. }))
+    )));
+    run.at(3500, Input::Tick);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(3500));
+
+    // Corroborated: the peer's host answers that its database is down: at once.
+    let mut run = Run::standby_settled(config());
+    run.at(600, Input::Peer(PeerSample::DatabaseDown));
+    run.master(610, TransitionReason::MasterResigned);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(610));
 }
 
 #[test]
