@@ -300,6 +300,28 @@ fn maintenance_needs_the_token_and_holds_back_a_failover_on_a_database_crash() {
     assert_eq!(maintenance_of(&p.n1), true);
     assert_eq!(maintenance_of(&p.n2), true);
 
+    // The mode is kept on disk: a restart of the standby's daemon does not forget it.
+    d2.sigterm().expect("SIGTERM to n2's daemon");
+    d2.wait_exit(Duration::from_secs(10))
+        .expect("n2's daemon stops on SIGTERM");
+    let settings = DbPairSettings::default();
+    let d2 = start_daemon(
+        &lab,
+        &p.n2,
+        "n2",
+        &with_api(
+            db_pair_config(&settings, &p.standby, &common::pg::nodes()),
+            Some(&token),
+        ),
+    );
+    let logs = [&d1, &d2];
+    wait_logged(
+        "n2's daemon answers again, in maintenance mode",
+        Duration::from_secs(10),
+        &logs,
+        || code(&p.n2, "/health").is_some() && maintenance_of(&p.n2) == true,
+    );
+
     // A database crash now is not failed over.
     p.primary.kill9().expect("kill -9 the primary's postmaster");
     std::thread::sleep(Duration::from_secs(6));

@@ -183,6 +183,46 @@ fn maintenance_mode_holds_failover_on_a_crash() {
 }
 
 #[test]
+fn maintenance_mode_survives_a_restart_of_either_daemon() {
+    let mut pair = settled(DEFAULT);
+    assert_eq!(pair.request(A, Request::Maintenance(true)), Some(Ok(())));
+    assert_eq!(pair.request(B, Request::Maintenance(true)), Some(Ok(())));
+    for i in [A, B] {
+        pair.kill_daemon(i);
+        let at = pair.ms() + 500;
+        pair.run_until(at);
+        pair.start_daemon(i);
+        let at = pair.ms() + 3000;
+        pair.run_until(at);
+        let policy = pair.hosts[i]
+            .node
+            .as_ref()
+            .unwrap()
+            .policy_status()
+            .unwrap();
+        assert!(policy.maintenance, "host {i}: {}", pair.trace_text());
+    }
+    pair.crash_db(A);
+    let at = pair.ms() + 15_000;
+    pair.run_until(at);
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    // Turned off, it stays off after a restart too.
+    assert_eq!(pair.request(B, Request::Maintenance(false)), Some(Ok(())));
+    pair.kill_daemon(B);
+    pair.start_daemon(B);
+    let at = pair.ms() + 3000;
+    pair.run_until(at);
+    let policy = pair.hosts[B]
+        .node
+        .as_ref()
+        .unwrap()
+        .policy_status()
+        .unwrap();
+    assert!(!policy.maintenance);
+    pair.assert_safe();
+}
+
+#[test]
 fn probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote() {
     let mut pair = settled(FAST);
     pair.fail_probes_locally(A, Duration::from_secs(10));

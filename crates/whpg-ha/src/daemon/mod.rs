@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod observers;
 pub mod reload;
 pub mod runner;
+pub mod state;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,8 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         journal::DEFAULT_MAX_BYTES,
         journal::DEFAULT_KEEP,
     )?;
+    let state_store = state::StateStore::new(&config.journal.path);
+    let remembered = state_store.load()?;
     journal.record(
         &Entry::new(
             &config.local.name,
@@ -229,6 +232,7 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         supervision,
         channels,
         journal,
+        (state_store, remembered),
     );
     runner.start().await;
     notify_ready();

@@ -16,6 +16,7 @@ use whpg_policy::Input;
 
 use super::jobs::{JobReport, Jobs};
 use super::reload;
+use super::state::{PersistedState, StateStore};
 use super::watchdog::Watchdog;
 use crate::api::ApiCommand;
 use crate::config::{self, Config};
@@ -92,6 +93,9 @@ pub struct Runner {
     /// The time of the input being carried out: every journal entry of one step carries it, so
     /// the journal stays in time order.
     step_now: Now,
+    /// What survives a restart (maintenance mode).
+    state: StateStore,
+    remembered: PersistedState,
 }
 
 impl Runner {
@@ -103,6 +107,7 @@ impl Runner {
         supervision: Option<Supervision>,
         channels: Channels,
         journal: Journal,
+        state: (StateStore, PersistedState),
     ) -> Runner {
         let node = Node::new(&config, Now::read());
         let (supervision, inputs, job_reports) = match supervision {
@@ -129,6 +134,8 @@ impl Runner {
             journal: BackgroundJournal::start(journal),
             watchdog: Watchdog::from_env(),
             step_now: Now::read(),
+            state: state.0,
+            remembered: state.1,
         }
     }
 
@@ -138,6 +145,11 @@ impl Runner {
 
     /// Leave Initialize; with the link down or our address missing the instance starts in FAULT.
     pub async fn start(&mut self) {
+        if self.remembered.maintenance {
+            let since_unix_ms = self.remembered.maintenance_since_unix_ms;
+            self.step(NodeInput::RestoredMaintenance { since_unix_ms })
+                .await;
+        }
         self.step(NodeInput::Start).await;
         if let Some(fault) = self.io.interface.fault() {
             let name = &self.config.vrrp.interface;
@@ -319,6 +331,36 @@ impl Runner {
             Effect::Journal(entry) => self.journal.record(entry),
             Effect::Log { level, text } => log(level, &text),
             Effect::Measure(measure) => self.measure(measure),
+            Effect::RememberMaintenance { on } => self.remember_maintenance(on),
+        }
+    }
+
+    /// Write maintenance mode to disk before the request is answered; a failure is said loudly
+    /// (the mode is in force, but a restart would forget it).
+    fn remember_maintenance(&mut self, on: bool) {
+        let mut next = self.remembered.clone();
+        next.maintenance = on;
+        next.maintenance_since_unix_ms = on.then(|| {
+            self.remembered
+                .maintenance_since_unix_ms
+                .filter(|_| self.remembered.maintenance)
+                .unwrap_or(self.step_now.unix_ms)
+        });
+        match self.state.save(&next) {
+            Ok(()) => self.remembered = next,
+            Err(e) => {
+                let text = format!(
+                    "maintenance mode {} is in force but NOT remembered across a restart: {e}",
+                    if on { "on" } else { "off" }
+                );
+                error!("{text}");
+                self.journal.record(Entry::at(
+                    self.step_now.unix_ms,
+                    &self.config.local.name,
+                    Kind::Notice,
+                    text,
+                ));
+            }
         }
     }
 

@@ -81,6 +81,8 @@ pub enum NodeInput<'a> {
     Job(JobReport),
     /// SIGTERM or SIGINT: resign the mastership and release the addresses.
     Shutdown { signal: &'static str },
+    /// Maintenance mode was on when the daemon last ran (fed before [`NodeInput::Start`]).
+    RestoredMaintenance { since_unix_ms: Option<u64> },
 }
 
 /// What a finished job reports for the journal and `/status`.
@@ -116,6 +118,8 @@ pub enum Effect {
     Log { level: Level, text: String },
     /// Count or time something for `/metrics`.
     Measure(Measure),
+    /// Remember maintenance mode across restarts (on disk, before the request is answered).
+    RememberMaintenance { on: bool },
 }
 
 /// Metric events; the daemon keeps the counters and histograms.
@@ -291,6 +295,26 @@ impl Node {
                 let entry = self.entry(kind, report.detail.clone());
                 self.record(Some((report.kind, &report.detail)), entry);
             }
+            NodeInput::RestoredMaintenance { since_unix_ms } => {
+                if self.policy.is_none() {
+                    let text =
+                        "maintenance mode was on before the restart, but database.monitor = \
+                                false: there is no automatic failover to suspend";
+                    self.log(Level::WARN, text);
+                    let entry = self.entry(Kind::Notice, text);
+                    self.record(None, entry);
+                } else {
+                    let text = "maintenance mode on (kept from before the restart): no automatic \
+                                failover until it is turned off";
+                    self.log(Level::WARN, text);
+                    let mut entry = self.entry(Kind::Decision, text).with("maintenance", true);
+                    if let Some(since) = since_unix_ms {
+                        entry = entry.with("since_unix_ms", since);
+                    }
+                    self.record(Some(("maintenance", text)), entry);
+                    self.observe(Input::Maintenance(true));
+                }
+            }
             NodeInput::Shutdown { signal } => {
                 self.log(
                     Level::INFO,
@@ -342,6 +366,7 @@ impl Node {
                 let entry = self.entry(Kind::Decision, text).with("maintenance", on);
                 self.record(Some(("maintenance", text)), entry);
                 self.observe(Input::Maintenance(on));
+                self.effects.push(Effect::RememberMaintenance { on });
                 let now_on = self.policy.as_ref().is_some_and(|p| p.status().maintenance);
                 Ok(Accepted::Maintenance(now_on))
             }

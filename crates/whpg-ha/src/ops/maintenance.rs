@@ -2,7 +2,8 @@
 //! failover while it is on) and prints what each one answered. Exits non-zero when any node
 //! refused or could not be reached: the pair is then not in the mode that was asked for.
 //!
-//! The mode is kept in the daemons' memory only; a restarted daemon starts with it off.
+//! Each daemon keeps the mode on disk (`state.json` in `[journal] path`) before it answers, so a
+//! restarted daemon, or a rebooted host, comes back in the mode it was in.
 
 use std::process::ExitCode;
 

@@ -126,6 +126,8 @@ pub struct Host {
     next_witness: Instant,
     pub promotions: u32,
     pub fences: u32,
+    /// The daemon's state file: maintenance mode as last remembered.
+    pub remembered_maintenance: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +192,7 @@ impl Pair {
             next_witness: t0,
             promotions: 0,
             fences: 0,
+            remembered_maintenance: false,
         };
         let mut pair = Pair {
             t0,
@@ -308,6 +311,16 @@ impl Pair {
         host.next_peer_probe = self.now;
         host.next_witness = self.now;
         let link_up = host.link_up;
+        if host.remembered_maintenance {
+            self.input(i, |node, now| {
+                node.handle(
+                    NodeInput::RestoredMaintenance {
+                        since_unix_ms: None,
+                    },
+                    now,
+                )
+            });
+        }
         self.input(i, |node, now| node.handle(NodeInput::Start, now));
         if !link_up {
             let fault = Some("interface eth0: link down".to_string());
@@ -391,6 +404,7 @@ impl Pair {
                     self.push(FENCE_TAKES, i, Pending::FenceEnds);
                 }
                 Effect::CheckWitnesses => self.witness_round(i),
+                Effect::RememberMaintenance { on } => self.hosts[i].remembered_maintenance = on,
                 Effect::Garp { .. }
                 | Effect::Journal(_)
                 | Effect::Log { .. }
