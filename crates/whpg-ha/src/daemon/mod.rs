@@ -231,8 +231,11 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
         io,
         supervision,
         channels,
-        journal,
-        (state_store, remembered),
+        runner::OnDisk {
+            journal,
+            state: state_store,
+            remembered,
+        },
     );
     runner.start().await;
     notify_ready();

@@ -78,6 +78,13 @@ pub struct Channels {
     pub metrics: EventMetrics,
 }
 
+/// What the daemon writes to disk: the journal and the state that survives restarts.
+pub struct OnDisk {
+    pub journal: Journal,
+    pub state: StateStore,
+    pub remembered: PersistedState,
+}
+
 pub struct Runner {
     config: Config,
     config_path: PathBuf,
@@ -106,8 +113,7 @@ impl Runner {
         io: Io,
         supervision: Option<Supervision>,
         channels: Channels,
-        journal: Journal,
-        state: (StateStore, PersistedState),
+        disk: OnDisk,
     ) -> Runner {
         let node = Node::new(&config, Now::read());
         let (supervision, inputs, job_reports) = match supervision {
@@ -131,11 +137,11 @@ impl Runner {
             inputs,
             job_reports,
             channels,
-            journal: BackgroundJournal::start(journal),
+            journal: BackgroundJournal::start(disk.journal),
             watchdog: Watchdog::from_env(),
             step_now: Now::read(),
-            state: state.0,
-            remembered: state.1,
+            state: disk.state,
+            remembered: disk.remembered,
         }
     }
 
