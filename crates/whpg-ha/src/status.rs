@@ -24,6 +24,10 @@ pub struct NodeStatus {
     pub vips: Vec<String>,
     /// Whether this node has the virtual addresses installed right now.
     pub holds_vips: bool,
+    /// Held virtual addresses that something else removed from the interface and that are
+    /// being put back (`/primary` answers 503 while any is listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips_missing: Vec<String>,
     pub transitions: VecDeque<TransitionRecord>,
     /// The database side (absent with `database.monitor = false`).
     pub database: Option<DatabaseStatus>,
@@ -105,6 +109,9 @@ pub struct Counters {
     pub priority_zero_received: u64,
     pub transitions: u64,
     pub address_list_mismatches: u64,
+    /// Held virtual addresses removed by something else and put back.
+    #[serde(default)]
+    pub vips_restored: u64,
     /// Dropped packets by reason (`ttl`, `password`, `checksum`, ...).
     pub dropped: BTreeMap<String, u64>,
 }
@@ -266,6 +273,7 @@ impl NodeStatus {
                 .map(|v| format!("{}/{}", v.address, v.prefix_len))
                 .collect(),
             holds_vips: false,
+            vips_missing: Vec::new(),
             transitions: VecDeque::new(),
             database: None,
             events: VecDeque::new(),
@@ -344,7 +352,9 @@ impl NodeStatus {
             priority: m.priority,
             seen_ms_ago: now.saturating_duration_since(m.last_seen).as_millis() as u64,
         });
+        let vips_restored = self.vrrp.counters.vips_restored;
         self.vrrp.counters = Counters {
+            vips_restored,
             adverts_sent: stats.adverts_sent,
             adverts_received: stats.adverts_received,
             priority_zero_sent: stats.priority_zero_sent,

@@ -72,6 +72,45 @@ fn election_puts_the_vip_on_the_highest_priority_and_the_client_reaches_it() {
 }
 
 #[test]
+fn a_vip_removed_under_the_master_is_put_back_and_counted() {
+    let lab = lab_or_skip!("vip_restore", &[]);
+    let (n1, n2, _client) = two_hosts(&lab);
+    let settings = PairSettings::fast();
+    let config = pair_config(&settings, &nodes(100, 98));
+    let d1 = start_daemon(&lab, &n1, "n1", &config);
+    let _d2 = start_daemon(&lab, &n2, "n2", &config);
+    let vip = settings.vip_address();
+    wait_vip(&n1, vip, true, Duration::from_secs(10));
+    wait_state(&n2, "BACKUP", Duration::from_secs(5));
+
+    // What NetworkManager, an ifup or a careless operator does.
+    let removed = Instant::now();
+    n1.exec_ok(&["ip", "addr", "del", &format!("{vip}/24"), "dev", "eth0"])
+        .expect("ip addr del of the VIP");
+    let back = wait_vip(&n1, vip, true, Duration::from_secs(2));
+    // One advert interval (100 ms) is the bound the daemon aims for.
+    println!(
+        "VIP removed under the master: back after {:?}",
+        removed.elapsed().min(back)
+    );
+    assert!(back < Duration::from_millis(500), "put back after {back:?}");
+    let s = status(&n1).expect("n1 status");
+    assert_eq!(s["vrrp"]["counters"]["vips_restored"], 1, "{s}");
+    assert_eq!(s["vrrp"]["state"], "MASTER");
+    assert!(!n2.has_address(vip), "the backup took nothing");
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        "the restoration in the log",
+        || {
+            d1.log_contents()
+                .contains("was removed from the interface by something other")
+        },
+    )
+    .expect("the restoration is logged");
+}
+
+#[test]
 fn master_link_loss_moves_the_vip_after_about_master_down_interval() {
     let lab = lab_or_skip!("link_loss", &[]);
     let (n1, n2, _client) = two_hosts(&lab);

@@ -10,6 +10,12 @@ pub fn primary(status: &NodeStatus) -> Result<(), String> {
     if !status.holds_vips {
         return Err("does not hold the virtual address".into());
     }
+    if !status.vips_missing.is_empty() {
+        return Err(format!(
+            "virtual address {} was removed from the interface and is being put back",
+            status.vips_missing.join(", ")
+        ));
+    }
     let Some(db) = &status.database else {
         // database.monitor = false: the virtual address is all there is.
         return Ok(());
@@ -98,6 +104,18 @@ mod tests {
         let mut old = db(DbRoleStatus::Primary, true, None);
         old.needs_rejoin = true;
         assert!(primary(&node(true, Some(old))).is_err());
+    }
+
+    #[test]
+    fn a_held_virtual_address_missing_from_the_interface_is_not_primary() {
+        let mut status = node(true, None);
+        assert!(primary(&status).is_ok());
+        status.vips_missing = vec!["10.77.0.100".into()];
+        let why = primary(&status).unwrap_err();
+        assert!(
+            why.contains("10.77.0.100") && why.contains("put back"),
+            "{why}"
+        );
     }
 
     #[test]

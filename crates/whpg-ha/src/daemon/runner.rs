@@ -417,6 +417,24 @@ impl Runner {
     async fn on_link_event(&mut self, event: LinkEvent) {
         let name = &self.config.vrrp.interface;
         debug!("interface {name}: {event:?}");
+        match event {
+            LinkEvent::AddressAdded { address, .. } => {
+                self.step(NodeInput::Address {
+                    address,
+                    present: true,
+                })
+                .await
+            }
+            LinkEvent::AddressRemoved { address, .. } => {
+                self.step(NodeInput::Address {
+                    address,
+                    present: false,
+                })
+                .await
+            }
+            LinkEvent::Link { .. } | LinkEvent::Removed => {}
+        }
+        let name = &self.config.vrrp.interface;
         let Some(change) = self.io.interface.apply(&event) else {
             return;
         };

@@ -81,6 +81,13 @@ pub enum NodeInput<'a> {
     Job(JobReport),
     /// SIGTERM or SIGINT: resign the mastership and release the addresses.
     Shutdown { signal: &'static str },
+    /// An IPv4 address appeared on (`present`) or left the VRRP interface, as netlink reports
+    /// it: a virtual address removed by someone else (`ip addr del`, NetworkManager, `ifup`)
+    /// while this node holds it is put back at once.
+    Address {
+        address: std::net::Ipv4Addr,
+        present: bool,
+    },
     /// Maintenance mode was on when the daemon last ran (fed before [`NodeInput::Start`]).
     RestoredMaintenance { since_unix_ms: Option<u64> },
 }
@@ -184,6 +191,8 @@ impl Refusal {
 
 pub struct Node {
     name: String,
+    /// The configured virtual addresses (to recognise them in address events).
+    vip_addresses: Vec<std::net::Ipv4Addr>,
     instance: Instance,
     /// `None` with `database.monitor = false`: the VIP then follows the mastership alone.
     policy: Option<Policy>,
@@ -216,6 +225,7 @@ impl Node {
     pub fn with_policy(config: &Config, policy: Option<Policy>, now: Now) -> Node {
         Node {
             name: config.local.name.clone(),
+            vip_addresses: config.vips.iter().map(|v| v.address).collect(),
             instance: Instance::new(vrrp_setup::instance_config(config)),
             policy,
             garp: GarpSchedule::new(vrrp_setup::garp_timing(config)),
@@ -295,6 +305,7 @@ impl Node {
                 let entry = self.entry(kind, report.detail.clone());
                 self.record(Some((report.kind, &report.detail)), entry);
             }
+            NodeInput::Address { address, present } => self.address_event(address, present),
             NodeInput::RestoredMaintenance { since_unix_ms } => {
                 if self.policy.is_none() {
                     let text =
@@ -747,6 +758,40 @@ impl Node {
         self.record(Some(("policy", &text)), entry);
     }
 
+    /// A virtual address that leaves while held was not removed by us (our own removals clear
+    /// `holds_vips` first): put it back, announce it again, and say so. While it is missing,
+    /// `/status` lists it, so `/primary` answers 503.
+    fn address_event(&mut self, address: std::net::Ipv4Addr, present: bool) {
+        if !self.vip_addresses.contains(&address) {
+            return;
+        }
+        let missing = &mut self.status.vips_missing;
+        let shown = address.to_string();
+        if present {
+            missing.retain(|a| *a != shown);
+            return;
+        }
+        if !self.holds_vips {
+            return;
+        }
+        if !missing.contains(&shown) {
+            missing.push(shown);
+        }
+        self.status.vrrp.counters.vips_restored += 1;
+        let text = format!(
+            "virtual address {address} was removed from the interface by something other than \
+             whpg-ha: putting it back"
+        );
+        self.log(Level::ERROR, text.clone());
+        let entry = self
+            .entry(Kind::Observation, text.as_str())
+            .with("vip", address.to_string())
+            .with("event", "vip_restored");
+        self.record(Some(("vip", &text)), entry);
+        self.effects.push(Effect::InstallVips);
+        self.garp.reannounce(self.now.at);
+    }
+
     fn install_vips(&mut self) {
         self.holds_vips = true;
         self.effects.push(Effect::InstallVips);
@@ -755,6 +800,7 @@ impl Node {
     fn remove_vips(&mut self) {
         self.garp.stop();
         self.holds_vips = false;
+        self.status.vips_missing.clear();
         self.effects.push(Effect::RemoveVips);
     }
 
