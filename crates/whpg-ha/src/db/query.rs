@@ -77,7 +77,7 @@ impl ConnParams {
 
     /// The driver's configuration. No connect timeout of its own: the caller's deadline bounds
     /// the whole exchange and reports [`QueryError::TimedOut`].
-    fn config(&self) -> Result<tokio_postgres::Config, QueryError> {
+    pub(crate) fn config(&self) -> Result<tokio_postgres::Config, QueryError> {
         let mut config = tokio_postgres::Config::new();
         match &self.endpoint {
             DbEndpoint::Host(host) => config.host(host),
@@ -141,6 +141,9 @@ pub enum QueryError {
     },
     #[error("{target}: unexpected answer: {reason}")]
     Unexpected { target: String, reason: String },
+    /// Our own socket could not be made or connected (the held session opens its own).
+    #[error("connecting to {target}: {source}")]
+    Socket { target: String, source: io::Error },
 }
 
 /// The driver's error with its causes ("db error: FATAL: ..."); its own text alone is only
@@ -157,6 +160,21 @@ fn full_text(error: &tokio_postgres::Error) -> String {
 }
 
 impl QueryError {
+    /// The errno when this failed for a reason of our own (descriptors, memory): then it says
+    /// nothing about the database (see [`super::local_failure`]).
+    pub fn local_errno(&self) -> Option<i32> {
+        use super::local_failure::{local_errno, local_errno_in};
+        match self {
+            QueryError::PasswordFile { source, .. } | QueryError::Socket { source, .. } => {
+                local_errno(source)
+            }
+            QueryError::Connect { source, .. }
+            | QueryError::Query { source, .. }
+            | QueryError::ReadOnly { source, .. } => local_errno_in(source),
+            QueryError::TimedOut { .. } | QueryError::Unexpected { .. } => None,
+        }
+    }
+
     /// The server's SQLSTATE, when the server reported an error.
     pub fn sqlstate(&self) -> Option<SqlState> {
         match self {
@@ -252,20 +270,35 @@ pub struct DbFacts {
     pub replication: Vec<ReplicationPeer>,
 }
 
-/// Two statements, one round trip. Functions that fail during recovery are only evaluated on a
-/// server that is not in recovery (one `pg_is_in_recovery()` evaluation decides).
-const OBSERVE_SQL: &str = "\
-WITH r AS (SELECT pg_is_in_recovery() AS rec), \
+/// The state row: recovery, timeline sources, WAL receiver. Functions that fail during recovery
+/// are only evaluated on a server that is not in recovery (one `pg_is_in_recovery()` evaluation
+/// decides); the control file is only read when no other timeline source exists (an uncorrelated
+/// subquery is evaluated when first needed). Every column is text, so the same parser reads it
+/// from the simple protocol and from the held session's prepared statement.
+macro_rules! state_sql {
+    () => {
+        "WITH r AS (SELECT pg_is_in_recovery() AS rec), \
      p AS (SELECT CASE WHEN rec THEN NULL ELSE pg_current_wal_lsn() END AS lsn FROM r) \
-SELECT r.rec, p.lsn, pg_walfile_name(p.lsn), \
-       (SELECT timeline_id FROM pg_control_checkpoint()), \
-       pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
-       w.pid IS NOT NULL, w.status, w.received_tli, \
-       (extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time) * 1000)::bigint, \
-       w.sender_host, w.sender_port \
-FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true; \
-SELECT application_name, client_addr, state, sync_state, sent_lsn, flush_lsn, replay_lsn \
-FROM pg_stat_replication ORDER BY application_name, client_addr";
+SELECT r.rec::text, p.lsn::text, pg_walfile_name(p.lsn), \
+       CASE WHEN r.rec AND w.received_tli IS NULL \
+            THEN (SELECT timeline_id FROM pg_control_checkpoint())::text END, \
+       pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
+       (w.pid IS NOT NULL)::text, w.status, w.received_tli::text, \
+       (extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time) * 1000)::bigint::text, \
+       w.sender_host, w.sender_port::text \
+FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true"
+    };
+}
+
+/// What the held monitoring session asks each interval ([`super::session`]): the state row only.
+pub(crate) const STATE_SQL: &str = state_sql!();
+
+/// Two statements, one round trip: the state row and the standbys streaming from the server.
+const OBSERVE_SQL: &str = concat!(
+    state_sql!(),
+    "; SELECT application_name, client_addr, state, sync_state, sent_lsn, flush_lsn, replay_lsn \
+FROM pg_stat_replication ORDER BY application_name, client_addr"
+);
 
 /// Observes the database at `params` in one query round trip, all within `timeout`.
 pub async fn observe(params: &ConnParams, timeout: Duration) -> Result<DbFacts, QueryError> {
@@ -393,12 +426,33 @@ fn rows_by_statement(messages: &[SimpleQueryMessage]) -> Vec<Vec<&SimpleQueryRow
     statements
 }
 
-/// Typed access to the text columns of a row.
-struct Columns<'a>(&'a SimpleQueryRow);
+/// Typed access to the text columns of a row: a simple-query row (all text), or a row of the
+/// held session's prepared statement (every column cast to `text` in the SQL).
+struct Columns<'a>(Vec<Option<&'a str>>);
 
-impl Columns<'_> {
-    fn text(&self, i: usize) -> Result<Option<&str>, String> {
-        self.0.try_get(i).map_err(|e| format!("column {i}: {e}"))
+impl<'a> Columns<'a> {
+    fn of_simple(row: &'a SimpleQueryRow) -> Result<Columns<'a>, String> {
+        (0..row.len())
+            .map(|i| row.try_get(i).map_err(|e| format!("column {i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Columns)
+    }
+
+    fn of_row(row: &'a tokio_postgres::Row) -> Result<Columns<'a>, String> {
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Option<&str>>(i)
+                    .map_err(|e| format!("column {i}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Columns)
+    }
+
+    fn text(&self, i: usize) -> Result<Option<&'a str>, String> {
+        self.0
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("column {i}: missing"))
     }
 
     fn parsed<T: std::str::FromStr>(&self, i: usize, what: &str) -> Result<Option<T>, String> {
@@ -411,11 +465,12 @@ impl Columns<'_> {
         }
     }
 
+    /// A boolean as the simple protocol prints it (`t`/`f`) or as `bool::text` does.
     fn bool(&self, i: usize, what: &str) -> Result<Option<bool>, String> {
         match self.text(i)? {
             None => Ok(None),
-            Some("t") => Ok(Some(true)),
-            Some("f") => Ok(Some(false)),
+            Some("t" | "true") => Ok(Some(true)),
+            Some("f" | "false") => Ok(Some(false)),
             Some(s) => Err(format!("column {i} ({what}): {s:?} is not a boolean")),
         }
     }
@@ -435,10 +490,32 @@ fn parse_inet(s: &str) -> Option<IpAddr> {
 fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String> {
     let statements = rows_by_statement(messages);
     let state = match statements.first().map(Vec::as_slice) {
-        Some([row]) => Columns(row),
+        Some([row]) => Columns::of_simple(row)?,
         Some(rows) => return Err(format!("{} state rows instead of 1", rows.len())),
         None => return Err("no result".into()),
     };
+    let mut facts = parse_state(&state)?;
+    for row in statements.get(1).map(Vec::as_slice).unwrap_or_default() {
+        let c = Columns::of_simple(row)?;
+        facts.replication.push(ReplicationPeer {
+            application_name: c.text(0)?.unwrap_or_default().to_string(),
+            client_addr: c.text(1)?.and_then(parse_inet),
+            state: c.text(2)?.map(str::to_string),
+            sync_state: c.text(3)?.map(str::to_string),
+            sent_lsn: c.parsed(4, "sent_lsn")?,
+            flush_lsn: c.parsed(5, "flush_lsn")?,
+            replay_lsn: c.parsed(6, "replay_lsn")?,
+        });
+    }
+    Ok(facts)
+}
+
+/// The facts of one state row (the columns of [`STATE_SQL`]); no replication rows.
+pub(crate) fn parse_state_row(row: &tokio_postgres::Row) -> Result<DbFacts, String> {
+    parse_state(&Columns::of_row(row)?)
+}
+
+fn parse_state(state: &Columns<'_>) -> Result<DbFacts, String> {
     let in_recovery = state
         .bool(0, "pg_is_in_recovery")?
         .ok_or("pg_is_in_recovery() is NULL")?;
@@ -471,19 +548,6 @@ fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String>
         let tli = checkpoint_tli.ok_or("no checkpoint timeline")?;
         (tli, TimelineSource::Checkpoint)
     };
-    let mut replication = Vec::new();
-    for row in statements.get(1).map(Vec::as_slice).unwrap_or_default() {
-        let c = Columns(row);
-        replication.push(ReplicationPeer {
-            application_name: c.text(0)?.unwrap_or_default().to_string(),
-            client_addr: c.text(1)?.and_then(parse_inet),
-            state: c.text(2)?.map(str::to_string),
-            sync_state: c.text(3)?.map(str::to_string),
-            sent_lsn: c.parsed(4, "sent_lsn")?,
-            flush_lsn: c.parsed(5, "flush_lsn")?,
-            replay_lsn: c.parsed(6, "replay_lsn")?,
-        });
-    }
     Ok(DbFacts {
         in_recovery,
         timeline,
@@ -492,7 +556,7 @@ fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String>
         receive_lsn,
         replay_lsn,
         wal_receiver,
-        replication,
+        replication: Vec::new(),
     })
 }
 
