@@ -163,7 +163,7 @@ fn defaults_are_filled_as_documented() {
             fall: 3,
             rise: 2,
             held_session: true,
-            connect_interval: Duration::from_secs(1),
+            connect_interval: Duration::from_secs(2),
         }
     );
     let f = &c.failover;

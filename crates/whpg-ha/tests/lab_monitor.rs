@@ -255,6 +255,15 @@ fn held_session_monitor_is_cheap_and_never_holds_up_a_smart_shutdown() {
         }
     }
 
+    // The peer's view of the standby: the role row says "in recovery".
+    {
+        let running = Running::start(&n1, peer_monitor(&standby));
+        running.wait_holding();
+        std::thread::sleep(Duration::from_millis(300));
+        let last = running.rounds().last().cloned().unwrap();
+        assert_eq!(last.peer, PeerSample::Standby, "{last:?}");
+    }
+
     // Steady state on the primary: one session held, a fresh probe a second.
     let running = Running::start(&n1, local_monitor(&primary));
     running.wait_holding();
@@ -320,6 +329,12 @@ fn held_session_monitor_is_cheap_and_never_holds_up_a_smart_shutdown() {
     primary.start().unwrap();
     let running = Running::start(&n2, peer_monitor(&primary));
     running.wait_holding();
+    let last = running.rounds().last().cloned().unwrap();
+    assert_eq!(
+        last.peer,
+        PeerSample::Primary { timeline: Some(1) },
+        "{last:?}"
+    );
     let (stopped, took) = smart_stop(&primary, 5);
     println!("smart stop beside the peer's monitor: stopped {stopped} after {took:?}");
     assert!(stopped, "the peer's monitor held the smart stop up");

@@ -17,7 +17,7 @@ use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver};
 
 use crate::config::{Config, Health};
 use crate::db::postmaster::PostmasterStatus;
-use crate::db::query::WalReceiverStatus;
+use crate::db::query::{Role, WalReceiverStatus};
 use crate::db::{
     observe, probe, ConnParams, DbFacts, HeldSession, PostmasterPid, PostmasterWatch, ProbeOutcome,
     ProbeTarget, QueryError,
@@ -84,6 +84,8 @@ impl Warner {
 pub enum Seen {
     /// A logged-in answer: on the held session, or on a new connection.
     Facts(DbFacts),
+    /// A logged-in answer with the role only (the held session's cheaper question).
+    Role(Role),
     /// The startup-packet probe's answer, when it did not say "accepting".
     Probe(ProbeOutcome),
     /// Accepting, but it could not be queried (`local_errno`: for a reason of our own).
@@ -108,6 +110,14 @@ impl Seen {
 pub fn local_sample(seen: &Seen) -> LocalSample {
     match seen {
         Seen::Facts(facts) => local_from_facts(facts),
+        Seen::Role(Role::Primary { timeline }) => LocalSample::Primary {
+            timeline: Some(*timeline),
+        },
+        // The monitor asks the state row of a local standby; without it, no WAL receiver facts.
+        Seen::Role(Role::InRecovery) => LocalSample::Standby {
+            timeline: None,
+            wal_receiver: None,
+        },
         Seen::ShuttingDown => LocalSample::NotAccepting,
         Seen::Unqueryable {
             local_errno: Some(_),
@@ -139,6 +149,10 @@ pub fn peer_sample(seen: &Seen) -> PeerSample {
         Seen::Facts(facts) if facts.in_recovery => PeerSample::Standby,
         Seen::Facts(facts) => PeerSample::Primary {
             timeline: Some(facts.timeline),
+        },
+        Seen::Role(Role::InRecovery) => PeerSample::Standby,
+        Seen::Role(Role::Primary { timeline }) => PeerSample::Primary {
+            timeline: Some(*timeline),
         },
         // Only the local database has a postmaster.pid to read.
         Seen::ShuttingDown => PeerSample::DatabaseDown,
@@ -221,6 +235,9 @@ pub struct Monitor {
     backoff: Backoff,
     /// The reason of the latest failed login, repeated while the next one waits.
     login_error: Option<(String, Option<i32>)>,
+    /// The latest session answer said "not in recovery": the role row is enough until it
+    /// says otherwise (for the local database; the peer's always gets the role row).
+    last_primary: bool,
 }
 
 impl Monitor {
@@ -264,6 +281,7 @@ impl Monitor {
             last_fresh: None,
             backoff: Backoff::new(health.interval),
             login_error: None,
+            last_primary: false,
         }
     }
 
@@ -361,9 +379,30 @@ impl Monitor {
         let Some(session) = self.session.as_mut() else {
             return Seen::Probe(ProbeOutcome::Accepting);
         };
-        match session.observe(self.timeout).await {
-            Ok(facts) => Seen::Facts(facts),
+        // The local standby's WAL receiver matters (state row); otherwise the role is enough.
+        let wants_receiver = self.data_dir.is_some();
+        let answer = if !wants_receiver || self.last_primary {
+            match session.role(self.timeout).await {
+                Ok(role @ Role::Primary { .. }) => Ok(Seen::Role(role)),
+                Ok(Role::InRecovery) if !wants_receiver => Ok(Seen::Role(Role::InRecovery)),
+                // A local primary that is in recovery now: ask for the whole state at once.
+                Ok(Role::InRecovery) => session.observe(self.timeout).await.map(Seen::Facts),
+                Err(e) => Err(e),
+            }
+        } else {
+            session.observe(self.timeout).await.map(Seen::Facts)
+        };
+        match answer {
+            Ok(seen) => {
+                self.last_primary = match &seen {
+                    Seen::Role(Role::Primary { .. }) => true,
+                    Seen::Facts(facts) => !facts.in_recovery,
+                    _ => false,
+                };
+                seen
+            }
             Err(e) => {
+                self.last_primary = false;
                 let local = e.local_errno().or_else(|| session.ended_for_local_reason());
                 self.let_go(&format!("{e}"));
                 if let Some(errno) = local {

@@ -293,6 +293,38 @@ FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true"
 /// What the held monitoring session asks each interval ([`super::session`]): the state row only.
 pub(crate) const STATE_SQL: &str = state_sql!();
 
+/// The role row, for a database whose WAL receiver does not matter (the peer's, or the local
+/// one while it is a primary): recovery, and for a primary the timeline of the WAL it writes. A
+/// quarter of the state row's cost on the server.
+pub(crate) const ROLE_SQL: &str = "\
+SELECT r.rec::text, CASE WHEN r.rec THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
+FROM pg_is_in_recovery() AS r(rec)";
+
+/// What the role row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not in recovery, writing WAL on this timeline.
+    Primary {
+        timeline: u32,
+    },
+    InRecovery,
+}
+
+pub(crate) fn parse_role_row(row: &tokio_postgres::Row) -> Result<Role, String> {
+    let c = Columns::of_row(row)?;
+    match c.bool(0, "pg_is_in_recovery")? {
+        None => Err("pg_is_in_recovery() is NULL".into()),
+        Some(true) => Ok(Role::InRecovery),
+        Some(false) => {
+            let walfile = c.text(1)?;
+            walfile
+                .and_then(timeline_of_walfile)
+                .map(|timeline| Role::Primary { timeline })
+                .ok_or_else(|| format!("no timeline in WAL file name {walfile:?}"))
+        }
+    }
+}
+
 /// Two statements, one round trip: the state row and the standbys streaming from the server.
 const OBSERVE_SQL: &str = concat!(
     state_sql!(),

@@ -1,5 +1,7 @@
 //! The held monitoring session: one logged-in connection per watched database, kept open, asked
-//! the state row ([`super::query::STATE_SQL`], a prepared statement) once per probe interval.
+//! once per probe interval either the state row ([`super::query::STATE_SQL`]: recovery, timeline,
+//! WAL receiver) or, where only the role matters, the cheaper role row ([`super::query::ROLE_SQL`]);
+//! both are prepared once.
 //!
 //! A new connection makes the server fork a backend and initialise it; a query on a held session
 //! costs a fraction of that. So in steady state the monitor asks its questions here, and opens new
@@ -26,7 +28,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::query::{parse_state_row, ConnParams, DbFacts, QueryError, STATE_SQL};
+use super::query::{
+    parse_role_row, parse_state_row, ConnParams, DbFacts, QueryError, Role, ROLE_SQL, STATE_SQL,
+};
 use super::startup_probe::resolve;
 use crate::config::DbEndpoint;
 
@@ -41,6 +45,7 @@ pub struct HeldSession {
     target: String,
     client: Client,
     statement: Statement,
+    role_statement: Statement,
     /// The connection task; `None` once it has ended (and was awaited).
     connection: Option<JoinHandle<Option<tokio_postgres::Error>>>,
     /// Why the connection ended, when it did with an error.
@@ -126,8 +131,13 @@ impl HeldSession {
             .await
             .map_err(|_| timed_out())??;
         // From here on the connection task runs; aborting it on failure closes the socket.
-        let statement = match timeout_at(deadline, client.prepare(STATE_SQL)).await {
-            Ok(Ok(statement)) => statement,
+        let prepare = async {
+            let state = client.prepare(STATE_SQL).await?;
+            let role = client.prepare(ROLE_SQL).await?;
+            Ok::<_, tokio_postgres::Error>((state, role))
+        };
+        let (statement, role_statement) = match timeout_at(deadline, prepare).await {
+            Ok(Ok(statements)) => statements,
             Ok(Err(source)) => {
                 connection.abort();
                 return Err(QueryError::Query { target, source });
@@ -141,6 +151,7 @@ impl HeldSession {
             target,
             client,
             statement,
+            role_statement,
             connection: Some(connection),
             end_error: None,
         })
@@ -160,6 +171,25 @@ impl HeldSession {
                 source,
             }),
             Ok(Ok(row)) => parse_state_row(&row).map_err(|reason| QueryError::Unexpected {
+                target: self.target.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// The role only ([`ROLE_SQL`]): cheaper, for when the WAL receiver does not matter.
+    pub async fn role(&mut self, timeout: Duration) -> Result<Role, QueryError> {
+        let deadline = Instant::now() + timeout;
+        match timeout_at(deadline, self.client.query_one(&self.role_statement, &[])).await {
+            Err(_) => Err(QueryError::TimedOut {
+                target: self.target.clone(),
+                timeout,
+            }),
+            Ok(Err(source)) => Err(QueryError::Query {
+                target: self.target.clone(),
+                source,
+            }),
+            Ok(Ok(row)) => parse_role_row(&row).map_err(|reason| QueryError::Unexpected {
                 target: self.target.clone(),
                 reason,
             }),
