@@ -93,18 +93,13 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let fields = stat_fields(pid)?;
     // Fields 14 to 17 of the file; index 0 here is field 3.
-    (11..=14)
-        .map(|i| fields.get(i)?.parse::<u64>().ok())
-        .sum()
+    (11..=14).map(|i| fields.get(i)?.parse::<u64>().ok()).sum()
 }
 
 /// [`cpu_ticks`] summed over the live tree of `root` (parents first: a child that exits while
 /// the tree is read is missed, never counted twice).
 fn tree_ticks(root: u32) -> u64 {
-    process_tree(root)
-        .into_iter()
-        .filter_map(cpu_ticks)
-        .sum()
+    process_tree(root).into_iter().filter_map(cpu_ticks).sum()
 }
 
 /// VmRSS of `pid` in KiB.
@@ -192,7 +187,10 @@ fn measure(
     let pg = pg_end.saturating_sub(pg_start);
     // Less the reading before the window (the one after is not counted yet when it reads).
     let per_s = |i: usize| {
-        sessions_after[i].saturating_sub(sessions_before[i]).saturating_sub(1) as f64 / wall
+        sessions_after[i]
+            .saturating_sub(sessions_before[i])
+            .saturating_sub(1) as f64
+            / wall
     };
     Ok(IdleRow {
         implementation,
@@ -330,8 +328,7 @@ fn keepalived(daemon: &Path, seconds: u64, which: Option<Contender>) -> Result<I
         )?,
         None => {
             let mut procs = Vec::new();
-            for (host, priority, state) in
-                [(&topo.n1, 100u8, "MASTER"), (&topo.n2, 98u8, "BACKUP")]
+            for (host, priority, state) in [(&topo.n1, 100u8, "MASTER"), (&topo.n2, 98u8, "BACKUP")]
             {
                 let conf = KeepalivedConf::new(51, priority, VIP_CIDR)
                     .version(3)

@@ -1,7 +1,9 @@
 //! Logged-in observations of a database, over a real connection (tokio-postgres): recovery state,
 //! timeline, WAL receiver and replication state in one round trip ([`observe`]), and the proof
 //! that a database takes writes ([`write_check`]). Each call opens its own short connection,
-//! bounded by one timeout, and closes it; nothing is kept open between observations.
+//! bounded by one timeout, and closes it; nothing is kept open between observations. (The
+//! monitor's held session, [`super::session`], reuses the state row's SQL on a connection it
+//! keeps.)
 //!
 //! The login comes from `[database]`; the password, when configured, is read from its file at
 //! each connect and never logged. The user needs `pg_monitor` (or superuser) to see the WAL
