@@ -70,8 +70,10 @@ struct Args {
     /// The whpg-ha binary (default: built with cargo, same profile as this benchmark).
     #[arg(long)]
     daemon: Option<PathBuf>,
-    /// Idle cost instead of faults: CPU and RSS of the master of a settled whpg-ha pair (database
-    /// monitor off, then on) and of a keepalived pair with the same VRRP settings.
+    /// Idle cost instead of faults: CPU of a settled pair's HA processes on both nodes and of both
+    /// PostgreSQL clusters, new connections/s on each database, and the master's RSS, for whpg-ha
+    /// (monitor off; on with held sessions; on with a connection per probe), keepalived-seed,
+    /// keepalived-fast and keepalived doing VRRP only.
     #[arg(long)]
     idle: bool,
     /// Length of each idle measurement.

@@ -162,6 +162,8 @@ fn defaults_are_filled_as_documented() {
             timeout: Duration::from_millis(500),
             fall: 3,
             rise: 2,
+            held_session: true,
+            connect_interval: Duration::from_secs(2),
         }
     );
     let f = &c.failover;

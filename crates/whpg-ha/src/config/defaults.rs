@@ -38,6 +38,8 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_millis(100);
 pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 pub const HEALTH_FALL: u32 = 3;
 pub const HEALTH_RISE: u32 = 2;
+pub const HEALTH_HELD_SESSION: bool = true;
+pub const HEALTH_CONNECT_INTERVAL: Duration = Duration::from_secs(2);
 
 pub const CONFIRMATION: Duration = Duration::from_secs(3);
 pub const WAL_FRESHNESS: Duration = Duration::from_secs(1);

@@ -299,6 +299,12 @@ pub struct Health {
     pub fall: u32,
     /// Consecutive successes before it counts as healthy again.
     pub rise: u32,
+    /// Keep one monitoring session open per watched database and query it each interval,
+    /// instead of new connections for every probe.
+    pub held_session: bool,
+    /// With a held session: how often a new connection (the startup-packet probe) is still
+    /// opened to each database, to see that it takes new connections and to notice a shutdown.
+    pub connect_interval: Duration,
 }
 
 /// A failure that may start an automatic failover.

@@ -118,6 +118,8 @@ impl Config {
         writeln!(o, "timeout = {}", dur(h.timeout))?;
         writeln!(o, "fall = {}", h.fall)?;
         writeln!(o, "rise = {}", h.rise)?;
+        writeln!(o, "held_session = {}", h.held_session)?;
+        writeln!(o, "connect_interval = {}", dur(h.connect_interval))?;
 
         let f = &self.failover;
         writeln!(o, "\n[failover]")?;

@@ -132,6 +132,8 @@ pub(crate) struct RawHealth {
     pub timeout: Option<RawDuration>,
     pub fall: Option<i64>,
     pub rise: Option<i64>,
+    pub held_session: Option<bool>,
+    pub connect_interval: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1131,6 +1131,14 @@ impl Checker<'_> {
                 "rise must be between 1 and 1000 consecutive good probes",
                 "use e.g. 2 (the database counts as healthy after 2 good probes in a row)",
             ),
+            held_session: raw.held_session.unwrap_or(defaults::HEALTH_HELD_SESSION),
+            connect_interval: self.duration(
+                "health.connect_interval",
+                raw.connect_interval.as_ref(),
+                defaults::HEALTH_CONNECT_INTERVAL,
+                Duration::from_millis(10)..=Duration::from_secs(600),
+                "how often a new connection checks each database beside the held session",
+            ),
         }
     }
 

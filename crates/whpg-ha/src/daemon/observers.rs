@@ -6,6 +6,7 @@
 //! ticks instead of piling up.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +15,13 @@ use tokio::time::{interval, MissedTickBehavior};
 use tracing::{info, warn};
 use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver};
 
-use crate::config::Config;
-use crate::db::query::WalReceiverStatus;
-use crate::db::{observe, probe, ConnParams, DbFacts, PostmasterWatch, ProbeOutcome, ProbeTarget};
+use crate::config::{Config, Health};
+use crate::db::postmaster::PostmasterStatus;
+use crate::db::query::{Role, WalReceiverStatus};
+use crate::db::{
+    observe, probe, ConnParams, DbFacts, HeldSession, PostmasterPid, PostmasterWatch, ProbeOutcome,
+    ProbeTarget, QueryError,
+};
 use crate::net::witness;
 
 /// At most one warning per this period per observer for a repeating problem.
@@ -73,43 +78,418 @@ impl Warner {
     }
 }
 
-async fn local_database(config: Config, tx: mpsc::Sender<Input>) {
-    let db = &config.database;
-    let target = ProbeTarget::local(db);
-    let params = ConnParams::local(db);
-    let timeout = config.health.timeout;
-    let mut ticker = ticker(config.health.interval);
-    let mut warner = Warner::new();
-    loop {
-        ticker.tick().await;
-        let started = tokio::time::Instant::now();
-        let sample = match probe(&target, timeout).await {
-            ProbeOutcome::Accepting => match observe(&params, timeout).await {
-                Ok(facts) => local_from_facts(&facts),
-                Err(e) => {
-                    // Accepting but unqueryable: the role cannot be told, so it cannot serve.
-                    warner.warn(|| format!("local database at {target} accepts connections but cannot be queried: {e} (check database.user, dbname, password_file and pg_hba.conf)"));
-                    LocalSample::Down
-                }
-            },
+/// What one round of watching a database found: the raw evidence, before it becomes a
+/// [`LocalSample`] or [`PeerSample`] ([`local_sample`], [`peer_sample`]).
+#[derive(Debug)]
+pub enum Seen {
+    /// A logged-in answer: on the held session, or on a new connection.
+    Facts(DbFacts),
+    /// A logged-in answer with the role only (the held session's cheaper question).
+    Role(Role),
+    /// The startup-packet probe's answer, when it did not say "accepting".
+    Probe(ProbeOutcome),
+    /// Accepting, but it could not be queried (`local_errno`: for a reason of our own).
+    Unqueryable {
+        reason: String,
+        local_errno: Option<i32>,
+    },
+    /// The local `postmaster.pid` says the server is shutting down.
+    ShuttingDown,
+}
+
+impl Seen {
+    fn unqueryable(e: &QueryError) -> Seen {
+        Seen::Unqueryable {
+            reason: e.to_string(),
+            local_errno: e.local_errno(),
+        }
+    }
+}
+
+/// The local database's sample for what was seen. A failure of our own is unknown.
+pub fn local_sample(seen: &Seen) -> LocalSample {
+    match seen {
+        Seen::Facts(facts) => local_from_facts(facts),
+        Seen::Role(Role::Primary { timeline }) => LocalSample::Primary {
+            timeline: Some(*timeline),
+        },
+        // The monitor asks the state row of a local standby; without it, no WAL receiver facts.
+        Seen::Role(Role::InRecovery) => LocalSample::Standby {
+            timeline: None,
+            wal_receiver: None,
+        },
+        Seen::ShuttingDown => LocalSample::NotAccepting,
+        Seen::Unqueryable {
+            local_errno: Some(_),
+            ..
+        } => LocalSample::Unknown,
+        // Accepting but unqueryable: the role cannot be told, so it cannot serve.
+        Seen::Unqueryable { .. } => LocalSample::Down,
+        Seen::Probe(outcome) => match outcome {
+            ProbeOutcome::LocalFailure { .. } => LocalSample::Unknown,
+            // Accepting without a login attempt does not happen; count it as serving nothing.
+            ProbeOutcome::Accepting => LocalSample::Down,
             ProbeOutcome::StandbyReady { .. } => LocalSample::Standby {
                 timeline: None,
                 wal_receiver: None,
             },
             ProbeOutcome::NotAccepting => LocalSample::NotAccepting,
-            ProbeOutcome::Rejected { sqlstate } => {
-                warner.warn(|| format!("local database at {target} refuses our login (SQLSTATE {sqlstate}): check database.user and pg_hba.conf"));
-                LocalSample::Down
+            ProbeOutcome::Rejected { .. }
+            | ProbeOutcome::Refused
+            | ProbeOutcome::TimedOut
+            | ProbeOutcome::Failed(_) => LocalSample::Down,
+        },
+    }
+}
+
+/// The peer's sample for what was seen. A failure of our own is unknown: it neither refreshes
+/// nor erases the evidence that the peer's primary lives.
+pub fn peer_sample(seen: &Seen) -> PeerSample {
+    match seen {
+        Seen::Facts(facts) if facts.in_recovery => PeerSample::Standby,
+        Seen::Facts(facts) => PeerSample::Primary {
+            timeline: Some(facts.timeline),
+        },
+        Seen::Role(Role::InRecovery) => PeerSample::Standby,
+        Seen::Role(Role::Primary { timeline }) => PeerSample::Primary {
+            timeline: Some(*timeline),
+        },
+        // Only the local database has a postmaster.pid to read.
+        Seen::ShuttingDown => PeerSample::DatabaseDown,
+        Seen::Unqueryable {
+            local_errno: Some(_),
+            ..
+        } => PeerSample::Unknown,
+        Seen::Unqueryable { .. } => PeerSample::AcceptingUnknownRole,
+        Seen::Probe(outcome) => match outcome {
+            ProbeOutcome::LocalFailure { .. } => PeerSample::Unknown,
+            ProbeOutcome::Accepting => PeerSample::AcceptingUnknownRole,
+            ProbeOutcome::StandbyReady { .. } => PeerSample::Standby,
+            ProbeOutcome::NotAccepting | ProbeOutcome::Refused => PeerSample::DatabaseDown,
+            ProbeOutcome::Rejected { .. } => PeerSample::AcceptingUnknownRole,
+            ProbeOutcome::TimedOut => PeerSample::Unreachable,
+            ProbeOutcome::Failed(kind) => match kind {
+                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                    PeerSample::Unreachable
+                }
+                // Something answered, if not like PostgreSQL: the host is there.
+                _ => PeerSample::DatabaseDown,
+            },
+        },
+    }
+}
+
+/// Delays between login attempts after failed ones, while the server accepts connections but
+/// the login fails (wrong credentials, no slot): interval, doubling, at most [`LOGIN_BACKOFF_MAX`].
+const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+struct Backoff {
+    base: Duration,
+    failures: u32,
+    next_at: Option<tokio::time::Instant>,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Backoff {
+        Backoff {
+            base,
+            failures: 0,
+            next_at: None,
+        }
+    }
+
+    fn ready(&self, now: tokio::time::Instant) -> bool {
+        self.next_at.is_none_or(|t| now >= t)
+    }
+
+    fn failed(&mut self, now: tokio::time::Instant) {
+        self.failures = self.failures.saturating_add(1);
+        self.next_at = Some(now + Self::delay(self.base, self.failures));
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+        self.next_at = None;
+    }
+
+    /// The wait after `failures` failed attempts in a row.
+    fn delay(base: Duration, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        base.saturating_mul(factor).min(LOGIN_BACKOFF_MAX)
+    }
+}
+
+/// Watches one database: the held session when it is on (see [`crate::db::session`]), a fresh
+/// startup-packet probe every `connect_interval` beside it (and every round while no session is
+/// held), and for the local database its `postmaster.pid` status line each round.
+pub struct Monitor {
+    target: ProbeTarget,
+    params: ConnParams,
+    timeout: Duration,
+    /// `None`: a new connection for every probe (`health.held_session = false`).
+    connect_interval: Option<Duration>,
+    /// The local database's data directory, whose `postmaster.pid` tells a shutdown at once.
+    data_dir: Option<PathBuf>,
+    session: Option<HeldSession>,
+    last_fresh: Option<tokio::time::Instant>,
+    backoff: Backoff,
+    /// The reason of the latest failed login, repeated while the next one waits.
+    login_error: Option<(String, Option<i32>)>,
+    /// The latest session answer said "not in recovery": the role row is enough until it
+    /// says otherwise (for the local database; the peer's always gets the role row).
+    last_primary: bool,
+}
+
+impl Monitor {
+    /// The local database as configured.
+    pub fn local(config: &Config) -> Monitor {
+        let db = &config.database;
+        Monitor::new(
+            ProbeTarget::local(db),
+            ConnParams::local(db),
+            &config.health,
+            Some(db.data_directory.clone()),
+        )
+    }
+
+    /// The peer's database at `address`.
+    pub fn peer(config: &Config, address: IpAddr) -> Monitor {
+        let db = &config.database;
+        Monitor::new(
+            ProbeTarget::peer(db, address),
+            ConnParams::peer(db, address),
+            &config.health,
+            None,
+        )
+    }
+
+    /// A monitor of `target` (probe) / `params` (login) with the `[health]` settings; with
+    /// `data_dir`, the local database's `postmaster.pid` is read each round too.
+    pub fn new(
+        target: ProbeTarget,
+        params: ConnParams,
+        health: &Health,
+        data_dir: Option<PathBuf>,
+    ) -> Monitor {
+        Monitor {
+            target,
+            params,
+            timeout: health.timeout,
+            connect_interval: health.held_session.then_some(health.connect_interval),
+            data_dir,
+            session: None,
+            last_fresh: None,
+            backoff: Backoff::new(health.interval),
+            login_error: None,
+            last_primary: false,
+        }
+    }
+
+    /// Whether a monitoring session is held now.
+    pub fn holds_session(&self) -> bool {
+        self.session.as_ref().is_some_and(HeldSession::is_open)
+    }
+
+    /// Resolves when the held session ends (never while none is held). Cancel-safe.
+    pub async fn session_ended(&mut self) {
+        match &mut self.session {
+            Some(session) => session.ended().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn let_go(&mut self, why: &str) {
+        if self.session.take().is_some() {
+            info!("closed the monitoring session to {}: {why}", self.target);
+        }
+    }
+
+    /// One round: what the database looks like now. Each step is bounded by the probe timeout.
+    pub async fn round(&mut self) -> Seen {
+        if let Some(dir) = &self.data_dir {
+            if let Ok(PostmasterPid {
+                status: Some(PostmasterStatus::Stopping),
+                ..
+            }) = PostmasterPid::read(dir)
+            {
+                // A smart shutdown waits for every session to end: ours must not hold it up.
+                self.let_go("the server is shutting down (postmaster.pid)");
+                return Seen::ShuttingDown;
             }
-            ProbeOutcome::Refused | ProbeOutcome::TimedOut | ProbeOutcome::Failed(_) => {
-                LocalSample::Down
-            }
+        }
+        let Some(every) = self.connect_interval else {
+            return match probe(&self.target, self.timeout).await {
+                ProbeOutcome::Accepting => match observe(&self.params, self.timeout).await {
+                    Ok(facts) => Seen::Facts(facts),
+                    Err(e) => Seen::unqueryable(&e),
+                },
+                other => Seen::Probe(other),
+            };
         };
-        crate::metrics::observe_probe("local", started.elapsed());
-        if tx.send(Input::Local(sample)).await.is_err() {
+        if self.session.as_ref().is_some_and(|s| !s.is_open()) {
+            let reason = self
+                .session
+                .as_ref()
+                .and_then(HeldSession::end_error)
+                .map_or_else(|| "closed".to_string(), |e| e.to_string());
+            self.let_go(&format!("it ended ({reason})"));
+        }
+        let now = tokio::time::Instant::now();
+        let fresh_due = self.session.is_none()
+            || self
+                .last_fresh
+                .is_none_or(|t| now.duration_since(t) >= every);
+        if fresh_due {
+            self.last_fresh = Some(now);
+            let outcome = probe(&self.target, self.timeout).await;
+            if outcome != ProbeOutcome::Accepting {
+                // Whatever keeps new connections out (a shutdown, a refusal, our own failure)
+                // ends the session too: from here on every round probes afresh, as without one.
+                self.let_go(&format!("a new connection found it {outcome}"));
+                return Seen::Probe(outcome);
+            }
+        }
+        if self.session.is_none() {
+            if !self.backoff.ready(tokio::time::Instant::now()) {
+                let (reason, local_errno) = self.login_error.clone().unwrap_or_default();
+                return Seen::Unqueryable {
+                    reason,
+                    local_errno,
+                };
+            }
+            match HeldSession::open(&self.params, self.timeout).await {
+                Ok(session) => {
+                    info!("holding a monitoring session to {}", self.params);
+                    self.backoff.reset();
+                    self.login_error = None;
+                    self.session = Some(session);
+                }
+                Err(e) => {
+                    if e.local_errno().is_none() {
+                        self.backoff.failed(tokio::time::Instant::now());
+                    }
+                    self.login_error = Some((e.to_string(), e.local_errno()));
+                    return match e {
+                        QueryError::TimedOut { .. } => Seen::Probe(ProbeOutcome::TimedOut),
+                        e => Seen::unqueryable(&e),
+                    };
+                }
+            }
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Seen::Probe(ProbeOutcome::Accepting);
+        };
+        // The local standby's WAL receiver matters (state row); otherwise the role is enough.
+        let wants_receiver = self.data_dir.is_some();
+        let answer = if !wants_receiver || self.last_primary {
+            match session.role(self.timeout).await {
+                Ok(role @ Role::Primary { .. }) => Ok(Seen::Role(role)),
+                Ok(Role::InRecovery) if !wants_receiver => Ok(Seen::Role(Role::InRecovery)),
+                // A local primary that is in recovery now: ask for the whole state at once.
+                Ok(Role::InRecovery) => session.observe(self.timeout).await.map(Seen::Facts),
+                Err(e) => Err(e),
+            }
+        } else {
+            session.observe(self.timeout).await.map(Seen::Facts)
+        };
+        match answer {
+            Ok(seen) => {
+                self.last_primary = match &seen {
+                    Seen::Role(Role::Primary { .. }) => true,
+                    Seen::Facts(facts) => !facts.in_recovery,
+                    _ => false,
+                };
+                seen
+            }
+            Err(e) => {
+                self.last_primary = false;
+                let local = e.local_errno().or_else(|| session.ended_for_local_reason());
+                self.let_go(&format!("{e}"));
+                if let Some(errno) = local {
+                    return Seen::Unqueryable {
+                        reason: e.to_string(),
+                        local_errno: Some(errno),
+                    };
+                }
+                if matches!(e, QueryError::TimedOut { .. }) {
+                    return Seen::Probe(ProbeOutcome::TimedOut);
+                }
+                // The session broke (the server ended it, crashed, or the network reset it): a
+                // new connection tells what the server is now.
+                self.last_fresh = Some(tokio::time::Instant::now());
+                match probe(&self.target, self.timeout).await {
+                    ProbeOutcome::Accepting => Seen::unqueryable(&e),
+                    other => Seen::Probe(other),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `monitor` every `every`, and at once when its held session ends; each round's evidence
+/// goes through `sample` to the policy. Returns when the policy side hangs up.
+async fn watch(
+    mut monitor: Monitor,
+    every: Duration,
+    tx: mpsc::Sender<Input>,
+    which: &'static str,
+    sample: impl Fn(&Seen) -> Input,
+) {
+    let mut ticker = ticker(every);
+    let mut warner = Warner::new();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = monitor.session_ended() => {}
+        }
+        let started = tokio::time::Instant::now();
+        let seen = monitor.round().await;
+        warn_about(&mut warner, which, &monitor.target, &seen);
+        crate::metrics::observe_probe(which, started.elapsed());
+        if tx.send(sample(&seen)).await.is_err() {
             return;
         }
     }
+}
+
+fn warn_about(warner: &mut Warner, which: &str, target: &ProbeTarget, seen: &Seen) {
+    let (what, consequence) = if which == "local" {
+        (
+            format!("local database at {target}"),
+            " (check database.user, dbname, password_file and pg_hba.conf)",
+        )
+    } else {
+        (
+            format!("peer's database at {target}"),
+            "; it counts as a live primary, so no promotion can happen while it answers",
+        )
+    };
+    match seen {
+        Seen::Unqueryable {
+            reason,
+            local_errno: Some(_),
+        } => warner.warn(|| {
+            format!("cannot observe the {what} for a reason of our own: {reason}; the sample is unknown (neither down nor alive)")
+        }),
+        Seen::Unqueryable { reason, .. } => warner.warn(|| {
+            format!("the {what} accepts connections but cannot be queried: {reason}{consequence}")
+        }),
+        Seen::Probe(ProbeOutcome::Rejected { sqlstate }) => warner.warn(|| {
+            format!("the {what} refuses our login (SQLSTATE {sqlstate}): check database.user and pg_hba.conf{consequence}")
+        }),
+        Seen::Probe(outcome @ ProbeOutcome::LocalFailure { .. }) => warner.warn(|| {
+            format!("cannot probe the {what}: {outcome}; the sample is unknown (neither down nor alive)")
+        }),
+        _ => {}
+    }
+}
+
+async fn local_database(config: Config, tx: mpsc::Sender<Input>) {
+    let every = config.health.interval;
+    watch(Monitor::local(&config), every, tx, "local", |seen| {
+        Input::Local(local_sample(seen))
+    })
+    .await;
 }
 
 fn local_from_facts(facts: &DbFacts) -> LocalSample {
@@ -128,46 +508,11 @@ fn local_from_facts(facts: &DbFacts) -> LocalSample {
 }
 
 async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>) {
-    let db = &config.database;
-    let target = ProbeTarget::peer(db, address);
-    let params = ConnParams::peer(db, address);
-    let timeout = config.health.timeout;
-    let mut ticker = ticker(config.health.interval);
-    let mut warner = Warner::new();
-    loop {
-        ticker.tick().await;
-        let started = tokio::time::Instant::now();
-        let sample = match probe(&target, timeout).await {
-            ProbeOutcome::Accepting => match observe(&params, timeout).await {
-                Ok(facts) if facts.in_recovery => PeerSample::Standby,
-                Ok(facts) => PeerSample::Primary {
-                    timeline: Some(facts.timeline),
-                },
-                Err(e) => {
-                    warner.warn(|| format!("the peer's database at {target} accepts connections but cannot be queried: {e}; it counts as a live primary, so no promotion can happen while it answers"));
-                    PeerSample::AcceptingUnknownRole
-                }
-            },
-            ProbeOutcome::StandbyReady { .. } => PeerSample::Standby,
-            ProbeOutcome::NotAccepting | ProbeOutcome::Refused => PeerSample::DatabaseDown,
-            ProbeOutcome::Rejected { sqlstate } => {
-                warner.warn(|| format!("the peer's database at {target} refuses our login (SQLSTATE {sqlstate}); it counts as a live primary: allow this node in the peer's pg_hba.conf"));
-                PeerSample::AcceptingUnknownRole
-            }
-            ProbeOutcome::TimedOut => PeerSample::Unreachable,
-            ProbeOutcome::Failed(kind) => match kind {
-                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
-                    PeerSample::Unreachable
-                }
-                // Something answered, if not like PostgreSQL: the host is there.
-                _ => PeerSample::DatabaseDown,
-            },
-        };
-        crate::metrics::observe_probe("peer", started.elapsed());
-        if tx.send(Input::Peer(sample)).await.is_err() {
-            return;
-        }
-    }
+    let every = config.health.interval;
+    watch(Monitor::peer(&config, address), every, tx, "peer", |seen| {
+        Input::Peer(peer_sample(seen))
+    })
+    .await;
 }
 
 /// Watches the local postmaster with a pidfd, so a crash is known within milliseconds.
@@ -215,10 +560,26 @@ async fn witnesses(config: Config, tx: mpsc::Sender<Input>, now: Arc<Notify>) {
         }
         let round_sent_at = std::time::Instant::now();
         let quorum = match witness::reachable(&witness.hosts, witness.timeout).await {
-            Ok(answered) => answered >= witness.quorum,
+            Ok(round) => match round.quorum(witness.quorum) {
+                Some(quorum) => quorum,
+                None => {
+                    warner.warn(|| format!("witness round not counted: {} of {} request(s) could not be sent for a reason of our own (ENOBUFS/ENOMEM), and {} answered", round.not_sent, witness.hosts.len(), round.answered));
+                    // Unknown is not "lost": never fence on our own inability to ask.
+                    continue;
+                }
+            },
             Err(e) => {
-                warner
-                    .warn(|| format!("cannot ping the witnesses: {e} (needs root or CAP_NET_RAW)"));
+                match crate::db::local_failure::local_errno(&e) {
+                    Some(errno) => warner.warn(|| {
+                        format!(
+                            "cannot ping the witnesses: {}; round not counted",
+                            crate::db::local_failure::describe(errno)
+                        )
+                    }),
+                    None => warner.warn(|| {
+                        format!("cannot ping the witnesses: {e} (needs root or CAP_NET_RAW)")
+                    }),
+                }
                 // Unknown is not "lost": never fence on our own inability to ping.
                 continue;
             }
@@ -230,5 +591,110 @@ async fn witnesses(config: Config, tx: mpsc::Sender<Input>, now: Arc<Notify>) {
         if tx.send(input).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::SqlState;
+    use std::io::ErrorKind;
+
+    fn unqueryable(local_errno: Option<i32>) -> Seen {
+        Seen::Unqueryable {
+            reason: "x".into(),
+            local_errno,
+        }
+    }
+
+    #[test]
+    fn failures_of_our_own_are_unknown_for_both_databases() {
+        for errno in crate::db::local_failure::LOCAL_ERRNOS {
+            let probe = Seen::Probe(ProbeOutcome::LocalFailure { errno });
+            assert_eq!(local_sample(&probe), LocalSample::Unknown);
+            assert_eq!(peer_sample(&probe), PeerSample::Unknown);
+            let query = unqueryable(Some(errno));
+            assert_eq!(local_sample(&query), LocalSample::Unknown);
+            assert_eq!(peer_sample(&query), PeerSample::Unknown);
+        }
+    }
+
+    #[test]
+    fn the_server_s_own_answers_keep_their_meaning() {
+        let cases: &[(Seen, LocalSample, PeerSample)] = &[
+            (
+                Seen::Probe(ProbeOutcome::NotAccepting),
+                LocalSample::NotAccepting,
+                PeerSample::DatabaseDown,
+            ),
+            (
+                Seen::Probe(ProbeOutcome::Refused),
+                LocalSample::Down,
+                PeerSample::DatabaseDown,
+            ),
+            (
+                Seen::Probe(ProbeOutcome::TimedOut),
+                LocalSample::Down,
+                PeerSample::Unreachable,
+            ),
+            (
+                Seen::Probe(ProbeOutcome::Failed(ErrorKind::HostUnreachable)),
+                LocalSample::Down,
+                PeerSample::Unreachable,
+            ),
+            (
+                Seen::Probe(ProbeOutcome::Failed(ErrorKind::ConnectionReset)),
+                LocalSample::Down,
+                PeerSample::DatabaseDown,
+            ),
+            (
+                Seen::Probe(ProbeOutcome::Rejected {
+                    sqlstate: SqlState::parse("53300").unwrap(),
+                }),
+                LocalSample::Down,
+                PeerSample::AcceptingUnknownRole,
+            ),
+            (
+                Seen::Probe(ProbeOutcome::StandbyReady { replay_lsn: None }),
+                LocalSample::Standby {
+                    timeline: None,
+                    wal_receiver: None,
+                },
+                PeerSample::Standby,
+            ),
+            (
+                unqueryable(None),
+                LocalSample::Down,
+                PeerSample::AcceptingUnknownRole,
+            ),
+            (
+                Seen::ShuttingDown,
+                LocalSample::NotAccepting,
+                PeerSample::DatabaseDown,
+            ),
+        ];
+        for (seen, local, peer) in cases {
+            assert_eq!(local_sample(seen), *local, "{seen:?}");
+            assert_eq!(peer_sample(seen), *peer, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn login_backoff_doubles_up_to_its_cap() {
+        let base = Duration::from_millis(100);
+        let delays: Vec<_> = (1..=7).map(|n| Backoff::delay(base, n)).collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 800, 1600, 2000, 2000].map(Duration::from_millis)
+        );
+        assert_eq!(Backoff::delay(base, u32::MAX), LOGIN_BACKOFF_MAX);
+        let now = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(base);
+        assert!(backoff.ready(now));
+        backoff.failed(now);
+        assert!(!backoff.ready(now + Duration::from_millis(99)));
+        assert!(backoff.ready(now + Duration::from_millis(100)));
+        backoff.reset();
+        assert!(backoff.ready(now));
     }
 }

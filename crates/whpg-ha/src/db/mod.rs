@@ -5,18 +5,24 @@
 //!   WarehousePG standby ready (57M02), not accepting (57P03), rejected, refused, timed out.
 //! - [`query`]: logged-in observation in one round trip (recovery, timeline, WAL receiver,
 //!   replication) and the write check that verifies a promotion.
+//! - [`session`]: the held monitoring session, asked the state row each probe interval, so
+//!   steady-state monitoring opens (almost) no new connections.
+//! - [`local_failure`]: which errors are our own (descriptors, memory): "unknown", never "down".
 //! - [`postmaster`]: `postmaster.pid` and a pidfd watch that sees the postmaster die at once.
 //! - [`wire`]: the few protocol messages the probe needs, as pure byte functions.
 //! - [`lsn`]: WAL positions.
 
+pub mod local_failure;
 pub mod lsn;
 pub mod postmaster;
 pub mod query;
+pub mod session;
 pub mod startup_probe;
 pub mod wire;
 
 pub use lsn::Lsn;
 pub use postmaster::{PostmasterPid, PostmasterWatch};
 pub use query::{observe, write_check, ConnParams, DbFacts, QueryError};
+pub use session::HeldSession;
 pub use startup_probe::{probe, ProbeOutcome, ProbeTarget};
 pub use wire::SqlState;

@@ -1,7 +1,9 @@
 //! Logged-in observations of a database, over a real connection (tokio-postgres): recovery state,
 //! timeline, WAL receiver and replication state in one round trip ([`observe`]), and the proof
 //! that a database takes writes ([`write_check`]). Each call opens its own short connection,
-//! bounded by one timeout, and closes it; nothing is kept open between observations.
+//! bounded by one timeout, and closes it; nothing is kept open between observations. (The
+//! monitor's held session, [`super::session`], reuses the state row's SQL on a connection it
+//! keeps.)
 //!
 //! The login comes from `[database]`; the password, when configured, is read from its file at
 //! each connect and never logged. The user needs `pg_monitor` (or superuser) to see the WAL
@@ -77,7 +79,7 @@ impl ConnParams {
 
     /// The driver's configuration. No connect timeout of its own: the caller's deadline bounds
     /// the whole exchange and reports [`QueryError::TimedOut`].
-    fn config(&self) -> Result<tokio_postgres::Config, QueryError> {
+    pub(crate) fn config(&self) -> Result<tokio_postgres::Config, QueryError> {
         let mut config = tokio_postgres::Config::new();
         match &self.endpoint {
             DbEndpoint::Host(host) => config.host(host),
@@ -141,6 +143,9 @@ pub enum QueryError {
     },
     #[error("{target}: unexpected answer: {reason}")]
     Unexpected { target: String, reason: String },
+    /// Our own socket could not be made or connected (the held session opens its own).
+    #[error("connecting to {target}: {source}")]
+    Socket { target: String, source: io::Error },
 }
 
 /// The driver's error with its causes ("db error: FATAL: ..."); its own text alone is only
@@ -157,6 +162,21 @@ fn full_text(error: &tokio_postgres::Error) -> String {
 }
 
 impl QueryError {
+    /// The errno when this failed for a reason of our own (descriptors, memory): then it says
+    /// nothing about the database (see [`super::local_failure`]).
+    pub fn local_errno(&self) -> Option<i32> {
+        use super::local_failure::{local_errno, local_errno_in};
+        match self {
+            QueryError::PasswordFile { source, .. } | QueryError::Socket { source, .. } => {
+                local_errno(source)
+            }
+            QueryError::Connect { source, .. }
+            | QueryError::Query { source, .. }
+            | QueryError::ReadOnly { source, .. } => local_errno_in(source),
+            QueryError::TimedOut { .. } | QueryError::Unexpected { .. } => None,
+        }
+    }
+
     /// The server's SQLSTATE, when the server reported an error.
     pub fn sqlstate(&self) -> Option<SqlState> {
         match self {
@@ -252,20 +272,67 @@ pub struct DbFacts {
     pub replication: Vec<ReplicationPeer>,
 }
 
-/// Two statements, one round trip. Functions that fail during recovery are only evaluated on a
-/// server that is not in recovery (one `pg_is_in_recovery()` evaluation decides).
-const OBSERVE_SQL: &str = "\
-WITH r AS (SELECT pg_is_in_recovery() AS rec), \
+/// The state row: recovery, timeline sources, WAL receiver. Functions that fail during recovery
+/// are only evaluated on a server that is not in recovery (one `pg_is_in_recovery()` evaluation
+/// decides); the control file is only read when no other timeline source exists (an uncorrelated
+/// subquery is evaluated when first needed). Every column is text, so the same parser reads it
+/// from the simple protocol and from the held session's prepared statement.
+macro_rules! state_sql {
+    () => {
+        "WITH r AS (SELECT pg_is_in_recovery() AS rec), \
      p AS (SELECT CASE WHEN rec THEN NULL ELSE pg_current_wal_lsn() END AS lsn FROM r) \
-SELECT r.rec, p.lsn, pg_walfile_name(p.lsn), \
-       (SELECT timeline_id FROM pg_control_checkpoint()), \
-       pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
-       w.pid IS NOT NULL, w.status, w.received_tli, \
-       (extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time) * 1000)::bigint, \
-       w.sender_host, w.sender_port \
-FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true; \
-SELECT application_name, client_addr, state, sync_state, sent_lsn, flush_lsn, replay_lsn \
-FROM pg_stat_replication ORDER BY application_name, client_addr";
+SELECT r.rec::text, p.lsn::text, pg_walfile_name(p.lsn), \
+       CASE WHEN r.rec AND w.received_tli IS NULL \
+            THEN (SELECT timeline_id FROM pg_control_checkpoint())::text END, \
+       pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
+       (w.pid IS NOT NULL)::text, w.status, w.received_tli::text, \
+       (extract(epoch FROM clock_timestamp() - w.last_msg_receipt_time) * 1000)::bigint::text, \
+       w.sender_host, w.sender_port::text \
+FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true"
+    };
+}
+
+/// What the held monitoring session asks each interval ([`super::session`]): the state row only.
+pub(crate) const STATE_SQL: &str = state_sql!();
+
+/// The role row, for a database whose WAL receiver does not matter (the peer's, or the local
+/// one while it is a primary): recovery, and for a primary the timeline of the WAL it writes. A
+/// quarter of the state row's cost on the server.
+pub(crate) const ROLE_SQL: &str = "\
+SELECT r.rec::text, CASE WHEN r.rec THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
+FROM pg_is_in_recovery() AS r(rec)";
+
+/// What the role row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not in recovery, writing WAL on this timeline.
+    Primary {
+        timeline: u32,
+    },
+    InRecovery,
+}
+
+pub(crate) fn parse_role_row(row: &tokio_postgres::Row) -> Result<Role, String> {
+    let c = Columns::of_row(row)?;
+    match c.bool(0, "pg_is_in_recovery")? {
+        None => Err("pg_is_in_recovery() is NULL".into()),
+        Some(true) => Ok(Role::InRecovery),
+        Some(false) => {
+            let walfile = c.text(1)?;
+            walfile
+                .and_then(timeline_of_walfile)
+                .map(|timeline| Role::Primary { timeline })
+                .ok_or_else(|| format!("no timeline in WAL file name {walfile:?}"))
+        }
+    }
+}
+
+/// Two statements, one round trip: the state row and the standbys streaming from the server.
+const OBSERVE_SQL: &str = concat!(
+    state_sql!(),
+    "; SELECT application_name, client_addr, state, sync_state, sent_lsn, flush_lsn, replay_lsn \
+FROM pg_stat_replication ORDER BY application_name, client_addr"
+);
 
 /// Observes the database at `params` in one query round trip, all within `timeout`.
 pub async fn observe(params: &ConnParams, timeout: Duration) -> Result<DbFacts, QueryError> {
@@ -393,12 +460,33 @@ fn rows_by_statement(messages: &[SimpleQueryMessage]) -> Vec<Vec<&SimpleQueryRow
     statements
 }
 
-/// Typed access to the text columns of a row.
-struct Columns<'a>(&'a SimpleQueryRow);
+/// Typed access to the text columns of a row: a simple-query row (all text), or a row of the
+/// held session's prepared statement (every column cast to `text` in the SQL).
+struct Columns<'a>(Vec<Option<&'a str>>);
 
-impl Columns<'_> {
-    fn text(&self, i: usize) -> Result<Option<&str>, String> {
-        self.0.try_get(i).map_err(|e| format!("column {i}: {e}"))
+impl<'a> Columns<'a> {
+    fn of_simple(row: &'a SimpleQueryRow) -> Result<Columns<'a>, String> {
+        (0..row.len())
+            .map(|i| row.try_get(i).map_err(|e| format!("column {i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Columns)
+    }
+
+    fn of_row(row: &'a tokio_postgres::Row) -> Result<Columns<'a>, String> {
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Option<&str>>(i)
+                    .map_err(|e| format!("column {i}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Columns)
+    }
+
+    fn text(&self, i: usize) -> Result<Option<&'a str>, String> {
+        self.0
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("column {i}: missing"))
     }
 
     fn parsed<T: std::str::FromStr>(&self, i: usize, what: &str) -> Result<Option<T>, String> {
@@ -411,11 +499,12 @@ impl Columns<'_> {
         }
     }
 
+    /// A boolean as the simple protocol prints it (`t`/`f`) or as `bool::text` does.
     fn bool(&self, i: usize, what: &str) -> Result<Option<bool>, String> {
         match self.text(i)? {
             None => Ok(None),
-            Some("t") => Ok(Some(true)),
-            Some("f") => Ok(Some(false)),
+            Some("t" | "true") => Ok(Some(true)),
+            Some("f" | "false") => Ok(Some(false)),
             Some(s) => Err(format!("column {i} ({what}): {s:?} is not a boolean")),
         }
     }
@@ -435,10 +524,32 @@ fn parse_inet(s: &str) -> Option<IpAddr> {
 fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String> {
     let statements = rows_by_statement(messages);
     let state = match statements.first().map(Vec::as_slice) {
-        Some([row]) => Columns(row),
+        Some([row]) => Columns::of_simple(row)?,
         Some(rows) => return Err(format!("{} state rows instead of 1", rows.len())),
         None => return Err("no result".into()),
     };
+    let mut facts = parse_state(&state)?;
+    for row in statements.get(1).map(Vec::as_slice).unwrap_or_default() {
+        let c = Columns::of_simple(row)?;
+        facts.replication.push(ReplicationPeer {
+            application_name: c.text(0)?.unwrap_or_default().to_string(),
+            client_addr: c.text(1)?.and_then(parse_inet),
+            state: c.text(2)?.map(str::to_string),
+            sync_state: c.text(3)?.map(str::to_string),
+            sent_lsn: c.parsed(4, "sent_lsn")?,
+            flush_lsn: c.parsed(5, "flush_lsn")?,
+            replay_lsn: c.parsed(6, "replay_lsn")?,
+        });
+    }
+    Ok(facts)
+}
+
+/// The facts of one state row (the columns of [`STATE_SQL`]); no replication rows.
+pub(crate) fn parse_state_row(row: &tokio_postgres::Row) -> Result<DbFacts, String> {
+    parse_state(&Columns::of_row(row)?)
+}
+
+fn parse_state(state: &Columns<'_>) -> Result<DbFacts, String> {
     let in_recovery = state
         .bool(0, "pg_is_in_recovery")?
         .ok_or("pg_is_in_recovery() is NULL")?;
@@ -471,19 +582,6 @@ fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String>
         let tli = checkpoint_tli.ok_or("no checkpoint timeline")?;
         (tli, TimelineSource::Checkpoint)
     };
-    let mut replication = Vec::new();
-    for row in statements.get(1).map(Vec::as_slice).unwrap_or_default() {
-        let c = Columns(row);
-        replication.push(ReplicationPeer {
-            application_name: c.text(0)?.unwrap_or_default().to_string(),
-            client_addr: c.text(1)?.and_then(parse_inet),
-            state: c.text(2)?.map(str::to_string),
-            sync_state: c.text(3)?.map(str::to_string),
-            sent_lsn: c.parsed(4, "sent_lsn")?,
-            flush_lsn: c.parsed(5, "flush_lsn")?,
-            replay_lsn: c.parsed(6, "replay_lsn")?,
-        });
-    }
     Ok(DbFacts {
         in_recovery,
         timeline,
@@ -492,7 +590,7 @@ fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String>
         receive_lsn,
         replay_lsn,
         wal_receiver,
-        replication,
+        replication: Vec::new(),
     })
 }
 

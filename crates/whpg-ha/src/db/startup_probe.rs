@@ -130,6 +130,10 @@ pub enum ProbeOutcome {
     /// Any other failure: a network error, or an answer that is not the PostgreSQL protocol
     /// (`InvalidData`), or a close without an answer (`UnexpectedEof`).
     Failed(io::ErrorKind),
+    /// The probe could not be made for a reason of our own: this process or machine is out of
+    /// descriptors or memory (`errno` is one of [`super::local_failure::LOCAL_ERRNOS`]). It says
+    /// nothing about the server: unknown, neither down nor alive.
+    LocalFailure { errno: i32 },
 }
 
 impl ProbeOutcome {
@@ -154,6 +158,7 @@ impl ProbeOutcome {
             ProbeOutcome::Refused => "refused",
             ProbeOutcome::TimedOut => "timed-out",
             ProbeOutcome::Failed(_) => "failed",
+            ProbeOutcome::LocalFailure { .. } => "local-failure",
         }
     }
 }
@@ -166,6 +171,9 @@ impl fmt::Display for ProbeOutcome {
             } => write!(f, "standby-ready (replayed up to {lsn})"),
             ProbeOutcome::Rejected { sqlstate } => write!(f, "rejected (SQLSTATE {sqlstate})"),
             ProbeOutcome::Failed(kind) => write!(f, "failed ({kind})"),
+            ProbeOutcome::LocalFailure { errno } => {
+                write!(f, "not probed: {}", super::local_failure::describe(*errno))
+            }
             other => f.write_str(other.as_str()),
         }
     }
@@ -214,7 +222,7 @@ pub async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeOutcome {
         DbEndpoint::Host(host) => {
             let addr = match timeout_at(deadline, resolve(host, target.port)).await {
                 Err(_) => return ProbeOutcome::TimedOut,
-                Ok(Err(e)) => return ProbeOutcome::Failed(e.kind()),
+                Ok(Err(e)) => return io_failure(&e),
                 Ok(Ok(addr)) => addr,
             };
             match timeout_at(deadline, TcpStream::connect(addr)).await {
@@ -230,7 +238,7 @@ pub async fn probe(target: &ProbeTarget, timeout: Duration) -> ProbeOutcome {
 }
 
 /// An address literal as is; a name through the resolver (first address).
-async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+pub(crate) async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
@@ -243,7 +251,15 @@ async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
 fn connect_error(e: &io::Error) -> ProbeOutcome {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => ProbeOutcome::Refused,
-        kind => ProbeOutcome::Failed(kind),
+        _ => io_failure(e),
+    }
+}
+
+/// A failure of the exchange: ours (descriptors, memory) or the network's / the server's.
+pub fn io_failure(e: &io::Error) -> ProbeOutcome {
+    match super::local_failure::local_errno(e) {
+        Some(errno) => ProbeOutcome::LocalFailure { errno },
+        None => ProbeOutcome::Failed(e.kind()),
     }
 }
 
@@ -311,7 +327,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     .await;
     match first {
         Err(_) => ProbeOutcome::TimedOut,
-        Ok(Err(e)) => ProbeOutcome::Failed(e.kind()),
+        Ok(Err(e)) => io_failure(&e),
         Ok(Ok(Answer::Error(fields))) => classify_error(&fields),
         // A password or SASL exchange follows; we have our answer. Hanging up now ends the
         // backend quietly (EOF during authentication is not logged as a failure).
@@ -547,6 +563,35 @@ mod tests {
         .await;
         // Writing to a closed pipe fails first; either way it is a failure, not a timeout.
         assert!(matches!(outcome, ProbeOutcome::Failed(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn exhaustion_is_a_local_failure_and_network_errors_are_not() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(connect_error(&e), ProbeOutcome::LocalFailure { errno });
+            assert_eq!(io_failure(&e), ProbeOutcome::LocalFailure { errno });
+            assert!(!ProbeOutcome::LocalFailure { errno }.server_answered());
+        }
+        assert_eq!(
+            connect_error(&io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+            ProbeOutcome::Refused
+        );
+        assert_eq!(
+            connect_error(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
+            ProbeOutcome::Failed(io::ErrorKind::HostUnreachable)
+        );
+        assert_eq!(
+            io_failure(&io::Error::from_raw_os_error(libc::ECONNRESET)),
+            ProbeOutcome::Failed(io::ErrorKind::ConnectionReset)
+        );
+        assert_eq!(
+            ProbeOutcome::LocalFailure {
+                errno: libc::EMFILE
+            }
+            .as_str(),
+            "local-failure"
+        );
     }
 
     #[tokio::test]

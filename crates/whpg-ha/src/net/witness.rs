@@ -42,8 +42,33 @@ pub fn echo_reply_from(datagram: &[u8], identifier: u16) -> Option<Ipv4Addr> {
     (u16::from_be_bytes([icmp[4], icmp[5]]) == identifier).then_some(ip.src)
 }
 
-/// How many of `hosts` answer an ICMP echo within `timeout`.
-pub async fn reachable(hosts: &[IpAddr], timeout: Duration) -> io::Result<usize> {
+/// What one round of echo requests found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Round {
+    /// Hosts that answered within the timeout.
+    pub answered: usize,
+    /// Hosts whose request could not be sent for a reason of our own (descriptors, memory,
+    /// socket buffers): their silence says nothing about them.
+    pub not_sent: usize,
+}
+
+impl Round {
+    /// The quorum verdict of this round: `Some(true)` reached, `Some(false)` lost, `None` when
+    /// the requests we failed to send could have made the difference (unknown is not lost).
+    pub fn quorum(&self, quorum: usize) -> Option<bool> {
+        if self.answered >= quorum {
+            Some(true)
+        } else if self.answered + self.not_sent >= quorum {
+            None
+        } else {
+            Some(false)
+        }
+    }
+}
+
+/// Sends one echo request to each of `hosts` and counts the answers within `timeout`.
+/// An error means the round could not be run at all (no raw socket: privileges, or descriptors).
+pub async fn reachable(hosts: &[IpAddr], timeout: Duration) -> io::Result<Round> {
     let targets: BTreeSet<Ipv4Addr> = hosts
         .iter()
         .filter_map(|h| match h {
@@ -52,7 +77,7 @@ pub async fn reachable(hosts: &[IpAddr], timeout: Duration) -> io::Result<usize>
         })
         .collect();
     if targets.is_empty() {
-        return Ok(0);
+        return Ok(Round::default());
     }
     let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
     socket.set_nonblocking(true)?;
@@ -62,12 +87,19 @@ pub async fn reachable(hosts: &[IpAddr], timeout: Duration) -> io::Result<usize>
         .map_err(|e| e.into_parts().1)?;
     // Distinct per round and per process, so concurrent rounds never count each other's replies.
     let identifier = (std::process::id() as u16) ^ (rand_u16());
+    let mut not_sent = 0;
     for (sequence, target) in targets.iter().enumerate() {
         let request = echo_request(identifier, sequence as u16);
-        // A send error (no route) means that host is unreachable; the others still count.
-        let _ = socket
+        // A send error (no route) means that host is unreachable; the others still count. Our
+        // own shortage (ENOBUFS, ENOMEM) means that host was not asked.
+        if let Err(e) = socket
             .get_ref()
-            .send_to(&request, &SocketAddrV4::new(*target, 0).into());
+            .send_to(&request, &SocketAddrV4::new(*target, 0).into())
+        {
+            if crate::db::local_failure::local_errno(&e).is_some() {
+                not_sent += 1;
+            }
+        }
     }
     let mut answered = BTreeSet::new();
     let round = async {
@@ -95,7 +127,10 @@ pub async fn reachable(hosts: &[IpAddr], timeout: Duration) -> io::Result<usize>
     };
     match tokio::time::timeout(timeout, round).await {
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) | Err(_) => Ok(answered.len()),
+        Ok(Ok(())) | Err(_) => Ok(Round {
+            answered: answered.len(),
+            not_sent,
+        }),
     }
 }
 
@@ -110,6 +145,18 @@ fn rand_u16() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_is_lost_only_when_the_requests_we_failed_to_send_could_not_have_saved_it() {
+        let round = |answered, not_sent| Round { answered, not_sent };
+        assert_eq!(round(2, 0).quorum(2), Some(true));
+        assert_eq!(round(1, 0).quorum(2), Some(false));
+        // One host not asked (ENOBUFS): had it answered, the quorum would have been reached.
+        assert_eq!(round(1, 1).quorum(2), None);
+        assert_eq!(round(0, 3).quorum(2), None);
+        assert_eq!(round(0, 1).quorum(3), Some(false), "lost whatever it said");
+        assert_eq!(round(3, 1).quorum(2), Some(true));
+    }
 
     #[test]
     fn echo_request_is_checksummed_and_a_reply_is_recognised() {

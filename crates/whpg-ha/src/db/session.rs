@@ -1,0 +1,247 @@
+//! The held monitoring session: one logged-in connection per watched database, kept open, asked
+//! once per probe interval either the state row ([`super::query::STATE_SQL`]: recovery, timeline,
+//! WAL receiver) or, where only the role matters, the cheaper role row ([`super::query::ROLE_SQL`]);
+//! both are prepared once.
+//!
+//! A new connection makes the server fork a backend and initialise it; a query on a held session
+//! costs a fraction of that. So in steady state the monitor asks its questions here, and opens new
+//! connections only at a low rate (the startup-packet probe, to see that the server still takes
+//! them and to notice a smart shutdown) and when this session breaks.
+//!
+//! The socket is our own (tokio-postgres logs in over it with `connect_raw`), so that:
+//! - `TCP_USER_TIMEOUT` is the probe timeout: a query sent to a host that died is abandoned by
+//!   the kernel as soon as the caller's own deadline passes, and TCP keepalive probes an idle
+//!   session every second;
+//! - a failure to make the socket (descriptors, memory) is seen as ours
+//!   ([`QueryError::Socket`], [`QueryError::local_errno`]), not as the server's.
+//!
+//! The session ends on its own when the server ends it (`57P01 admin_shutdown` on a fast stop,
+//! a crash, a reset); [`HeldSession::ended`] resolves then, so the caller can look again at once.
+//! Dropping it says goodbye (Terminate) and gives the connection a moment to close cleanly.
+
+use std::io;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpSocket, TcpStream, UnixStream};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::query::{
+    parse_role_row, parse_state_row, ConnParams, DbFacts, QueryError, Role, ROLE_SQL, STATE_SQL,
+};
+use super::startup_probe::resolve;
+use crate::config::DbEndpoint;
+
+/// How long a dropped session's connection may take to say goodbye before it is cut.
+const GOODBYE: Duration = Duration::from_secs(1);
+/// TCP keepalive of an idle held socket: first probe after, then every, this long.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// An open monitoring session (see the module documentation).
+pub struct HeldSession {
+    target: String,
+    client: Client,
+    statement: Statement,
+    role_statement: Statement,
+    /// The connection task; `None` once it has ended (and was awaited).
+    connection: Option<JoinHandle<Option<tokio_postgres::Error>>>,
+    /// Why the connection ended, when it did with an error.
+    end_error: Option<tokio_postgres::Error>,
+}
+
+impl std::fmt::Debug for HeldSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldSession")
+            .field("target", &self.target)
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+/// A TCP socket with the held session's options, connected to `host:port`.
+async fn connect_tcp(host: &str, port: u16, user_timeout: Duration) -> io::Result<TcpStream> {
+    let addr = resolve(host, port).await?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_keepalive(true)?;
+    {
+        let sock = SockRef::from(&socket);
+        sock.set_tcp_user_timeout(Some(user_timeout))?;
+        sock.set_tcp_keepalive(
+            &TcpKeepalive::new()
+                .with_time(KEEPALIVE)
+                .with_interval(KEEPALIVE)
+                .with_retries(KEEPALIVE_RETRIES),
+        )?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+impl HeldSession {
+    /// Connects, logs in and prepares the state statement, all within `timeout` (which is also
+    /// the socket's `TCP_USER_TIMEOUT`).
+    pub async fn open(params: &ConnParams, timeout: Duration) -> Result<HeldSession, QueryError> {
+        let target = params.to_string();
+        let deadline = Instant::now() + timeout;
+        let config = params.config()?;
+        let timed_out = || QueryError::TimedOut {
+            target: target.clone(),
+            timeout,
+        };
+        let socket_error = |source| QueryError::Socket {
+            target: target.clone(),
+            source,
+        };
+        let connect_error = |source| QueryError::Connect {
+            target: target.clone(),
+            source,
+        };
+        let login = async {
+            match &params.endpoint {
+                DbEndpoint::Host(host) => {
+                    let stream = connect_tcp(host, params.port, timeout)
+                        .await
+                        .map_err(socket_error)?;
+                    let (client, connection) = config
+                        .connect_raw(stream, NoTls)
+                        .await
+                        .map_err(connect_error)?;
+                    Ok::<_, QueryError>((client, tokio::spawn(async { connection.await.err() })))
+                }
+                DbEndpoint::SocketDir(dir) => {
+                    let path = dir.join(format!(".s.PGSQL.{}", params.port));
+                    let stream = UnixStream::connect(&path).await.map_err(socket_error)?;
+                    let (client, connection) = config
+                        .connect_raw(stream, NoTls)
+                        .await
+                        .map_err(connect_error)?;
+                    Ok((client, tokio::spawn(async { connection.await.err() })))
+                }
+            }
+        };
+        let (client, connection) = timeout_at(deadline, login)
+            .await
+            .map_err(|_| timed_out())??;
+        // From here on the connection task runs; aborting it on failure closes the socket.
+        let prepare = async {
+            let state = client.prepare(STATE_SQL).await?;
+            let role = client.prepare(ROLE_SQL).await?;
+            Ok::<_, tokio_postgres::Error>((state, role))
+        };
+        let (statement, role_statement) = match timeout_at(deadline, prepare).await {
+            Ok(Ok(statements)) => statements,
+            Ok(Err(source)) => {
+                connection.abort();
+                return Err(QueryError::Query { target, source });
+            }
+            Err(_) => {
+                connection.abort();
+                return Err(timed_out());
+            }
+        };
+        Ok(HeldSession {
+            target,
+            client,
+            statement,
+            role_statement,
+            connection: Some(connection),
+            end_error: None,
+        })
+    }
+
+    /// One observation on the session (one round trip), within `timeout`. After an error the
+    /// session should be dropped: its state is unknown.
+    pub async fn observe(&mut self, timeout: Duration) -> Result<DbFacts, QueryError> {
+        let deadline = Instant::now() + timeout;
+        match timeout_at(deadline, self.client.query_one(&self.statement, &[])).await {
+            Err(_) => Err(QueryError::TimedOut {
+                target: self.target.clone(),
+                timeout,
+            }),
+            Ok(Err(source)) => Err(QueryError::Query {
+                target: self.target.clone(),
+                source,
+            }),
+            Ok(Ok(row)) => parse_state_row(&row).map_err(|reason| QueryError::Unexpected {
+                target: self.target.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// The role only ([`ROLE_SQL`]): cheaper, for when the WAL receiver does not matter.
+    pub async fn role(&mut self, timeout: Duration) -> Result<Role, QueryError> {
+        let deadline = Instant::now() + timeout;
+        match timeout_at(deadline, self.client.query_one(&self.role_statement, &[])).await {
+            Err(_) => Err(QueryError::TimedOut {
+                target: self.target.clone(),
+                timeout,
+            }),
+            Ok(Err(source)) => Err(QueryError::Query {
+                target: self.target.clone(),
+                source,
+            }),
+            Ok(Ok(row)) => parse_role_row(&row).map_err(|reason| QueryError::Unexpected {
+                target: self.target.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// Whether the connection still runs.
+    pub fn is_open(&self) -> bool {
+        self.connection.as_ref().is_some_and(|c| !c.is_finished()) && !self.client.is_closed()
+    }
+
+    /// Resolves when the connection ends (the server closed it, or it broke). Cancel-safe.
+    pub async fn ended(&mut self) {
+        match &mut self.connection {
+            Some(handle) => {
+                let result = handle.await;
+                self.connection = None;
+                self.end_error = result.ok().flatten();
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Why the connection ended, once [`HeldSession::ended`] has resolved.
+    pub fn end_error(&self) -> Option<&tokio_postgres::Error> {
+        self.end_error.as_ref()
+    }
+
+    /// The errno of a failure of our own that ended the connection, if that is what ended it.
+    pub fn ended_for_local_reason(&self) -> Option<i32> {
+        self.end_error
+            .as_ref()
+            .and_then(|e| super::local_failure::local_errno_in(e))
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        // The client goes with this struct, which makes the connection send Terminate and end;
+        // it gets a moment for that, then is cut.
+        if let Some(handle) = self.connection.take() {
+            let abort = handle.abort_handle();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if tokio::time::timeout(GOODBYE, handle).await.is_err() {
+                            abort.abort();
+                        }
+                    });
+                }
+                Err(_) => abort.abort(),
+            }
+        }
+    }
+}
