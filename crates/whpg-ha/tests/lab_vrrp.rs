@@ -309,6 +309,39 @@ fn a_forged_priority_from_the_peers_address_is_dropped_with_the_monitor_on() {
     let s2 = status(&p.n2).expect("status");
     assert_eq!(s2["database"]["role"], "standby", "n2 must not promote");
     assert_eq!(dropped(&p.n1, "priority"), FORGERIES);
+
+    // SIGHUP: n1's file now gives n2 priority 153, so 253 (153 + the bonus) becomes legitimate.
+    let mut renumbered = nodes();
+    renumbered[1].2 = 153;
+    lab.write_file(
+        "n1.toml",
+        &db_pair_config(&settings, &p.primary, &renumbered),
+    )
+    .expect("rewrite n1's configuration");
+    d1.kill(Signal::Hup).expect("SIGHUP");
+    wait_until(
+        Duration::from_secs(5),
+        POLL,
+        "n1 applies the reload",
+        || {
+            d1.log_contents()
+                .contains("reload: priorities accepted from the peer: [0, 1, 153, 253, 254]")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let before = transitions(&p.n1);
+    send_raw(&p.client, group, forged(253));
+    wait_until(
+        Duration::from_secs(5),
+        POLL,
+        "n1 obeys 253 after the reload",
+        || status(&p.n1).is_some_and(|s| s["vrrp"]["counters"]["transitions"] != before),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(dropped(&p.n1, "priority"), FORGERIES);
+    let log = d1.log_contents();
+    // (The rewritten file lacks the journal path the lab adds, hence a restart notice for it.)
+    assert!(!log.contains("nodes (peers) changed"), "{log}");
 }
 
 /// Send a hand-built IPv4 datagram (IP_HDRINCL) from inside `host`'s namespace.
