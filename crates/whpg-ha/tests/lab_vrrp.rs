@@ -220,6 +220,169 @@ fn a_returning_higher_priority_node_preempts_only_when_configured_to() {
     }
 }
 
+/// With `database.monitor = true` each node accepts from its peer only the priorities the peer's
+/// policy can send. A v3 advert (no authentication: only a checksum anyone can compute) forged
+/// from the client with the standby's address and a priority the standby cannot send is dropped as
+/// `priority` and changes nothing; the same forgery with 254, a priority the standby can send,
+/// still makes the master step down for a moment, and the guards keep the VIP on the primary.
+#[test]
+fn a_forged_priority_from_the_peers_address_is_dropped_with_the_monitor_on() {
+    use common::pg::{db_pair_config, nodes, pair, DbPairSettings, VIP};
+    let lab = lab_or_skip!(
+        "forged_priority",
+        &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"]
+    );
+    let p = pair(&lab);
+    p.client
+        .exec_ok(&["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"])
+        .expect("multicast route in the client");
+    let settings = DbPairSettings::default();
+    let d1 = start_daemon(
+        &lab,
+        &p.n1,
+        "n1",
+        &db_pair_config(&settings, &p.primary, &nodes()),
+    );
+    let _d2 = start_daemon(
+        &lab,
+        &p.n2,
+        "n2",
+        &db_pair_config(&settings, &p.standby, &nodes()),
+    );
+    wait_vip(&p.n1, VIP, true, Duration::from_secs(20));
+    wait_state(&p.n2, "BACKUP", Duration::from_secs(5));
+    // n1's policy advertises 100 + the primary bonus; n2 (98) accepts {0, 1, 100, 200, 254}
+    // from it, n1 accepts {0, 1, 98, 198, 254} from n2.
+    wait_until(Duration::from_secs(10), POLL, "n1 advertises 200", || {
+        status(&p.n1).is_some_and(|s| s["vrrp"]["priority"] == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let transitions =
+        |host: &Host| status(host).expect("status")["vrrp"]["counters"]["transitions"].clone();
+    let (before_n1, before_n2) = (transitions(&p.n1), transitions(&p.n2));
+
+    let peer = Ipv4Addr::new(10, 77, 0, 12);
+    let group = MULTICAST_V4;
+    let forged = |priority: u8| {
+        let advert = Advert {
+            version: Version::V3,
+            vrid: 51,
+            priority,
+            interval: Interval::from_centis(10),
+            auth: Auth::None,
+            addresses: vec![VIP.parse().unwrap()],
+        };
+        let payload = encode(
+            &advert,
+            IpAddr::V4(peer),
+            IpAddr::V4(group),
+            V3Checksum::default(),
+        )
+        .unwrap();
+        ipv4_datagram(peer, group, 255, &payload)
+    };
+    // 253 outranks the master's 200: believed, one would make it step down.
+    const FORGERIES: u64 = 10;
+    for _ in 0..FORGERIES {
+        send_raw(&p.client, group, forged(253));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_until(
+        Duration::from_secs(5),
+        POLL,
+        "n1 counts the forgeries as priority",
+        || dropped(&p.n1, "priority") == FORGERIES,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let s1 = status(&p.n1).expect("status");
+    println!(
+        "n1 after {FORGERIES} forged priority-253 adverts from 10.77.0.12: state {}, drops {}",
+        s1["vrrp"]["state"], s1["vrrp"]["counters"]["dropped"]
+    );
+    assert_eq!(s1["vrrp"]["state"], "MASTER");
+    assert_eq!(s1["vrrp"]["counters"]["transitions"], before_n1);
+    assert_eq!(transitions(&p.n2), before_n2);
+    assert!(p.n1.has_address(VIP) && !p.n2.has_address(VIP));
+    assert_eq!(
+        dropped(&p.n2, "priority"),
+        0,
+        "n2 never heard a bad priority"
+    );
+    // Logged once (rate-limited per reason), naming the priority and the accepted set.
+    let log = d1.log_contents();
+    let line = "dropped VRRP packet from 10.77.0.12: priority 253 is not one the peer can send \
+                (accepted: 0, 1, 98, 198, 254)";
+    assert_eq!(log.matches(line).count(), 1, "n1's log:\n{log}");
+
+    // Control: 254 is a priority n2 can send (as the newest primary), so the filter lets it
+    // through, and the master steps down; n2's primary check (n1's database answers as primary)
+    // keeps it from promoting, and n1 takes the mastership back once the forger is silent.
+    let stepped_down = Instant::now();
+    send_raw(&p.client, group, forged(254));
+    wait_until(
+        Duration::from_secs(5),
+        POLL,
+        "n1 steps down on a forged 254",
+        || status(&p.n1).is_some_and(|s| s["vrrp"]["counters"]["transitions"] != before_n1),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let (mut samples, mut without_vip) = (0, 0);
+    wait_until(
+        Duration::from_secs(15),
+        POLL,
+        "n1 MASTER with the VIP again",
+        || {
+            let held = p.n1.has_address(VIP);
+            samples += 1;
+            without_vip += u32::from(!held);
+            vrrp_state(&p.n1).as_deref() == Some("MASTER") && held
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    println!(
+        "a forged 254: n1 back to MASTER with the VIP {:?} later; VIP absent from n1 in \
+         {without_vip} of {samples} samples",
+        stepped_down.elapsed()
+    );
+    assert!(!p.n2.has_address(VIP));
+    let s2 = status(&p.n2).expect("status");
+    assert_eq!(s2["database"]["role"], "standby", "n2 must not promote");
+    assert_eq!(dropped(&p.n1, "priority"), FORGERIES);
+
+    // SIGHUP: n1's file now gives n2 priority 153, so 253 (153 + the bonus) becomes legitimate.
+    let mut renumbered = nodes();
+    renumbered[1].2 = 153;
+    lab.write_file(
+        "n1.toml",
+        &db_pair_config(&settings, &p.primary, &renumbered),
+    )
+    .expect("rewrite n1's configuration");
+    d1.kill(Signal::Hup).expect("SIGHUP");
+    wait_until(
+        Duration::from_secs(5),
+        POLL,
+        "n1 applies the reload",
+        || {
+            d1.log_contents()
+                .contains("reload: priorities accepted from the peer: [0, 1, 153, 253, 254]")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let before = transitions(&p.n1);
+    send_raw(&p.client, group, forged(253));
+    wait_until(
+        Duration::from_secs(5),
+        POLL,
+        "n1 obeys 253 after the reload",
+        || status(&p.n1).is_some_and(|s| s["vrrp"]["counters"]["transitions"] != before),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(dropped(&p.n1, "priority"), FORGERIES);
+    let log = d1.log_contents();
+    // (The rewritten file lacks the journal path the lab adds, hence a restart notice for it.)
+    assert!(!log.contains("nodes (peers) changed"), "{log}");
+}
+
 /// Send a hand-built IPv4 datagram (IP_HDRINCL) from inside `host`'s namespace.
 fn send_raw(host: &Host, dst: Ipv4Addr, datagram: Vec<u8>) {
     in_netns(host.netns(), move || {

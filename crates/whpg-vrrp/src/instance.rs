@@ -22,6 +22,13 @@ pub const PRIORITY_OWNER: u8 = 255;
 /// Priority a master advertises when it gives up mastership.
 pub const PRIORITY_RESIGN: u8 = 0;
 
+/// Sorted and without duplicates, so the set reads well in logs and compares as a set.
+fn normalize_priorities(mut set: Vec<u8>) -> Vec<u8> {
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
 /// How adverts are addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
@@ -55,6 +62,11 @@ pub struct InstanceConfig {
     /// As master, answer a lower-priority advert with an advert and gratuitous ARPs at once
     /// (keepalived's behaviour; heals a split brain quickly).
     pub answer_lower_priority: bool,
+    /// The priorities a sender may advertise (kept sorted, without duplicates); an advert with
+    /// another is dropped as [`DropReason::Priority`] and never reaches the state machine.
+    /// `None` accepts any, as keepalived does. Replaced at run time with
+    /// [`Event::SetAcceptedPriorities`].
+    pub accepted_priorities: Option<Vec<u8>>,
 }
 
 /// The protocol state, with the one timer each state runs.
@@ -136,6 +148,8 @@ pub enum Event<'a> {
     Resign,
     /// A fault source became active or cleared.
     SetFault { source: FaultSource, active: bool },
+    /// Replace [`InstanceConfig::accepted_priorities`] (a reload changed the peer's priority).
+    SetAcceptedPriorities(Option<Vec<u8>>),
 }
 
 /// Why a transition happened, for logs and the journal.
@@ -235,7 +249,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    pub fn new(config: InstanceConfig) -> Instance {
+    pub fn new(mut config: InstanceConfig) -> Instance {
+        config.accepted_priorities = config.accepted_priorities.map(normalize_priorities);
         Instance {
             priority: config.priority,
             master_interval: config.advert_interval,
@@ -305,6 +320,9 @@ impl Instance {
             Event::SetPreempt(preempt) => self.config.preempt = preempt,
             Event::Resign => self.on_resign(now),
             Event::SetFault { source, active } => self.on_set_fault(source, active, now),
+            Event::SetAcceptedPriorities(set) => {
+                self.config.accepted_priorities = set.map(normalize_priorities);
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -401,6 +419,7 @@ impl Instance {
                 Transport::Unicast { peers } => Some(peers),
             },
             multicast_group: self.multicast_group(),
+            accepted_priorities: self.config.accepted_priorities.as_deref(),
         };
         if let Err(reason) = receive::check(&expectations, &meta, &advert) {
             return self.drop_packet(Some(meta.src), reason);

@@ -1,8 +1,10 @@
 //! The receive filter: whether a decoded advert is meant for this instance and may touch its state.
 //!
 //! It applies the checks RFC 3768 §7.1 / RFC 5798 §7.1 and keepalived make after decoding (TTL,
-//! version, VRID, auth, v2 interval, destination, sender). Every refusal is a [`DropReason`] so the
-//! caller can count it; none of them changes the state machine.
+//! version, VRID, auth, v2 interval, destination, sender), plus one of our own: the priorities a
+//! sender may advertise, when the caller knows them (a peer whose policy can send only a few
+//! values). Every refusal is a [`DropReason`] so the caller can count it; none of them changes the
+//! state machine.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -47,6 +49,9 @@ pub enum DropReason {
     UnknownPeer { src: IpAddr },
     /// Our own advert looped back.
     OwnAdvert,
+    /// A priority the sender cannot legitimately advertise (see
+    /// [`InstanceConfig::accepted_priorities`](crate::InstanceConfig::accepted_priorities)).
+    Priority { got: u8, accepted: Vec<u8> },
 }
 
 impl DropReason {
@@ -75,6 +80,7 @@ impl DropReason {
             DropReason::Destination { .. } => "destination",
             DropReason::UnknownPeer { .. } => "unknown_peer",
             DropReason::OwnAdvert => "own_advert",
+            DropReason::Priority { .. } => "priority",
         }
     }
 }
@@ -96,6 +102,16 @@ impl fmt::Display for DropReason {
             DropReason::Destination { dst } => write!(f, "sent to {dst}, not to us"),
             DropReason::UnknownPeer { src } => write!(f, "sender {src} is not a configured peer"),
             DropReason::OwnAdvert => f.write_str("our own advert"),
+            DropReason::Priority { got, accepted } => {
+                write!(f, "priority {got} is not one the peer can send (accepted: ")?;
+                for (i, p) in accepted.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -111,6 +127,8 @@ pub struct Expectations<'a> {
     /// `None` for multicast; the accepted senders for unicast.
     pub unicast_peers: Option<&'a [IpAddr]>,
     pub multicast_group: IpAddr,
+    /// The priorities a sender may advertise; `None` accepts any.
+    pub accepted_priorities: Option<&'a [u8]>,
 }
 
 /// Check a decoded advert against this instance; `Ok` means it may drive the state machine.
@@ -161,6 +179,15 @@ pub fn check(
         return Err(DropReason::Interval {
             got: advert.interval,
         });
+    }
+    // Last, so a forgery without the password is still counted as `password`.
+    if let Some(accepted) = expect.accepted_priorities {
+        if !accepted.contains(&advert.priority) {
+            return Err(DropReason::Priority {
+                got: advert.priority,
+                accepted: accepted.to_vec(),
+            });
+        }
     }
     Ok(())
 }

@@ -395,3 +395,40 @@ fn preempt_can_be_switched_on_at_run_time() {
     let took = sim.entered(0, State::Master).unwrap() - switched;
     assert!(took <= mdi + 100 * MS, "{took:?}");
 }
+
+#[test]
+fn a_pair_that_accepts_only_legitimate_priorities_runs_every_legitimate_change_without_a_drop() {
+    // The sets a whpg-ha pair at 100 / 98 derives from its file; the harness fails on any drop.
+    let mut coordinator = v2_seed_config(11, 100, &[12]);
+    coordinator.accepted_priorities = Some(vec![0, 1, 98, 198, 254]);
+    let mut standby = v2_seed_config(12, 98, &[11]);
+    standby.accepted_priorities = Some(vec![0, 1, 100, 200, 254]);
+    let mut sim = Sim::new(vec![coordinator, standby]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(5));
+    assert_single_master(&sim, 0);
+    // Primary bonus, then the newest primary, then giving up, then back to the base.
+    for priority in [200, 254, 1] {
+        sim.event(0, Event::SetPriority(priority));
+        sim.run_for(Duration::from_millis(1500));
+    }
+    // At 1 the standby (98) preempts after its Master_Down_Interval and the coordinator follows
+    // its adverts as a backup.
+    sim.run_for(Duration::from_secs(4));
+    assert_single_master(&sim, 1);
+    sim.event(0, Event::SetPriority(100));
+    // Back at 100 the coordinator takes the mastership back, and the standby hears it.
+    sim.run_for(Duration::from_secs(5));
+    assert_single_master(&sim, 0);
+    assert!(sim.nodes[0].received.iter().any(|&(_, p)| p == 98));
+    // A resign (priority 0) is accepted and hands over after Skew_Time.
+    sim.event(0, Event::Resign);
+    sim.run_for(Duration::from_secs(2));
+    assert_single_master(&sim, 1);
+    let heard: Vec<u8> = sim.nodes[1].received.iter().map(|&(_, p)| p).collect();
+    for priority in [100, 200, 254, 1, 0] {
+        assert!(heard.contains(&priority), "{priority} not heard: {heard:?}");
+    }
+    assert!(sim.nodes[0].instance.stats().drops.is_empty());
+    assert!(sim.nodes[1].instance.stats().drops.is_empty());
+}

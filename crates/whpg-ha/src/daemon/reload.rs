@@ -1,16 +1,22 @@
 //! SIGHUP: which changes of the configuration file the running daemon can apply safely.
 //!
 //! Only settings whose change cannot break the protocol mid-flight are applied (this node's
-//! priority, the gratuitous ARP timing). Everything else is named in the log as needing a restart,
+//! priority, the peers' priorities, i.e. which priorities their adverts may carry, the
+//! gratuitous ARP timing). Everything else is named in the log as needing a restart,
 //! so an operator never believes a change took effect when it did not.
 
-use crate::config::Config;
+use crate::config::{self, Config};
+use crate::node::vrrp_setup;
 
 /// What a reload does.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadPlan {
     /// New priority for this node, if it changed.
     pub priority: Option<u8>,
+    /// The priorities the peers' adverts may carry, if a peer's priority changed the set
+    /// (`None` inside: any). Without it, a reload of both nodes would leave each dropping the
+    /// other's new priority and taking over.
+    pub accepted_priorities: Option<Option<Vec<u8>>>,
     /// Whether `[vrrp.garp]` changed.
     pub garp: bool,
     /// Keys whose new values only take effect after a restart.
@@ -21,6 +27,12 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     let mut plan = ReloadPlan::default();
     if old.local.priority != new.local.priority {
         plan.priority = Some(new.local.priority);
+    }
+    let mut with_new_peer_priorities = old.clone();
+    keep_peer_priorities(&mut with_new_peer_priorities, new);
+    let accepted = vrrp_setup::accepted_priorities(&with_new_peer_priorities);
+    if accepted != vrrp_setup::accepted_priorities(old) {
+        plan.accepted_priorities = Some(accepted);
     }
     plan.garp = old.vrrp.garp != new.vrrp.garp;
 
@@ -50,7 +62,10 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
         old.local.address != new.local.address,
         "nodes.<this node>.address",
     );
-    restart(old.peers != new.peers, "nodes (peers)");
+    restart(
+        !same_peers_but_priority(&old.peers, &new.peers),
+        "nodes (peers)",
+    );
     restart(old.vips != new.vips, "vip");
     restart(old.database != new.database, "database");
     restart(old.health != new.health, "health");
@@ -62,10 +77,31 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     plan
 }
 
+/// Take the new file's priority for every running peer that kept its name and address (the
+/// rest of a peer's change needs a restart).
+pub fn keep_peer_priorities(running: &mut Config, new: &Config) {
+    for peer in &mut running.peers {
+        if let Some(n) = new
+            .peers
+            .iter()
+            .find(|n| n.name == peer.name && n.address == peer.address)
+        {
+            peer.priority = n.priority;
+        }
+    }
+}
+
+fn same_peers_but_priority(old: &[config::Node], new: &[config::Node]) -> bool {
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(o, n)| o.name == n.name && o.address == n.address)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
 
     fn example() -> String {
         include_str!("../../../../examples/whpg-ha.toml").to_string()
@@ -86,5 +122,42 @@ mod tests {
         assert_eq!(p.priority, Some(120));
         assert!(p.garp);
         assert_eq!(p.needs_restart, vec!["vrrp.vrid", "vip"]);
+    }
+
+    #[test]
+    fn a_peer_priority_change_replaces_the_accepted_set_without_a_restart() {
+        let old = config::parse(&example(), Some("cdw")).unwrap();
+        assert_eq!(old.peers[0].priority, 98);
+        let mut new = old.clone();
+        new.peers[0].priority = 120;
+        let p = plan(&old, &new);
+        assert_eq!(p.accepted_priorities, Some(Some(vec![0, 1, 120, 220, 254])));
+        assert!(p.needs_restart.is_empty(), "{:?}", p.needs_restart);
+        assert_eq!(p.priority, None);
+
+        let mut applied = old.clone();
+        keep_peer_priorities(&mut applied, &new);
+        assert_eq!(applied, new);
+        assert_eq!(plan(&applied, &new), ReloadPlan::default());
+
+        // A peer renamed or readdressed still needs a restart; its priority follows only when
+        // the same peer kept it.
+        let mut moved = new.clone();
+        moved.peers[0].address = "10.77.0.99".parse().unwrap();
+        moved.peers[0].priority = 130;
+        let p = plan(&old, &moved);
+        assert_eq!(p.needs_restart, vec!["nodes (peers)"]);
+        assert_eq!(p.accepted_priorities, None);
+
+        // Without the monitor the set stays `None` (any) whatever the peer's priority; turning
+        // the monitor off is a `database` change and needs a restart, so the set stays too.
+        let mut plain = old.clone();
+        plain.database.monitor = false;
+        let mut plain_new = plain.clone();
+        plain_new.peers[0].priority = 120;
+        assert_eq!(plan(&plain, &plain_new).accepted_priorities, None);
+        let p = plan(&old, &plain);
+        assert_eq!(p.accepted_priorities, None);
+        assert_eq!(p.needs_restart, vec!["database"]);
     }
 }

@@ -460,6 +460,11 @@ impl Runner {
             );
             self.step(NodeInput::SetPriority(priority)).await;
         }
+        if let Some(set) = plan.accepted_priorities.clone() {
+            let shown = set.as_ref().map_or("any".to_string(), |s| format!("{s:?}"));
+            info!("reload: priorities accepted from the peer: {shown}");
+            self.step(NodeInput::SetAcceptedPriorities(set)).await;
+        }
         if plan.garp {
             info!("reload: gratuitous ARP timing updated");
             self.step(NodeInput::SetGarpTiming(vrrp_setup::garp_timing(&new)))
@@ -468,12 +473,13 @@ impl Runner {
         for key in &plan.needs_restart {
             warn!("reload: {key} changed but only takes effect after a restart");
         }
-        if plan.priority.is_none() && !plan.garp && plan.needs_restart.is_empty() {
+        if plan == reload::ReloadPlan::default() {
             info!("reload: no changes");
         }
         // Keep running on what is actually applied; the rest stays as it was.
         let mut applied = self.config.clone();
         applied.local.priority = new.local.priority;
+        reload::keep_peer_priorities(&mut applied, &new);
         applied.vrrp.garp = new.vrrp.garp;
         self.config = applied;
     }

@@ -75,6 +75,8 @@ pub enum NodeInput<'a> {
     Interface(Option<String>),
     /// A reload changed the configured priority.
     SetPriority(u8),
+    /// A reload changed a peer's priority: the priorities its adverts may carry (`None`: any).
+    SetAcceptedPriorities(Option<Vec<u8>>),
     /// A reload changed the GARP timing.
     SetGarpTiming(GarpTiming),
     /// A job (fencing) finished and wants its result recorded.
@@ -295,6 +297,7 @@ impl Node {
                     self.feed(Event::SetPriority(priority));
                 }
             }
+            NodeInput::SetAcceptedPriorities(set) => self.feed(Event::SetAcceptedPriorities(set)),
             NodeInput::SetGarpTiming(timing) => self.garp.set_timing(timing),
             NodeInput::Job(report) => {
                 let kind = if report.complete {

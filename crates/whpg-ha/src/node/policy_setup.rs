@@ -8,7 +8,7 @@ use crate::config::{Config, Trigger};
 
 /// Added to the priority of a node whose database is a healthy primary: larger than any gap
 /// between configured priorities, so a primary always outranks a standby.
-const PRIMARY_BONUS: u8 = 100;
+pub(crate) const PRIMARY_BONUS: u8 = 100;
 /// Promotion attempts before the mastership is released (invariant 3).
 const PROMOTION_ATTEMPTS: u32 = 3;
 const PROMOTION_RETRY_DELAY: Duration = Duration::from_secs(2);

@@ -2,9 +2,11 @@
 
 use std::net::IpAddr;
 
+use whpg_vrrp::instance::{PRIORITY_OWNER, PRIORITY_RESIGN};
 use whpg_vrrp::{Auth, InstanceConfig, Interval, Transport, V3Checksum, Version};
 
 use super::garp_schedule::GarpTiming;
+use super::policy_setup::PRIMARY_BONUS;
 use crate::config::{self, Config};
 
 /// The VRRP instance this node runs. Validation has already checked every range, so the
@@ -39,8 +41,57 @@ pub fn instance_config(config: &Config) -> InstanceConfig {
         // keepalived always answers a lower-priority advert; whether GARPs go with the answer
         // is `garp.on_lower_priority`, applied by the daemon.
         answer_lower_priority: true,
+        accepted_priorities: accepted_priorities(config),
     }
 }
+
+/// The priorities the peers can advertise, or `None` (any) without the database monitor.
+///
+/// With `database.monitor = true` the peer is a whpg-ha whose policy (`Policy::priority`) sends
+/// only: 0 when it resigns or stops, 1 once it gave up promoting, its configured priority `p`
+/// as a standby, `min(p + PRIMARY_BONUS, 254)` as a healthy primary and 254 as the newest
+/// primary; with `p = 255` (the address owner) the policy sends 255 whatever the database, so
+/// the set is only {0, 1, 255}. Anything else from the peer's address is
+/// a forgery (or a peer whose file differs from ours) and is dropped.
+///
+/// With `database.monitor = false` the peer may be keepalived, whose `track_script` weights move
+/// its priority freely, so every priority is accepted, as keepalived itself does.
+///
+/// Validation allows more than one peer (with a warning); the set is then the union of what each
+/// can send, since an advert's source address, the only thing that tells peers apart, is spoofable
+/// on the link anyway.
+pub fn accepted_priorities(config: &Config) -> Option<Vec<u8>> {
+    if !config.database.monitor {
+        return None;
+    }
+    let mut set: Vec<u8> = config
+        .peers
+        .iter()
+        .flat_map(|peer| peer_priorities(peer.priority))
+        .collect();
+    set.sort_unstable();
+    set.dedup();
+    Some(set)
+}
+
+/// What a whpg-ha node configured with priority `p` can advertise.
+fn peer_priorities(p: u8) -> Vec<u8> {
+    if p == PRIORITY_OWNER {
+        return vec![PRIORITY_RESIGN, GAVE_UP_PRIORITY, PRIORITY_OWNER];
+    }
+    vec![
+        PRIORITY_RESIGN,
+        GAVE_UP_PRIORITY,
+        p,
+        p.saturating_add(PRIMARY_BONUS).min(NEWEST_PRIMARY_PRIORITY),
+        NEWEST_PRIMARY_PRIORITY,
+    ]
+}
+
+/// What the policy advertises once it gave up promoting (`Policy::priority`).
+const GAVE_UP_PRIORITY: u8 = 1;
+/// What the policy advertises as the primary of the newest timeline (`Policy::priority`).
+const NEWEST_PRIMARY_PRIORITY: u8 = 254;
 
 pub fn garp_timing(config: &Config) -> GarpTiming {
     let garp = &config.vrrp.garp;
@@ -73,5 +124,61 @@ mod tests {
             Transport::Multicast => panic!("the seed uses unicast"),
         }
         assert_eq!(instance.priority, config.local.priority);
+    }
+
+    fn example(node: &str) -> Config {
+        let text = include_str!("../../../../examples/whpg-ha.toml");
+        config::parse(text, Some(node)).expect("example parses")
+    }
+
+    #[test]
+    fn with_the_monitor_each_node_accepts_only_what_its_peer_can_send() {
+        // cdw is at 100, scdw at 98; the primary bonus is 100.
+        let cdw = example("cdw");
+        assert!(cdw.database.monitor);
+        assert_eq!(
+            instance_config(&cdw).accepted_priorities,
+            Some(vec![0, 1, 98, 198, 254])
+        );
+        assert_eq!(
+            accepted_priorities(&example("scdw")),
+            Some(vec![0, 1, 100, 200, 254])
+        );
+    }
+
+    #[test]
+    fn the_set_follows_the_peers_priority_at_the_edges() {
+        let mut config = example("cdw");
+        for (peer, expected) in [
+            (1, vec![0, 1, 101, 254]),
+            (154, vec![0, 1, 154, 254]),
+            (155, vec![0, 1, 155, 254]),
+            (200, vec![0, 1, 200, 254]),
+            (254, vec![0, 1, 254]),
+            (255, vec![0, 1, 255]),
+        ] {
+            config.peers[0].priority = peer;
+            assert_eq!(
+                accepted_priorities(&config),
+                Some(expected),
+                "peer at {peer}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_peers_accept_the_union_and_without_the_monitor_any_priority() {
+        let mut config = example("cdw");
+        let mut third = config.peers[0].clone();
+        third.priority = 50;
+        config.peers.push(third);
+        assert_eq!(
+            accepted_priorities(&config),
+            Some(vec![0, 1, 50, 98, 150, 198, 254])
+        );
+        // A keepalived peer's track_script weights move its priority freely.
+        config.database.monitor = false;
+        assert_eq!(accepted_priorities(&config), None);
+        assert_eq!(instance_config(&config).accepted_priorities, None);
     }
 }

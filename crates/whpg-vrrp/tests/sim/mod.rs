@@ -39,6 +39,7 @@ pub fn v3_config(host: u8, priority: u8, interval_cs: u16) -> InstanceConfig {
         v3_checksum: V3Checksum::PseudoHeader,
         accept_either_checksum: false,
         answer_lower_priority: true,
+        accepted_priorities: None,
     }
 }
 
