@@ -337,6 +337,60 @@ fn bad_switchover_and_rejoin_requests_are_refused_and_change_nothing() {
     assert!(!p.primary.is_in_recovery().expect("n1 is still the primary"));
 }
 
+/// A token-holding caller that skips the clean stop: with the primary's daemon frozen (no more
+/// adverts, so the standby becomes VRRP master; the database keeps running and writable), ask
+/// the standby to promote "from 0/0". The standby's daemon sees for itself that the old primary
+/// still answers and refuses.
+#[test]
+fn a_planned_promotion_beside_a_live_primary_is_refused() {
+    let lab = lab_or_skip!("ops_live_primary", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+    let post = |host: &Host, path: &str, body: &str| {
+        in_netns(host.netns(), || {
+            whpg_ha::client::send(
+                ([127, 0, 0, 1], API_PORT).into(),
+                &Request::post_json(path, body, Some(TOKEN)),
+                Duration::from_secs(30),
+            )
+        })
+        .expect("the API answers")
+    };
+    d1.kill(whpg_lab::Signal::Stop)
+        .expect("SIGSTOP n1's daemon");
+    wait_logged(
+        "n2 is VRRP master once n1 stops advertising",
+        Duration::from_secs(10),
+        &daemons,
+        || status(&p.n2).is_some_and(|s| s["vrrp"]["state"] == "MASTER"),
+    );
+    let started = Instant::now();
+    let promoted = post(&p.n2, "/switchover/promote", r#"{"min_lsn":"0/0"}"#);
+    println!(
+        "promote beside a live primary: {} after {:?}: {}",
+        promoted.status,
+        started.elapsed(),
+        promoted.body
+    );
+    assert_ne!(promoted.status, 200, "{}", promoted.body);
+    assert!(
+        promoted.body.contains("still answers as a primary"),
+        "{}",
+        promoted.body
+    );
+    assert!(
+        p.standby.is_in_recovery().expect("query n2"),
+        "n2 was promoted beside a live primary\n{}",
+        dump_logs(&daemons)
+    );
+    assert!(!p.n2.has_address(VIP), "n2 took the VIP");
+    assert!(!p.primary.is_in_recovery().expect("n1 is still the primary"));
+    d1.kill(whpg_lab::Signal::Cont)
+        .expect("SIGCONT n1's daemon");
+}
+
 /// The primary's data directory is where it was and was not moved aside.
 fn data_dir_untouched(db: &PgNode) -> bool {
     let dir = db.data_dir();

@@ -208,6 +208,9 @@ pub enum Notice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlannedRefusal {
     NotMaster,
+    /// The old primary's database still answers as a primary: it has not stopped (or demoted),
+    /// whatever the caller says. Seen within one probe interval of its stop.
+    OldPrimaryAnswers,
     /// The old primary's shutdown checkpoint has not arrived here yet.
     CheckpointNotReceived {
         checkpoint: u64,
@@ -222,6 +225,9 @@ impl std::fmt::Display for PlannedRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PlannedRefusal::NotMaster => "this node is not the VRRP master yet",
+            PlannedRefusal::OldPrimaryAnswers => {
+                "the old primary's database still answers as a primary: stop it cleanly first"
+            }
             PlannedRefusal::CheckpointNotReceived {
                 checkpoint,
                 received,
@@ -278,6 +284,8 @@ enum Promotion {
     Running {
         attempt: u32,
     },
+    /// An attempt failed and the mastership was released; the next attempt, when this node
+    /// is master again, not before `at`.
     RetryAt {
         attempt: u32,
         at: Instant,
@@ -381,11 +389,6 @@ impl Policy {
                 }
                 self.vrrp = to;
                 self.master_reason = (to == State::Master).then_some(reason);
-                if to != State::Master {
-                    if let Promotion::RetryAt { .. } = self.promotion {
-                        self.promotion = Promotion::Idle;
-                    }
-                }
             }
             Input::Local(sample) => self.local.sample(sample, now),
             Input::PostmasterExited => self.local.crashed(),
@@ -406,7 +409,7 @@ impl Policy {
             Input::PlannedPromotion {
                 shutdown_checkpoint,
                 received,
-            } => self.planned_promotion(shutdown_checkpoint, received, &mut out),
+            } => self.planned_promotion(shutdown_checkpoint, received, now, &mut out),
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
@@ -462,9 +465,19 @@ impl Policy {
         }
     }
 
-    /// Invariant 6: a planned promotion only once the old primary's shutdown checkpoint is here.
-    fn planned_promotion(&mut self, checkpoint: u64, received: u64, out: &mut Vec<Decision>) {
-        let refused = if received < checkpoint {
+    /// Invariant 6: a planned promotion only once the old primary has stopped (its database no
+    /// longer answers as a primary, as this node's own probes see it: invariant 9, the caller's
+    /// word is not enough) and its shutdown checkpoint is here.
+    fn planned_promotion(
+        &mut self,
+        checkpoint: u64,
+        received: u64,
+        now: Instant,
+        out: &mut Vec<Decision>,
+    ) {
+        let refused = if self.peer_primary_alive(now) || self.peer.latest_primary {
+            Some(PlannedRefusal::OldPrimaryAnswers)
+        } else if received < checkpoint {
             Some(PlannedRefusal::CheckpointNotReceived {
                 checkpoint,
                 received,
@@ -511,17 +524,20 @@ impl Policy {
                     error,
                     giving_up,
                 }));
-                if giving_up {
-                    // Invariant 3: release the mastership at once so the peer can act.
-                    self.promotion = Promotion::GaveUp;
-                    if self.vrrp == State::Master {
-                        out.push(Decision::Resign);
-                    }
+                // Invariant 3: release the mastership at once after every failed attempt, so the
+                // peer can act if it can. The count survives: if VRRP elects this node again
+                // (nobody else can be master), the next attempt follows the retry delay, and
+                // after the last one the node gives up.
+                self.promotion = if giving_up {
+                    Promotion::GaveUp
                 } else {
-                    self.promotion = Promotion::RetryAt {
+                    Promotion::RetryAt {
                         attempt: attempt + 1,
                         at: now + self.config.promotion_retry_delay,
-                    };
+                    }
+                };
+                if self.vrrp == State::Master {
+                    out.push(Decision::Resign);
                 }
             }
         }
@@ -671,7 +687,12 @@ impl Policy {
     /// primary serves again (the peer's, or ours promoted by hand).
     fn priority(&mut self, now: Instant, out: &mut Vec<Decision>) {
         let local_primary = self.local.is_healthy(DbRole::Primary);
-        if self.promotion == Promotion::GaveUp && (local_primary || self.peer_primary_alive(now)) {
+        let failed_before = matches!(
+            self.promotion,
+            Promotion::GaveUp | Promotion::RetryAt { .. }
+        );
+        if failed_before && (local_primary || self.peer_primary_alive(now)) {
+            // A primary serves again: a later failure of it is a new one.
             self.promotion = Promotion::Idle;
         }
         let c = &self.config;
@@ -766,11 +787,9 @@ impl Policy {
         let attempt = match self.promotion {
             Promotion::Running { .. } | Promotion::GaveUp => return None,
             Promotion::RetryAt { attempt, at } => {
-                if !candidate {
-                    self.promotion = Promotion::Idle;
-                    return None;
-                }
-                if now < at {
+                // Not master (it resigned after the failure) or not a candidate: the count is
+                // kept until a primary serves again (see `priority`).
+                if !candidate || now < at {
                     return None;
                 }
                 attempt

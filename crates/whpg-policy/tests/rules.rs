@@ -447,19 +447,38 @@ fn a_verified_promotion_installs_the_vip_and_raises_the_priority() {
 
 #[test]
 fn failed_promotions_are_retried_then_the_mastership_is_released() {
-    let mut run = Run::standby_settled(config());
+    // Invariant 3: every failed attempt releases the mastership at once; re-elected (nobody
+    // else can serve), the node tries again after the retry delay, and gives up after three.
+    let mut config = config();
+    config.confirmation = Duration::ZERO;
+    let mut run = Run::standby_settled(config);
     run.at(550, Input::Peer(PeerSample::DatabaseDown));
     run.master(700, TransitionReason::MasterResigned);
-    run.at(800, Input::PromotionFinished(Err("exit 2".into())));
+    assert!(run.decided(|d| *d == Decision::Promote { attempt: 1 }));
+    let out = run.at(800, Input::PromotionFinished(Err("exit 2".into())));
+    assert!(out.contains(&Decision::Resign), "{out:?}");
+    let backup = Input::Vrrp {
+        to: State::Backup,
+        reason: TransitionReason::Resigned,
+    };
+    run.at(810, backup.clone());
+    // Elected again after Master_Down_Interval: the retry waits for its delay (800 + 1000).
+    run.master(1200, TransitionReason::MasterDown);
+    run.witness(1210, true);
     run.at(1799, Input::Tick);
     assert!(!run.decided(|d| *d == Decision::Promote { attempt: 2 }));
     run.at(1800, Input::Tick);
     assert!(run.decided(|d| *d == Decision::Promote { attempt: 2 }));
-    run.at(
+    let out = run.at(
         1900,
         Input::PromotionFinished(Err("timed out after 60s".into())),
     );
+    assert!(out.contains(&Decision::Resign), "{out:?}");
+    run.at(1910, backup.clone());
+    run.master(2300, TransitionReason::MasterDown);
+    run.witness(2310, true);
     run.at(2900, Input::Tick);
+    assert!(run.decided(|d| *d == Decision::Promote { attempt: 3 }));
     let out = run.at(
         3000,
         Input::PromotionFinished(Err("verification write failed".into())),
@@ -469,14 +488,9 @@ fn failed_promotions_are_retried_then_the_mastership_is_released() {
     assert!(!run.decided(|d| *d == Decision::InstallVip));
     assert!(run.policy.status().promotion_gave_up);
     // Master again later (the peer did not take over): no fourth attempt, no VIP.
-    run.at(
-        3100,
-        Input::Vrrp {
-            to: State::Backup,
-            reason: TransitionReason::Resigned,
-        },
-    );
+    run.at(3100, backup);
     run.master(3500, TransitionReason::MasterDown);
+    run.witness(3510, true);
     run.at(10_000, Input::Tick);
     assert!(!run.decided(|d| *d == Decision::Promote { attempt: 4 }));
 }
@@ -819,6 +833,19 @@ fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
         !new.decided(|d| matches!(d, Decision::Promote { .. })),
         "maintenance holds the automatic path"
     );
+    // The caller says the old primary stopped; this node's own probe has not seen it yet.
+    let planned = Input::PlannedPromotion {
+        shutdown_checkpoint: 0x300_0028,
+        received: 0x300_00a0,
+    };
+    let out = new.at(710, planned.clone());
+    assert!(
+        out.contains(&Decision::Notice(Notice::PlannedPromotionRefused(
+            PlannedRefusal::OldPrimaryAnswers
+        ))),
+        "{out:?}"
+    );
+    new.at(750, Input::Peer(PeerSample::DatabaseDown));
     let out = new.at(
         800,
         Input::PlannedPromotion {

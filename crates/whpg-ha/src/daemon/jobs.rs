@@ -267,6 +267,22 @@ async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
             format!("the promote command's task ended abnormally: {e}"),
         ),
     };
+    // Say at once what the command did: a verification that then fails takes up to
+    // `verify_for`, and the log must not be silent meanwhile.
+    let took_ms = started.elapsed().as_millis();
+    if verify_for == VERIFY_AFTER_SUCCESS {
+        info!(
+            "{argv_text}: {command_result} after {took_ms} ms; verifying with a write for at most \
+             {} s",
+            verify_for.as_secs()
+        );
+    } else {
+        warn!(
+            "{argv_text}: {command_result} after {took_ms} ms; looking for {} s whether the \
+             database accepts a write anyway",
+            verify_for.as_secs()
+        );
+    }
     let deadline = Instant::now() + verify_for;
     loop {
         let last_error = match write_check(&params, config.database.flavor, timeout).await {
@@ -277,8 +293,14 @@ async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
+            let state = match observe(&params, timeout).await {
+                Ok(facts) if facts.in_recovery => "it is still in recovery (a standby)".to_string(),
+                Ok(_) => "it is out of recovery but refuses writes".to_string(),
+                Err(e) => format!("it does not answer a query: {e}"),
+            };
             return Err(format!(
-                "{command_result}, and the database did not accept a write within {} s: {last_error}",
+                "{argv_text}: {command_result}, and the database did not accept a write within \
+                 {} s ({last_error}); {state}",
                 verify_for.as_secs()
             ));
         }

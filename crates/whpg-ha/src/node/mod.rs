@@ -185,9 +185,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The refusal goes away by itself soon (the mastership follows the old primary's exit).
+    /// The refusal goes away by itself soon: the mastership follows the old primary's exit, and
+    /// its stop is seen at the next probe.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Refusal::Planned(PlannedRefusal::NotMaster))
+        matches!(
+            self,
+            Refusal::Planned(PlannedRefusal::NotMaster | PlannedRefusal::OldPrimaryAnswers)
+        )
     }
 }
 
