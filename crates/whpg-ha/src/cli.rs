@@ -36,6 +36,12 @@ pub enum Command {
     Switchover(SwitchoverArgs),
     /// Rebuild this (failed) node as the standby of the active coordinator.
     Rejoin(ClientArgs),
+    /// Prove, without failing over, that a failover would work; name what would stop it.
+    ///
+    /// Asks both daemons: reachable, same configuration, adverts heard, standby streaming and
+    /// promotable, token accepted, promote / fence / rejoin executable by the database OS user,
+    /// witnesses answering, journal writable. Exits 0 only when every check passes.
+    Check(ClientArgs),
     /// Turn maintenance mode on or off: no automatic failover while it is on.
     Maintenance(MaintenanceArgs),
     /// Print this node's journal: every transition, decision and action, oldest first.

@@ -247,17 +247,19 @@ async fn commands(config: &Config) -> Item {
         let shown = program.display().to_string();
         match test_as_user(config, prepared.environment(), &["-x", &shown]).await {
             Ok(true) => good.push(format!("{} {shown}", kind.name())),
-            Ok(false) => return Item::fail(
-                NAME,
-                format!(
-                    "{key}: `{shown}` is not executable by OS user {user} ({})",
-                    describe_mode(&program)
-                ),
-                format!(
+            Ok(false) => {
+                return Item::fail(
+                    NAME,
+                    format!(
+                        "{key}: `{shown}` is not executable by OS user {user} ({})",
+                        describe_mode(&program)
+                    ),
+                    format!(
                     "chmod a+x (or chown to {user}) `{shown}` and make every directory above it \
                          searchable by {user}, or point {key}.argv elsewhere"
                 ),
-            ),
+                )
+            }
             Err(e @ (ExecError::CannotSwitchUser { .. } | ExecError::UnknownUser { .. })) => {
                 return Item::fail(
                     NAME,
