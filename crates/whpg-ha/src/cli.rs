@@ -41,7 +41,7 @@ pub enum Command {
     /// Asks both daemons: reachable, same configuration, adverts heard, standby streaming and
     /// promotable, token accepted, promote / fence / rejoin executable by the database OS user,
     /// witnesses answering, journal writable. Exits 0 only when every check passes.
-    Check(ClientArgs),
+    Check(CheckArgs),
     /// Turn maintenance mode on or off: no automatic failover while it is on.
     Maintenance(MaintenanceArgs),
     /// Print this node's journal: every transition, decision and action, oldest first.
@@ -105,6 +105,16 @@ pub struct ClientArgs {
     /// network path can read it); without this the CLI refuses.
     #[arg(long)]
     pub insecure_token_over_http: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// A configuration key that may differ between the nodes (e.g. `database.data_directory`
+    /// when each node has its own file); repeatable. Every other key must be identical.
+    #[arg(long, value_name = "KEY")]
+    pub allow_differing: Vec<String>,
 }
 
 #[derive(Debug, Args)]

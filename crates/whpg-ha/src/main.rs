@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         Command::Status(args) => Some(&args.client),
         Command::Switchover(args) => Some(&args.client),
         Command::Rejoin(args) => Some(args),
-        Command::Check(args) => Some(args),
+        Command::Check(args) => Some(&args.client),
         Command::Maintenance(args) => Some(&args.client),
         _ => None,
     };

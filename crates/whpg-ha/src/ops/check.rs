@@ -16,7 +16,8 @@
 //! | `journal` (per node) | the daemon's journal file opens for appending and has room |
 //!
 //! A table (or `--json`); exit 0 only when every row passes, 1 otherwise. A row that could not
-//! be decided (a daemon not answering) is UNKNOWN, which is not a pass.
+//! be decided (a daemon not answering) is UNKNOWN, which is not a pass. `--allow-differing KEY`
+//! names a key that may differ between the nodes (when each has its own file).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use serde::Serialize;
 
 use super::{for_each_node, load_config, targets, Target, REQUEST_TIMEOUT};
 use crate::api::Token;
-use crate::cli::ClientArgs;
+use crate::cli::CheckArgs;
 use crate::client::{send, Request};
 use crate::config::Config;
 use crate::selftest::{self, Item, Outcome, SelfTest};
@@ -70,7 +71,8 @@ struct Answers {
     token: Item,
 }
 
-pub fn check_command(args: &ClientArgs) -> ExitCode {
+pub fn check_command(check_args: &CheckArgs) -> ExitCode {
+    let args = &check_args.client;
     let config = match load_config(&args.config.config, args.config.node.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -85,7 +87,7 @@ pub fn check_command(args: &ClientArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let report = check(&config, &targets);
+    let report = check(&config, &targets, &check_args.allow_differing);
     if args.json {
         println!(
             "{}",
@@ -166,7 +168,7 @@ fn token_item(target: &Target, token: &Result<Token, String>) -> Item {
 }
 
 /// Every check, in the order the table shows them.
-pub fn check(config: &Config, targets: &[Target]) -> Report {
+pub fn check(config: &Config, targets: &[Target], allow_differing: &[String]) -> Report {
     let token = match &config.api.token_file {
         None => Err(
             "no api.token_file configured: switchover, rejoin and maintenance are refused"
@@ -199,7 +201,10 @@ pub fn check(config: &Config, targets: &[Target]) -> Report {
             },
         ));
     }
-    rows.push(Row::of("", config_item(config, targets, &answers)));
+    rows.push(Row::of(
+        "",
+        config_item(config, targets, &answers, allow_differing),
+    ));
     rows.push(Row::of("", adverts_item(targets, &answers)));
     rows.push(Row::of("", standby_item(config, targets, &answers)));
     for (target, answer) in targets.iter().zip(&answers) {
@@ -227,7 +232,12 @@ pub fn check(config: &Config, targets: &[Target]) -> Report {
     }
 }
 
-fn config_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Item {
+fn config_item(
+    config: &Config,
+    targets: &[Target],
+    answers: &[Answers],
+    allowed: &[String],
+) -> Item {
     const NAME: &str = "config";
     let mut digests = Vec::new();
     for (target, answer) in targets.iter().zip(answers) {
@@ -249,9 +259,17 @@ fn config_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Item
             "add [nodes] to the configuration",
         );
     };
+    let mut tolerated = Vec::new();
     for (name, digest) in rest {
-        if digest.sha256 != first.sha256 {
-            let keys = selftest::differing_keys(first, digest);
+        if digest.sha256 == first.sha256 {
+            continue;
+        }
+        let (allowed_here, keys): (Vec<String>, Vec<String>) =
+            selftest::differing_keys(first, digest)
+                .into_iter()
+                .partition(|k| allowed.contains(k));
+        tolerated.extend(allowed_here);
+        if allowed.is_empty() || !keys.is_empty() {
             return Item::fail(
                 NAME,
                 format!(
@@ -266,11 +284,21 @@ fn config_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Item
             );
         }
     }
-    let mut detail = format!(
-        "identical on {} nodes (sha256 {})",
-        digests.len(),
-        &first.sha256[..16]
-    );
+    tolerated.sort();
+    tolerated.dedup();
+    let mut detail = if tolerated.is_empty() {
+        format!(
+            "identical on {} nodes (sha256 {})",
+            digests.len(),
+            &first.sha256[..16]
+        )
+    } else {
+        format!(
+            "identical on {} nodes but for {} (--allow-differing)",
+            digests.len(),
+            tolerated.join(", ")
+        )
+    };
     // The file here against what the daemon of this host runs: a note, not a failure (a SIGHUP
     // applies a changed priority or [vrrp.garp] without a restart).
     if let Some((_, local)) = digests.iter().find(|(n, _)| *n == config.local.name) {
