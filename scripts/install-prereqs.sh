@@ -10,6 +10,7 @@ packages=(
   tcpdump         # captures inside the lab
   iputils-ping    # reachability checks from the lab's client
   procps          # pgrep/ps used by the lab's cleanup
+  e2fsprogs       # chattr: the check lab makes a journal file immutable
   postgresql-15   # the coordinator stand-in (WarehousePG cannot be built here)
   postgresql-client-15
   rpm             # rpm -qp: the package test reads the .rpm's files, scripts and requirements

@@ -36,6 +36,12 @@ pub enum Command {
     Switchover(SwitchoverArgs),
     /// Rebuild this (failed) node as the standby of the active coordinator.
     Rejoin(ClientArgs),
+    /// Prove, without failing over, that a failover would work; name what would stop it.
+    ///
+    /// Asks both daemons: reachable, same configuration, adverts heard, standby streaming and
+    /// promotable, token accepted, promote / fence / rejoin executable by the database OS user,
+    /// witnesses answering, journal writable. Exits 0 only when every check passes.
+    Check(CheckArgs),
     /// Turn maintenance mode on or off: no automatic failover while it is on.
     Maintenance(MaintenanceArgs),
     /// Print this node's journal: every transition, decision and action, oldest first.
@@ -99,6 +105,16 @@ pub struct ClientArgs {
     /// network path can read it); without this the CLI refuses.
     #[arg(long)]
     pub insecure_token_over_http: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// A configuration key that may differ between the nodes (e.g. `database.data_directory`
+    /// when each node has its own file); repeatable. Every other key must be identical.
+    #[arg(long, value_name = "KEY")]
+    pub allow_differing: Vec<String>,
 }
 
 #[derive(Debug, Args)]

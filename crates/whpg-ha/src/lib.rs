@@ -21,4 +21,5 @@ pub mod net;
 pub mod node;
 pub mod ops;
 pub mod rebuild;
+pub mod selftest;
 pub mod status;

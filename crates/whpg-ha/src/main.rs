@@ -9,6 +9,7 @@ fn main() -> ExitCode {
         Command::Status(args) => Some(&args.client),
         Command::Switchover(args) => Some(&args.client),
         Command::Rejoin(args) => Some(args),
+        Command::Check(args) => Some(&args.client),
         Command::Maintenance(args) => Some(&args.client),
         _ => None,
     };
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Command::Status(args) => whpg_ha::ops::status::status_command(&args),
         Command::Switchover(args) => whpg_ha::ops::switchover::switchover_command(&args),
         Command::Rejoin(args) => whpg_ha::ops::rejoin::rejoin_command(&args),
+        Command::Check(args) => whpg_ha::ops::check::check_command(&args),
         Command::Maintenance(args) => whpg_ha::ops::maintenance::maintenance_command(&args),
         Command::History(args) => whpg_ha::journal::history_command(
             &args.config.config,

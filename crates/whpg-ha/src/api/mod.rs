@@ -13,6 +13,8 @@
 //! | `GET /standby` | 200 on a healthy standby whose WAL receiver streams, else 503 |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /history` | the newest journal entries |
+//! | `GET /check` | this daemon's self-test for `whpg-ha check` ([`crate::selftest`]): config digest, commands, witnesses, journal |
+//! | `POST /check/token` | 200 when the bearer token is accepted; changes nothing |
 //! | `POST /maintenance` | `{"on": bool}`, bearer token required |
 //! | `POST /switchover/demote`, `/switchover/promote`, `/rejoin` | planned switchover and rejoin steps ([`switchover`]) |
 //!
@@ -77,6 +79,7 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
         .route("/switchover/promote", post(switchover::promote))
         .route("/rejoin", post(switchover::rejoin))
         .route("/rejoin/local", post(switchover::rejoin_local))
+        .route("/check/token", post(check_token))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             control::authorize,
@@ -87,6 +90,7 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
         .route("/primary", get(primary))
         .route("/standby", get(standby))
         .route("/metrics", get(metrics))
+        .route("/check", get(self_test))
         .merge(mutating)
         .with_state(state)
         .merge(history::routes(journal))
@@ -174,4 +178,19 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         crate::metrics::render(&state.metrics),
     )
         .into_response()
+}
+
+/// `GET /check`: one self-test at a time (a second request waits for the first), each bounded by
+/// the slowest of its probes (`witness.timeout`, a few seconds for the `test` runs).
+async fn self_test(State(state): State<ApiState>) -> Json<crate::selftest::SelfTest> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE_AT_A_TIME.lock().await;
+    Json(crate::selftest::run(&state.config).await)
+}
+
+/// `POST /check/token`: reached only through [`control::authorize`], so a 200 proves the token is
+/// accepted; nothing is changed.
+async fn check_token(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let node = state.status.borrow().node.clone();
+    Json(serde_json::json!({ "node": node, "token": "accepted" }))
 }
