@@ -395,11 +395,12 @@ async fn witnesses(config: &Config) -> Item {
             crate::net::witness::reachable(&[*host], w.timeout).await,
         )
     });
-    let answers: Vec<(IpAddr, std::io::Result<usize>)> = futures::future::join_all(asks).await;
+    let answers: Vec<(IpAddr, std::io::Result<crate::net::witness::Round>)> =
+        futures::future::join_all(asks).await;
     let mut silent = Vec::new();
     let mut answered = Vec::new();
     for (host, answer) in answers {
-        match answer {
+        match answer.map(|round| round.answered) {
             Ok(1) => answered.push(host.to_string()),
             Ok(_) if host.is_ipv6() => silent.push(format!("{host} (IPv6 is not pinged)")),
             Ok(_) => silent.push(host.to_string()),

@@ -179,8 +179,21 @@ fn switchover_under_a_steady_write_load_loses_no_acknowledged_commit() {
     let cli_done = Instant::now();
     println!("whpg-ha switchover --yes:\n{out}");
     assert!(ok, "switchover failed:\n{out}\n{}", dump_logs(&daemons));
-    // Keep writing a little on the new primary.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Keep writing on the new primary until a write is acknowledged there (bounded: a loaded
+    // machine makes each client connection slow, and a fixed wait would flake).
+    wait_logged(
+        "a write acknowledged after the switchover",
+        Duration::from_secs(30),
+        &daemons,
+        || {
+            writer
+                .acked
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, at)| *at > cli_done)
+        },
+    );
     let (acked, tried) = writer.finish();
 
     assert!(p.n2.has_address(VIP) && !p.n1.has_address(VIP));
