@@ -166,13 +166,25 @@ impl TestConfig {
             )
     }
 
-    /// The table with this header, created at the end if there is none yet.
+    /// The table with this header, created if there is none yet: a sub-table (`[vrrp.garp]`,
+    /// `[nodes.c]`) after its parent's last table, any other at the end.
     fn table(&mut self, header: &str) -> &mut Table {
         let index = match self.tables.iter().position(|t| t.header == header) {
             Some(index) => index,
             None => {
-                self.tables.push(Table::new(header));
-                self.tables.len() - 1
+                let at = header
+                    .strip_prefix('[')
+                    .filter(|h| !h.starts_with('['))
+                    .and_then(|h| h.split_once('.'))
+                    .and_then(|(parent, _)| {
+                        let (own, sub) = (format!("[{parent}]"), format!("[{parent}."));
+                        self.tables
+                            .iter()
+                            .rposition(|t| t.header == own || t.header.starts_with(&sub))
+                    })
+                    .map_or(self.tables.len(), |last| last + 1);
+                self.tables.insert(at, Table::new(header));
+                at
             }
         };
         &mut self.tables[index]
@@ -465,6 +477,30 @@ mod tests {
         let nodes = text.find("[nodes.a]").unwrap();
         let db = text.find("[database]").unwrap();
         assert!(vrrp < vip && vip < nodes && nodes < db, "{text}");
+    }
+
+    #[test]
+    fn sub_tables_join_their_parent() {
+        let text = TestConfig::pair()
+            .garp(2, "0s")
+            .node("c", "10.77.0.13", 90)
+            .to_toml();
+        let at = |h: &str| {
+            text.find(h)
+                .unwrap_or_else(|| panic!("{h} missing:\n{text}"))
+        };
+        assert!(
+            at("[vrrp]") < at("[vrrp.garp]") && at("[vrrp.garp]") < at("[[vip]]"),
+            "{text}"
+        );
+        assert!(
+            at("[nodes.b]") < at("[nodes.c]") && at("[nodes.c]") < at("[database]"),
+            "{text}"
+        );
+        assert_eq!(
+            TestConfig::pair().garp(2, "0s").parse("a").vrrp.garp.repeat,
+            2
+        );
     }
 
     #[test]
