@@ -349,20 +349,11 @@ fn no_standby_configured(output: &exec::CapturedOutput) -> bool {
 mod tests {
     use super::*;
 
-    fn whpg_config(extra: &str) -> Config {
-        let text = format!(
-            "[vrrp]\ninterface = \"eth1\"\nvrid = 51\n[[vip]]\naddress = \"192.168.56.100/24\"\n\
-             [nodes.cdw]\naddress = \"192.168.10.11\"\n[nodes.scdw]\naddress = \"192.168.10.12\"\n\
-             priority = 98\n[database]\nflavor = \"warehousepg\"\nhost = \"127.0.0.1\"\n\
-             data_directory = \"/data/coordinator/gpseg-1\"\n\
-             greenplum_path = \"/usr/local/greenplum-db/greenplum_path.sh\"\n{extra}"
-        );
-        crate::config::parse(&text, Some("cdw")).expect("a valid configuration")
-    }
+    use crate::config::testing::TestConfig;
 
     #[test]
     fn the_stale_standby_is_removed_with_the_rejoins_own_gpinitstandby() {
-        let config = whpg_config("");
+        let config = TestConfig::warehousepg().parse("cdw");
         let mut vars = BTreeMap::new();
         vars.insert("standby_host", "192.168.10.12".to_string());
         let rejoin = PreparedCommand::from_config(&config, CommandKind::Rejoin, &vars).unwrap();
@@ -380,9 +371,13 @@ mod tests {
             Some("/usr/local/greenplum-db")
         );
         // A site's wrapper is run alone.
-        let wrapped = whpg_config(
-            "[commands.rejoin]\nargv = [\"/opt/site/rebuild-standby\", \"{standby_host}\"]\n",
-        );
+        let wrapped = TestConfig::warehousepg()
+            .command(
+                "rejoin",
+                &["/opt/site/rebuild-standby", "{standby_host}"],
+                None,
+            )
+            .parse("cdw");
         let rejoin = PreparedCommand::from_config(&wrapped, CommandKind::Rejoin, &vars).unwrap();
         assert!(remove_standby_command(&wrapped, &rejoin).unwrap().is_none());
     }

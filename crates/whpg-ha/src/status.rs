@@ -373,12 +373,7 @@ impl NodeStatus {
 /// A status as a test of a reader needs one: node `a` of a two-node file, BACKUP.
 #[cfg(test)]
 pub(crate) fn test_status() -> NodeStatus {
-    let text = "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
-                [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
-                [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
-                [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-                data_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n";
-    let config = crate::config::parse(text, Some("a")).expect("test configuration parses");
+    let config = crate::config::testing::TestConfig::pair().parse("a");
     let mut status = NodeStatus::initial(&config, 0);
     status.vrrp.state = VrrpState::Backup;
     status

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use whpg_ha::config::testing::TestConfig;
 use whpg_ha::config::CommandKind;
 use whpg_ha::exec::{run, Environment, ExecError, Exit, PreparedCommand};
 
@@ -371,38 +372,16 @@ impl FakeInstall {
         }
     }
 
-    fn config_text(&self, flavor_extra: &str) -> String {
-        format!(
-            r#"
-[vrrp]
-interface = "eth1"
-vrid = 51
-
-[[vip]]
-address = "192.168.56.100/24"
-
-[nodes.cdw]
-address = "192.168.10.11"
-
-[nodes.scdw]
-address = "192.168.10.12"
-
-[database]
-flavor = "warehousepg"
-host = "127.0.0.1"
-port = 5433
-data_directory = "{}"
-greenplum_path = "{}"
-{flavor_extra}
-"#,
-            self.data_dir.display(),
-            self.gphome.join("greenplum_path.sh").display()
-        )
+    fn config(&self) -> whpg_ha::config::Config {
+        TestConfig::warehousepg()
+            .database("port", 5433)
+            .database("data_directory", self.data_dir.as_path())
+            .database("greenplum_path", self.gphome.join("greenplum_path.sh"))
+            .parse("scdw")
     }
 
     fn promote(&self) -> PreparedCommand {
-        let config = whpg_ha::config::parse(&self.config_text(""), Some("scdw"))
-            .expect("valid configuration");
+        let config = self.config();
         // Run as the test's own user here; the daemon runs it as database.os_user (gpadmin).
         PreparedCommand::from_config(&config, CommandKind::Promote, &BTreeMap::new())
             .expect("the promote command prepares")

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use whpg_ha::config::testing::TestConfig;
 use whpg_ha::config::{CommandKind, Database};
 use whpg_ha::exec::{run, PreparedCommand};
 use whpg_ha::fence::{fence_database, CommandStep, FenceOutcome, ProcessRole};
@@ -62,6 +63,20 @@ fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// A port whose socket name is free in /tmp (the servers listen only on Unix sockets).
+/// A PostgreSQL pair pg1 / pg2 whose database is reached over the socket in `socket_dir`.
+fn fence_pair(socket_dir: &Path, port: u16, data_directory: &Path) -> TestConfig {
+    TestConfig::pair()
+        .interface("eth1")
+        .vip("192.168.56.100/24")
+        .nodes(&[("pg1", "10.0.0.1", 100), ("pg2", "10.0.0.2", 98)])
+        .without("database", "host")
+        .without("database", "os_user")
+        .without("database", "monitor")
+        .database("socket_dir", socket_dir)
+        .database("port", port)
+        .database("data_directory", data_directory)
+}
+
 fn free_port() -> u16 {
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -198,33 +213,10 @@ impl PgServer {
     }
 
     fn config_text(&self) -> String {
-        format!(
-            r#"
-[vrrp]
-interface = "eth1"
-vrid = 51
-
-[[vip]]
-address = "192.168.56.100/24"
-
-[nodes.pg1]
-address = "10.0.0.1"
-
-[nodes.pg2]
-address = "10.0.0.2"
-
-[database]
-flavor = "postgres"
-socket_dir = "{}"
-port = {}
-data_directory = "{}"
-os_user = "postgres"
-bin_dir = "{PG_BIN}"
-"#,
-            self.sock.display(),
-            self.port,
-            self.data.display()
-        )
+        fence_pair(&self.sock, self.port, &self.data)
+            .database("os_user", "postgres")
+            .database("bin_dir", PG_BIN)
+            .to_toml()
     }
 
     fn database(&self) -> Database {
@@ -457,31 +449,7 @@ async fn orphans_are_found_by_name_and_working_directory_and_bystanders_are_spar
         .current_dir(&data)
         .spawn()
         .expect("spawn the bystander");
-    let config = format!(
-        r#"
-[vrrp]
-interface = "eth1"
-vrid = 51
-
-[[vip]]
-address = "192.168.56.100/24"
-
-[nodes.pg1]
-address = "10.0.0.1"
-
-[nodes.pg2]
-address = "10.0.0.2"
-
-[database]
-flavor = "postgres"
-socket_dir = "{}"
-port = {}
-data_directory = "{}"
-"#,
-        root.display(),
-        free_port(),
-        data.display()
-    );
+    let config = fence_pair(&root, free_port(), &data).to_toml();
     let db = whpg_ha::config::parse(&config, Some("pg1"))
         .expect("valid configuration")
         .database;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::daemon::{api_get, pair_config, start_daemon, vrrp_state, PairSettings};
+use common::daemon::{api_get, pair_builder, start_daemon, vrrp_state, PairSettings};
 use whpg_ha::journal::{self, Entry, Journal, JournalError, Kind};
 use whpg_lab::{lab_or_skip, wait_until, Signal};
 
@@ -198,11 +198,12 @@ fn a_journal_path_that_is_a_file_or_missing_is_named() {
 
 /// A configuration for node n1 whose journal is `journal`.
 fn config_with_journal(dir: &Path, journal: &Path) -> PathBuf {
-    let mut text = pair_config(
+    let text = pair_builder(
         &PairSettings::fast(),
         &[("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)],
-    );
-    text += &format!("\n[journal]\npath = \"{}\"\n", journal.display());
+    )
+    .journal(journal)
+    .to_toml();
     let path = dir.join("whpg-ha.toml");
     fs::write(&path, text).expect("writing the configuration");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -331,11 +332,12 @@ fn a_daemon_journals_its_start_election_vip_and_shutdown() {
     let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
     let settings = PairSettings::fast();
     let journal_dir = lab.dir().join("journal-n1");
-    let mut config = pair_config(
+    let config = pair_builder(
         &settings,
         &[("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)],
-    );
-    config += &format!("\n[journal]\npath = \"{}\"\n", journal_dir.display());
+    )
+    .journal(&journal_dir)
+    .to_toml();
     // Alone on the link: n1 becomes master once Master_Down_Interval passes.
     let daemon = start_daemon(&lab, &n1, "n1", &config);
     wait_until(

@@ -9,12 +9,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::daemon::{
-    api_get, code, dump_logs, pair_config, start_daemon, status, PairSettings, API_PORT,
+    api_get, code, dump_logs, pair_builder, start_daemon, status, PairSettings, API_PORT,
 };
 use common::in_netns;
-use common::pg::{db_pair_config, nodes, pair, DbPairSettings, Pair, VIP};
+use common::pg::{db_pair_builder, nodes, pair, DbPairSettings, Pair, VIP};
 use serde_json::Value;
 use whpg_ha::client::{send, Request, Response};
+use whpg_ha::config::testing::TestConfig;
+use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Process};
 
 const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/initdb"];
@@ -30,17 +32,13 @@ fn token_file(lab: &Lab, mode: u32) -> PathBuf {
 }
 
 /// The API on every address of the host (so the CLI on one host reaches the other), with a token.
-fn with_api(config: String, token: Option<&PathBuf>) -> String {
-    let loopback = format!("[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
-    assert!(
-        config.contains(&loopback),
-        "unexpected lab configuration:\n{config}"
-    );
-    let mut api = format!("[api]\nlisten = [\"0.0.0.0:{API_PORT}\"]\n");
-    if let Some(path) = token {
-        api += &format!("token_file = \"{}\"\n", path.display());
-    }
-    config.replace(&loopback, &api)
+fn with_api(config: TestConfig, token: Option<&PathBuf>) -> String {
+    config
+        .api(
+            &[&format!("0.0.0.0:{API_PORT}")],
+            token.map(PathBuf::as_path),
+        )
+        .to_toml()
 }
 
 fn start_pair(lab: &Lab, p: &Pair, token: Option<&PathBuf>) -> (Process, Process) {
@@ -49,13 +47,19 @@ fn start_pair(lab: &Lab, p: &Pair, token: Option<&PathBuf>) -> (Process, Process
         lab,
         &p.n1,
         "n1",
-        &with_api(db_pair_config(&settings, &p.primary, &nodes()), token),
+        &with_api(
+            db_pair_builder(&settings, &p.primary, &nodes(), Some(PG_BIN_DIR)),
+            token,
+        ),
     );
     let d2 = start_daemon(
         lab,
         &p.n2,
         "n2",
-        &with_api(db_pair_config(&settings, &p.standby, &nodes()), token),
+        &with_api(
+            db_pair_builder(&settings, &p.standby, &nodes(), Some(PG_BIN_DIR)),
+            token,
+        ),
     );
     (d1, d2)
 }
@@ -343,7 +347,7 @@ fn a_token_file_readable_by_others_keeps_the_daemon_from_starting() {
     let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
     let loose = token_file(&lab, 0o644);
     let config = with_api(
-        pair_config(
+        pair_builder(
             &PairSettings::fast(),
             &[("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)],
         ),
@@ -373,8 +377,9 @@ fn status_exits_1_when_no_node_answers() {
     let n1 = lab.add_host("n1", "10.77.0.11/24").expect("n1");
     let _n2 = lab.add_host("n2", "10.77.0.12/24").expect("n2");
     // No daemon runs: both nodes' API ports refuse.
-    let config = common::daemon::pair_config(&common::daemon::PairSettings::fast(), &nodes())
-        .replace("127.0.0.1:", "0.0.0.0:");
+    let config = pair_builder(&PairSettings::fast(), &nodes())
+        .api(&[&format!("0.0.0.0:{API_PORT}")], None)
+        .to_toml();
     lab.write_file("n1.toml", &config).expect("config");
     let (ok, table, stderr) = cli(&n1, &lab, "n1", &["status"]);
     assert!(!ok, "status must fail when nobody answers:\n{table}");

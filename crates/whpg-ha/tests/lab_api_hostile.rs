@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::daemon::{api_get, dump_logs, pair_config, status, PairSettings, API_PORT};
+use common::daemon::{api_get, dump_logs, pair_builder, status, PairSettings, API_PORT};
 use common::{block_on_in_netns, in_netns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -64,17 +64,24 @@ fn token_file(lab: &Lab) -> PathBuf {
 /// The lab pair's configuration with the API at its defaults for `listen` (the node's address
 /// and loopback) and the given extra `[api]` keys.
 fn config(lab: &Lab, api_extra: &str) -> String {
-    let text = pair_config(&PairSettings::fast(), &nodes());
-    let loopback = format!("[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
-    assert!(text.contains(&loopback), "unexpected lab configuration");
-    let api = format!(
-        "[api]\ntoken_file = \"{}\"\nmax_connections = {MAX_CONNECTIONS}\n\
-         header_timeout = \"{}ms\"\nidle_timeout = \"{}ms\"\n{api_extra}",
-        token_file(lab).display(),
-        HEADER_TIMEOUT.as_millis(),
-        IDLE_TIMEOUT.as_millis(),
-    );
-    text.replace(&loopback, &api)
+    let mut config = pair_builder(&PairSettings::fast(), &nodes())
+        .without("api", "listen")
+        .set("api", "token_file", token_file(lab))
+        .set("api", "max_connections", MAX_CONNECTIONS)
+        .set(
+            "api",
+            "header_timeout",
+            format!("{}ms", HEADER_TIMEOUT.as_millis()),
+        )
+        .set(
+            "api",
+            "idle_timeout",
+            format!("{}ms", IDLE_TIMEOUT.as_millis()),
+        );
+    if !api_extra.is_empty() {
+        config = config.section("[api]", api_extra);
+    }
+    config.to_toml()
 }
 
 /// `whpg-ha run` on `host` under an open-file limit of [`NOFILE`].

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use common::daemon::{code, dump_logs, start_daemon, status, API_PORT};
 use common::in_netns;
 use common::pg::{
-    db_pair_config, db_pair_config_with_bin_dir, fake_gphome, nodes, pair, write_through_vip,
-    DbPairSettings, Pair, VIP,
+    db_pair_builder, fake_gphome, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP,
 };
 use whpg_ha::client::Request;
+use whpg_ha::config::testing::TestConfig;
 use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER};
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, PgNode, Process};
 
@@ -27,31 +27,40 @@ const TOKEN: &str = "lab-ops-token-0123456789abcdef0123456789";
 /// command that keeps this node's own socket directory and name (a base backup copies the
 /// primary's `postgresql.conf`, and the lab hosts share one file system).
 fn config(lab: &Lab, db: &PgNode, name: &str) -> String {
-    let text = db_pair_config(&DbPairSettings::default(), db, &nodes());
-    with_api_and_start(lab, text, db, name)
+    let config = db_pair_builder(&DbPairSettings::default(), db, &nodes(), Some(PG_BIN_DIR));
+    with_api_and_start(lab, config, db, name).to_toml()
 }
 
-/// `text` with the API on every address (with a token file) and this node's start command.
-fn with_api_and_start(lab: &Lab, text: String, db: &PgNode, name: &str) -> String {
+/// `config` with the API on every address (with a token file) and this node's start command.
+fn with_api_and_start(lab: &Lab, config: TestConfig, db: &PgNode, name: &str) -> TestConfig {
     let token = lab
         .write_file("token", &format!("{TOKEN}\n"))
         .expect("writing the token file");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let loopback = format!("[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
-    assert!(text.contains(&loopback), "unexpected lab configuration");
-    let api = format!(
-        "[api]\nlisten = [\"0.0.0.0:{API_PORT}\"]\ntoken_file = \"{}\"\n",
-        token.display()
-    );
     let own = format!(
         "-c unix_socket_directories={} -c cluster_name={name}",
         db.socket_dir().display()
     );
-    let start = format!(
-        "\n[commands.start]\nargv = [\"{PG_BIN_DIR}/pg_ctl\", \"start\", \"-w\", \"-t\", \"60\", \
-         \"-D\", \"{{data_directory}}\", \"-l\", \"{{data_directory}}/whpg-ha-start.log\", \"-o\", \"{own}\"]\n"
-    );
-    text.replace(&loopback, &api) + &start
+    let pg_ctl = format!("{PG_BIN_DIR}/pg_ctl");
+    config
+        .api(&[&format!("0.0.0.0:{API_PORT}")], Some(&token))
+        .command(
+            "start",
+            &[
+                &pg_ctl,
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                "{data_directory}",
+                "-l",
+                "{data_directory}/whpg-ha-start.log",
+                "-o",
+                &own,
+            ],
+            None,
+        )
 }
 
 fn start_pair(lab: &Lab, p: &Pair) -> (Process, Process) {
@@ -719,12 +728,22 @@ fn whpg_config(
         greenplum_path: Some(greenplum_path.display().to_string()),
         ..DbPairSettings::default()
     };
-    let text = db_pair_config_with_bin_dir(&settings, db, &nodes(), None);
-    with_api_and_start(lab, text, db, name)
-        + &format!(
-            "\n[commands.rejoin]\nargv = [\"{{bin_dir}}/gpinitstandby\", \"-s\", \"{{standby_host}}\", \"-S\", \"{}\", \"-a\"]\n",
-            peer.data_dir().display()
+    let config = db_pair_builder(&settings, db, &nodes(), None);
+    let peer_data = peer.data_dir().display().to_string();
+    with_api_and_start(lab, config, db, name)
+        .command(
+            "rejoin",
+            &[
+                "{bin_dir}/gpinitstandby",
+                "-s",
+                "{standby_host}",
+                "-S",
+                &peer_data,
+                "-a",
+            ],
+            None,
         )
+        .to_toml()
 }
 
 #[test]

@@ -7,7 +7,9 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use common::daemon::{dropped, pair_config, start_daemon, status, vrrp_state, PairSettings};
+use common::daemon::{
+    dropped, pair_builder, pair_config, start_daemon, status, vrrp_state, PairSettings,
+};
 use common::in_netns;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Signal};
 use whpg_vrrp::packet::{encode, MULTICAST_V4};
@@ -602,7 +604,10 @@ fn sighup_applies_a_new_priority_and_names_what_needs_a_restart() {
 fn a_missing_interface_is_a_clear_start_up_error() {
     let lab = lab_or_skip!("missing_interface", &[]);
     let (n1, _n2, _client) = two_hosts(&lab);
-    let config = pair_config(&PairSettings::fast(), &nodes(100, 98)).replace("eth0", "eth9");
+    let config = pair_builder(&PairSettings::fast(), &nodes(100, 98))
+        .interface("eth9")
+        .vip_label("eth9:vip")
+        .to_toml();
     let d1 = start_daemon(&lab, &n1, "n1", &config);
     let exit = d1.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(exit.code(), Some(1));

@@ -511,13 +511,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        let text =
-            "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
-                    [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
-                    [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
-                    [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-                    data_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n";
-        crate::config::parse(text, Some("a")).expect("test configuration parses")
+        crate::config::testing::TestConfig::pair().parse("a")
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod render;
 mod schema;
 mod spans;
 mod template;
+#[doc(hidden)]
+pub mod testing;
 mod validate;
 
 use std::path::Path;

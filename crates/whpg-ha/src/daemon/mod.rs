@@ -294,16 +294,13 @@ mod tests {
     use super::*;
 
     fn config_with(data_directory: &str, promote: &str) -> Config {
-        let text = format!(
-            "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
-             [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
-             [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
-             [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-             data_directory = \"{data_directory}\"\nos_user = \"nobody\"\nbin_dir = \"/usr/bin\"\n\
-             [commands.promote]\nargv = [\"{promote}\", \"promote\"]\n\
-             [commands.fence]\nargv = [\"/bin/true\"]\n"
-        );
-        config::parse(&text, Some("a")).expect("test configuration parses")
+        config::testing::TestConfig::pair()
+            .without("database", "monitor")
+            .database("data_directory", data_directory)
+            .database("bin_dir", "/usr/bin")
+            .command("promote", &[promote, "promote"], None)
+            .command("fence", &["/bin/true"], None)
+            .parse("a")
     }
 
     #[test]

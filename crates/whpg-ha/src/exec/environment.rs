@@ -180,21 +180,17 @@ mod tests {
     /// A database section parsed from a configuration file, so the tests do not depend on every
     /// field of [`Database`].
     fn db(flavor: &str, greenplum_path: Option<&str>, bin_dir: Option<&str>) -> Database {
-        let mut text = format!(
-            "[vrrp]\ninterface = \"eth1\"\nvrid = 51\n\n[[vip]]\naddress = \"192.168.56.100/24\"\n\n\
-             [nodes.cdw]\naddress = \"192.168.10.11\"\n\n[nodes.scdw]\naddress = \"192.168.10.12\"\n\n\
-             [database]\nflavor = \"{flavor}\"\nhost = \"127.0.0.1\"\nport = 5433\n\
-             data_directory = \"/data/coordinator/gpseg-1\"\n"
-        );
+        let mut config = crate::config::testing::TestConfig::warehousepg()
+            .database("flavor", flavor)
+            .database("port", 5433)
+            .without("database", "greenplum_path");
         if let Some(p) = greenplum_path {
-            text.push_str(&format!("greenplum_path = \"{p}\"\n"));
+            config = config.database("greenplum_path", p);
         }
         if let Some(b) = bin_dir {
-            text.push_str(&format!("bin_dir = \"{b}\"\n"));
+            config = config.database("bin_dir", b);
         }
-        crate::config::parse(&text, Some("cdw"))
-            .expect("test configuration is valid")
-            .database
+        config.parse("cdw").database
     }
 
     #[test]

@@ -130,14 +130,11 @@ mod tests {
     use super::*;
 
     fn config(listen: &str) -> Config {
-        let text = format!(
-            "[vrrp]\ninterface = \"eth0\"\nvrid = 51\n[[vip]]\naddress = \"10.77.0.100/24\"\n\
-             [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
-             [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
-             [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\ndata_directory = \"/tmp\"\nos_user = \"nobody\"\nmonitor = false\n\
-             [api]\nlisten = [\"{listen}\"]\n"
-        );
-        config::parse(&text, Some("a")).expect("test configuration parses")
+        // b listed first: the order of the file is not the order of the answer.
+        config::testing::TestConfig::pair()
+            .nodes(&[("b", "10.77.0.12", 98), ("a", "10.77.0.11", 100)])
+            .api(&[listen], None)
+            .parse("a")
     }
 
     #[test]

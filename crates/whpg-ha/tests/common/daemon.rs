@@ -5,6 +5,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
+use whpg_ha::config::testing::TestConfig;
 use whpg_lab::{Host, Lab, Process};
 
 use super::in_netns;
@@ -56,32 +57,36 @@ impl PairSettings {
     }
 }
 
-/// A configuration file for a pair of lab hosts; `nodes` are (name, address, priority).
-pub fn pair_config(settings: &PairSettings, nodes: &[(&str, &str, u8)]) -> String {
-    let mut text = format!(
-        "[vrrp]\ninterface = \"eth0\"\nvrid = {}\nversion = {}\nadvert_interval = \"{}\"\n\
-         transport = \"{}\"\npreempt = {}\n",
-        settings.vrid,
-        settings.version,
-        settings.advert_interval,
-        settings.transport,
-        settings.preempt
-    );
+/// The configuration of a pair of lab hosts; `nodes` are (name, address, priority). The API
+/// listens on loopback, the database is not monitored.
+pub fn pair_builder(settings: &PairSettings, nodes: &[(&str, &str, u8)]) -> TestConfig {
+    let mut config = TestConfig::pair()
+        .vrid(settings.vrid)
+        .version(settings.version)
+        .advert_interval(settings.advert_interval)
+        .set("vrrp", "transport", settings.transport)
+        .preempt(settings.preempt);
     if let Some(pass) = settings.auth_pass {
-        text += &format!("auth_pass = \"{pass}\"\n");
+        config = config.auth_pass(pass);
     }
-    text += "\n[vrrp.garp]\nrepeat = 2\nmaster_delay = \"0s\"\n";
-    text += &format!(
-        "\n[[vip]]\naddress = \"{}\"\nlabel = \"eth0:vip\"\n",
-        settings.vip
-    );
-    for (name, address, priority) in nodes {
-        text += &format!("\n[nodes.{name}]\naddress = \"{address}\"\npriority = {priority}\n");
-    }
-    text += "\n[database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-             data_directory = \"/var/lib/postgresql/15/lab\"\nos_user = \"postgres\"\nmonitor = false\n";
-    text += &format!("\n[api]\nlisten = [\"127.0.0.1:{API_PORT}\"]\n");
-    text
+    config
+        .garp(2, "0s")
+        .vip(settings.vip)
+        .vip_label("eth0:vip")
+        .nodes(nodes)
+        .database("data_directory", "/var/lib/postgresql/15/lab")
+        .database("os_user", "postgres")
+        .api(&[&loopback_api()], None)
+}
+
+/// [`pair_builder`]'s text.
+pub fn pair_config(settings: &PairSettings, nodes: &[(&str, &str, u8)]) -> String {
+    pair_builder(settings, nodes).to_toml()
+}
+
+/// The API address of the lab configurations, on loopback.
+pub fn loopback_api() -> String {
+    format!("127.0.0.1:{API_PORT}")
 }
 
 /// Start the daemon on `host` as node `node` with the given configuration text.

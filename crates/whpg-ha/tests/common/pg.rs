@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use whpg_ha::config::testing::TestConfig;
 use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER, PG_SUPERUSER};
 use whpg_lab::{Host, Lab, PgNode};
 
@@ -72,42 +73,54 @@ pub fn db_pair_config_with_bin_dir(
     nodes: &[(&str, &str, u8)],
     bin_dir: Option<&str>,
 ) -> String {
-    let mut text = String::from(
-        "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
-         transport = \"multicast\"\n\n[vrrp.garp]\nrepeat = 2\nmaster_delay = \"0s\"\n",
-    );
-    text += &format!("\n[[vip]]\naddress = \"{VIP}/24\"\nlabel = \"eth0:vip\"\n");
-    for (name, address, priority) in nodes {
-        text += &format!("\n[nodes.{name}]\naddress = \"{address}\"\npriority = {priority}\n");
-    }
-    text += &format!(
-        "\n[database]\nflavor = \"{}\"\nhost = \"127.0.0.1\"\nport = {PG_PORT}\nuser = \"{PG_SUPERUSER}\"\n\
-         dbname = \"postgres\"\ndata_directory = \"{}\"\nos_user = \"{PG_OS_USER}\"\n",
-        settings.flavor,
-        node_db.data_dir().display()
-    );
+    db_pair_builder(settings, node_db, nodes, bin_dir).to_toml()
+}
+
+/// The configuration of a database-aware pair (see [`db_pair_config_with_bin_dir`]), to change
+/// further before writing it.
+pub fn db_pair_builder(
+    settings: &DbPairSettings,
+    node_db: &PgNode,
+    nodes: &[(&str, &str, u8)],
+    bin_dir: Option<&str>,
+) -> TestConfig {
+    let mut config = TestConfig::pair()
+        .version(3)
+        .advert_interval("100ms")
+        .multicast()
+        .garp(2, "0s")
+        .vip(&format!("{VIP}/24"))
+        .vip_label("eth0:vip")
+        .nodes(nodes)
+        .without("database", "monitor")
+        .database("flavor", settings.flavor)
+        .database("port", PG_PORT)
+        .database("user", PG_SUPERUSER)
+        .database("dbname", "postgres")
+        .database("data_directory", node_db.data_dir())
+        .database("os_user", PG_OS_USER);
     if let Some(dir) = bin_dir {
-        text += &format!("bin_dir = \"{dir}\"\n");
+        config = config.database("bin_dir", dir);
     }
     if let Some(path) = &settings.greenplum_path {
-        text += &format!("greenplum_path = \"{path}\"\n");
+        config = config.database("greenplum_path", path);
     }
-    text += "\n[health]\ninterval = \"100ms\"\ntimeout = \"500ms\"\nfall = 3\nrise = 2\n";
-    text += &format!(
-        "\n[failover]\ntriggers = {}\nconfirmation = \"{}\"\nwal_freshness = \"{}\"\n",
-        settings.triggers, settings.confirmation, settings.wal_freshness
-    );
+    config = config
+        .health("100ms", "500ms", 3, 2)
+        .set_raw("failover", "triggers", settings.triggers)
+        .set("failover", "confirmation", settings.confirmation)
+        .set("failover", "wal_freshness", settings.wal_freshness);
     if let Some((argv, timeout)) = &settings.promote {
-        text += &format!("\n[commands.promote]\nargv = {argv}\ntimeout = \"{timeout}\"\n");
+        config = config.set_raw("commands.promote", "argv", argv).set(
+            "commands.promote",
+            "timeout",
+            *timeout,
+        );
     }
     if let Some(witness) = settings.witness {
-        text += &format!("\n[witness]\nhosts = [\"{witness}\"]\nquorum = 1\ninterval = \"200ms\"\ntimeout = \"300ms\"\n");
+        config = config.witness(&[witness], 1, "200ms", "300ms");
     }
-    text += &format!(
-        "\n[api]\nlisten = [\"127.0.0.1:{}\"]\n",
-        super::daemon::API_PORT
-    );
-    text
+    config.api(&[&super::daemon::loopback_api()], None)
 }
 
 /// One INSERT through the VIP from `client`, as the database superuser; true when committed.
