@@ -314,7 +314,12 @@ fn maintenance_needs_the_token_and_holds_back_a_failover_on_a_database_crash() {
         &p.n2,
         "n2",
         &with_api(
-            db_pair_config(&settings, &p.standby, &common::pg::nodes()),
+            db_pair_builder(
+                &settings,
+                &p.standby,
+                &common::pg::nodes(),
+                Some(PG_BIN_DIR),
+            ),
             Some(&token),
         ),
     );

@@ -14,9 +14,9 @@ use whpg_ha::node::Request;
 use whpg_vrrp::State;
 
 /// The default profile: a silent master is promoted over after 3 s of confirmation.
-const DEFAULT: &str = "[failover]\nconfirmation = \"3s\"\n";
+const DEFAULT: &str = "3s";
 /// The fast profile: no confirmation time.
-const FAST: &str = "[failover]\nconfirmation = \"0s\"\n";
+const FAST: &str = "0s";
 
 fn settled(extra: &str) -> Pair {
     let mut pair = Pair::new(extra);

@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use whpg_ha::config::{self, Config};
+use whpg_ha::config::testing::TestConfig;
+use whpg_ha::config::Config;
 use whpg_ha::node::{Effect, Node, NodeInput, Now, Request};
 use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver, WriteVerified};
 use whpg_vrrp::receive::PacketMeta;
@@ -29,28 +30,19 @@ const FENCE_TAKES: Duration = Duration::from_millis(50);
 /// the write check keeps trying this long.
 const VERIFY_AFTER_SUCCESS: Duration = Duration::from_secs(30);
 
-/// The pair's configuration; `extra` is appended (e.g. `[failover]` settings).
-pub fn config_text(extra: &str) -> String {
-    format!(
-        "[vrrp]\ninterface = \"eth0\"\nvrid = 51\nversion = 3\nadvert_interval = \"100ms\"\n\
-         transport = \"unicast\"\n\
-         [[vip]]\naddress = \"10.77.0.100/24\"\n\
-         [nodes.a]\naddress = \"10.77.0.11\"\npriority = 100\n\
-         [nodes.b]\naddress = \"10.77.0.12\"\npriority = 98\n\
-         [database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\n\
-         data_directory = \"/tmp\"\nos_user = \"nobody\"\nbin_dir = \"/usr/bin\"\n\
-         [health]\ninterval = \"100ms\"\ntimeout = \"300ms\"\nfall = 2\nrise = 2\n\
-         [witness]\nhosts = [\"10.77.0.1\"]\ninterval = \"500ms\"\ntimeout = \"200ms\"\n\
-         {extra}"
-    )
-}
-
-pub fn configs(extra: &str) -> [Config; 2] {
-    let text = config_text(extra);
-    ["a", "b"].map(|name| {
-        config::parse(&text, Some(name))
-            .unwrap_or_else(|e| panic!("the simulation's configuration parses: {e:?}"))
-    })
+/// The pair's configuration (the shared test builder's lab pair, with the database monitor on,
+/// 100 ms probes and one witness), with `failover.confirmation` as given.
+pub fn configs(confirmation: &str) -> [Config; 2] {
+    let pair = TestConfig::pair()
+        .version(3)
+        .advert_interval("100ms")
+        .unicast()
+        .database("bin_dir", "/usr/bin")
+        .monitor(true)
+        .health("100ms", "300ms", 2, 2)
+        .witness(&["10.77.0.1"], 1, "500ms", "200ms")
+        .set("failover", "confirmation", confirmation);
+    ["a", "b"].map(|name| pair.parse(name))
 }
 
 fn address(i: usize) -> Ipv4Addr {
@@ -170,10 +162,10 @@ const PEER_SEEN_WITHIN: Duration = Duration::from_millis(410);
 
 impl Pair {
     /// A settled-to-be pair: `a` primary on timeline 1, `b` its streaming standby, both daemons
-    /// started at the same instant.
-    pub fn new(extra: &str) -> Pair {
+    /// started at the same instant, with `failover.confirmation` as given.
+    pub fn new(confirmation: &str) -> Pair {
         let t0 = Instant::now();
-        let [ca, cb] = configs(extra);
+        let [ca, cb] = configs(confirmation);
         let host = |config: Config, role: Role| Host {
             config,
             node: None,
