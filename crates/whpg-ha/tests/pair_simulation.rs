@@ -234,6 +234,27 @@ fn probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote() {
 }
 
 #[test]
+fn a_planned_promotion_beside_a_live_primary_is_refused_whatever_the_caller_says() {
+    // The master's daemon is gone (no adverts), its database serves on: the standby becomes
+    // VRRP master, and a caller asks it to promote "from 0/0".
+    let mut pair = settled(FAST);
+    pair.kill_daemon(A);
+    pair.run_until(6_000);
+    assert_eq!(pair.state(B), Some(State::Master), "{}", pair.trace_text());
+    let planned = Request::PlannedPromotion {
+        shutdown_checkpoint: 0,
+        received: 0,
+    };
+    let refused = pair.request(B, planned).expect("daemon runs");
+    let why = refused.unwrap_err();
+    assert!(why.contains("still answers as a primary"), "{why}");
+    pair.run_until(10_000);
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].db.role, Role::Standby);
+    pair.assert_safe();
+}
+
+#[test]
 fn a_demote_is_refused_unless_the_database_is_a_healthy_primary() {
     let mut pair = settled(DEFAULT);
     let refused = pair.request(B, Request::Demote).expect("daemon runs");

@@ -17,7 +17,8 @@
 //! | a silent master: confirmation time and a fresh witness round | `promotion_step` | `a_silent_master_is_promoted_over_only_after_the_confirmation_time`, `a_blip_shorter_than_the_confirmation_time_changes_nothing`, `an_isolated_standby_never_promotes_over_a_silent_master`; pair `a_standby_cut_off_from_the_primary_and_the_witness_never_promotes`, `a_blip_shorter_than_the_confirmation_time_leaves_the_pair_as_it_was` |
 //! | 3: promotion bounded and verified, else the mastership released | `promotion_finished` | `failed_promotions_are_retried_then_the_mastership_is_released`, `a_node_that_gave_up_promoting_does_not_start_over_when_elected_again`; pair `a_promotion_that_fails_hangs_or_lies_never_puts_the_vip_on_a_read_only_database` |
 //! | 1: the VIP only on a master with a verified writable database | `vip` | `the_vip_is_installed_only_on_a_master_with_a_writable_database`, `a_verified_promotion_installs_the_vip_and_raises_the_priority`; pair property tests |
-//! | 6: a planned promotion only once the old primary's shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint` |
+//! | a priority-0 advert is certain only once the peer's database is seen down | `promotion_step` | `a_priority_zero_advert_is_certain_only_once_the_peers_database_is_seen_down`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
+//! | 6: a planned promotion only once the old primary stopped (as our probes see it) and its shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint`, `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance`; pair `a_planned_promotion_beside_a_live_primary_is_refused_whatever_the_caller_says` |
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
@@ -208,9 +209,12 @@ pub enum Notice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlannedRefusal {
     NotMaster,
-    /// The old primary's database still answers as a primary: it has not stopped (or demoted),
-    /// whatever the caller says. Seen within one probe interval of its stop.
-    OldPrimaryAnswers,
+    /// The old primary's database still answers as a primary (last answer this long ago): it
+    /// has not stopped (or demoted), whatever the caller says. Seen within one probe interval
+    /// of its stop.
+    OldPrimaryAnswers {
+        last_answer_ms_ago: u64,
+    },
     /// The old primary's shutdown checkpoint has not arrived here yet.
     CheckpointNotReceived {
         checkpoint: u64,
@@ -225,8 +229,12 @@ impl std::fmt::Display for PlannedRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PlannedRefusal::NotMaster => "this node is not the VRRP master yet",
-            PlannedRefusal::OldPrimaryAnswers => {
-                "the old primary's database still answers as a primary: stop it cleanly first"
+            PlannedRefusal::OldPrimaryAnswers { last_answer_ms_ago } => {
+                return write!(
+                    f,
+                    "the old primary's database still answers as a primary (last answer \
+                     {last_answer_ms_ago} ms ago): stop it cleanly first"
+                )
             }
             PlannedRefusal::CheckpointNotReceived {
                 checkpoint,
@@ -476,7 +484,11 @@ impl Policy {
         out: &mut Vec<Decision>,
     ) {
         let refused = if self.peer_primary_alive(now) || self.peer.latest_primary {
-            Some(PlannedRefusal::OldPrimaryAnswers)
+            let last_answer_ms_ago = self
+                .peer
+                .primary_at
+                .map_or(0, |at| now.saturating_duration_since(at).as_millis() as u64);
+            Some(PlannedRefusal::OldPrimaryAnswers { last_answer_ms_ago })
         } else if received < checkpoint {
             Some(PlannedRefusal::CheckpointNotReceived {
                 checkpoint,

@@ -839,12 +839,14 @@ fn a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance() {
         received: 0x300_00a0,
     };
     let out = new.at(710, planned.clone());
+    let refusal = PlannedRefusal::OldPrimaryAnswers {
+        last_answer_ms_ago: 210,
+    };
     assert!(
-        out.contains(&Decision::Notice(Notice::PlannedPromotionRefused(
-            PlannedRefusal::OldPrimaryAnswers
-        ))),
+        out.contains(&Decision::Notice(Notice::PlannedPromotionRefused(refusal))),
         "{out:?}"
     );
+    assert!(refusal.to_string().contains("last answer 210 ms ago"));
     new.at(750, Input::Peer(PeerSample::DatabaseDown));
     let out = new.at(
         800,

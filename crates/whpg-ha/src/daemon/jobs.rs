@@ -29,8 +29,9 @@ const VERIFY_POLL: Duration = Duration::from_millis(50);
 const EARLY_POLL: Duration = Duration::from_millis(10);
 const EARLY_POLL_FOR: Duration = Duration::from_secs(2);
 
-/// Beyond a job's commands' own timeouts: the verification's and the fence's own waits.
-const FENCE_MARGIN: Duration = Duration::from_secs(15);
+/// Beyond a job's own bounds (command timeout, verification): its polls and the fence's kill
+/// rounds, so a job that keeps to its bounds is never cut short on shutdown.
+const JOB_MARGIN: Duration = Duration::from_secs(15);
 
 pub use crate::node::JobReport;
 
@@ -92,7 +93,7 @@ impl Jobs {
     pub fn promote(&mut self, attempt: u32) {
         let config = self.config.clone();
         let tx = self.tx.clone();
-        let bound = config.commands.promote.timeout + VERIFY_AFTER_SUCCESS + FENCE_MARGIN;
+        let bound = config.commands.promote.timeout + VERIFY_AFTER_SUCCESS + JOB_MARGIN;
         self.own(format!("promotion attempt {attempt}"), bound, async move {
             let started = Instant::now();
             let result = promote_and_verify(&config).await;
@@ -115,7 +116,7 @@ impl Jobs {
     pub fn fence(&mut self, reason: FenceReason) {
         let config = self.config.clone();
         let reports = self.reports.clone();
-        let bound = config.commands.fence.timeout + FENCE_MARGIN;
+        let bound = config.commands.fence.timeout + JOB_MARGIN;
         self.own(format!("fence ({reason:?})"), bound, async move {
             let command = match PreparedCommand::from_config(
                 &config,

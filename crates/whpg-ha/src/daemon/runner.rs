@@ -417,29 +417,20 @@ impl Runner {
     async fn on_link_event(&mut self, event: LinkEvent) {
         let name = &self.config.vrrp.interface;
         debug!("interface {name}: {event:?}");
-        match event {
-            LinkEvent::AddressAdded { address, .. } => {
-                self.step(NodeInput::Address {
-                    address,
-                    present: true,
-                })
-                .await
-            }
-            LinkEvent::AddressRemoved { address, .. } => {
-                self.step(NodeInput::Address {
-                    address,
-                    present: false,
-                })
-                .await
-            }
-            LinkEvent::Link { .. } | LinkEvent::Removed => {}
+        if let Some(change) = self.io.interface.apply(&event) {
+            let what = change.map(|fault| format!("interface {name}: {fault:?}"));
+            self.step(NodeInput::Interface(what)).await;
         }
-        let name = &self.config.vrrp.interface;
-        let Some(change) = self.io.interface.apply(&event) else {
-            return;
+        // While the interface is faulted (link down, our own address gone) the fault decides;
+        // only on a healthy interface is a missing VIP put back.
+        let (address, present) = match event {
+            LinkEvent::AddressAdded { address, .. } => (address, true),
+            LinkEvent::AddressRemoved { address, .. } => (address, false),
+            LinkEvent::Link { .. } | LinkEvent::Removed => return,
         };
-        let what = change.map(|fault| format!("interface {name}: {fault:?}"));
-        self.step(NodeInput::Interface(what)).await;
+        if present || self.io.interface.fault().is_none() {
+            self.step(NodeInput::Address { address, present }).await;
+        }
     }
 
     async fn reload(&mut self) {

@@ -190,7 +190,7 @@ impl Refusal {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Refusal::Planned(PlannedRefusal::NotMaster | PlannedRefusal::OldPrimaryAnswers)
+            Refusal::Planned(PlannedRefusal::NotMaster | PlannedRefusal::OldPrimaryAnswers { .. })
         )
     }
 }
@@ -489,16 +489,17 @@ impl Node {
             let entry = self.entry(Kind::Observation, "the local postmaster exited");
             self.record(Some(("database", "postmaster exited (pidfd)")), entry);
         }
+        // An unknown sample says nothing: `/status` keeps what the last real answer said.
         if let Input::Local(sample) = &input {
-            self.wal_receiver = match sample {
-                whpg_policy::LocalSample::Standby {
-                    wal_receiver: Some(wal),
-                    ..
-                } => Some(WalReceiverStatus::from_sample(wal)),
-                // Unknown says nothing: keep what the last real answer said.
-                whpg_policy::LocalSample::Unknown => self.wal_receiver.take(),
-                _ => None,
-            };
+            if *sample != whpg_policy::LocalSample::Unknown {
+                self.wal_receiver = match sample {
+                    whpg_policy::LocalSample::Standby {
+                        wal_receiver: Some(wal),
+                        ..
+                    } => Some(WalReceiverStatus::from_sample(wal)),
+                    _ => None,
+                };
+            }
         }
         self.pending.push_back(input);
         self.drain_policy();
