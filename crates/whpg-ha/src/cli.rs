@@ -44,6 +44,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Turn maintenance mode on or off: no automatic failover while it is on.
     Maintenance(MaintenanceArgs),
+    /// Promote a standby that may miss acknowledged commits: availability over data.
+    ///
+    /// Only for a standby the daemon refuses to promote ("not promotable": it fell behind, or its
+    /// stream broke, while the primary was alive). Prints what is known to be lost and asks
+    /// (type the node's name) unless --yes. Never beside a live primary.
+    Promote(PromoteArgs),
     /// Print this node's journal: every transition, decision and action, oldest first.
     ///
     /// Reads the journal directory (`[journal] path`) directly; the daemon need not run.
@@ -151,6 +157,21 @@ pub struct SwitchoverArgs {
     /// Afterwards rebuild the old primary as the new standby.
     #[arg(long)]
     pub rejoin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Required: say that the commits the standby misses may be lost.
+    #[arg(long, required = true)]
+    pub accept_data_loss: bool,
+    /// The node to promote (default: the one whose database is a standby).
+    #[arg(long, value_name = "NODE")]
+    pub on: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         Command::Rejoin(args) => Some(args),
         Command::Check(args) => Some(&args.client),
         Command::Maintenance(args) => Some(&args.client),
+        Command::Promote(args) => Some(&args.client),
         _ => None,
     };
     if let Some(client) = client {
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Command::Rejoin(args) => whpg_ha::ops::rejoin::rejoin_command(&args),
         Command::Check(args) => whpg_ha::ops::check::check_command(&args),
         Command::Maintenance(args) => whpg_ha::ops::maintenance::maintenance_command(&args),
+        Command::Promote(args) => whpg_ha::ops::promote::promote_command(&args),
         Command::History(args) => whpg_ha::journal::history_command(
             &args.config.config,
             args.config.node.as_deref(),

@@ -61,6 +61,8 @@ pub struct EventMetrics {
     pub promotions_started: Counter,
     pub promotions_succeeded: Counter,
     pub promotions_failed: Counter,
+    /// Promotions held because the standby may miss acknowledged commits.
+    pub promotions_refused_not_promotable: Counter,
     /// From the start of a promotion attempt to its verified result (success or failure).
     pub promotion_duration: Histogram,
     /// From this node taking over the VRRP mastership to the virtual address installed on its
@@ -74,6 +76,7 @@ impl Default for EventMetrics {
             promotions_started: Counter::default(),
             promotions_succeeded: Counter::default(),
             promotions_failed: Counter::default(),
+            promotions_refused_not_promotable: Counter::default(),
             promotion_duration: Histogram::new(action_buckets()),
             failover_duration: Histogram::new(action_buckets()),
         }
@@ -98,6 +101,11 @@ pub fn registry(status: watch::Receiver<NodeStatus>, events: &EventMetrics) -> R
         "promotions_failed",
         "Promotion attempts that failed, timed out or could not be verified",
         events.promotions_failed.clone(),
+    );
+    registry.register(
+        "promotions_refused_not_promotable",
+        "Promotions held because the standby was not known to hold every acknowledged commit",
+        events.promotions_refused_not_promotable.clone(),
     );
     registry.register_with_unit(
         "promotion_duration",
@@ -270,6 +278,48 @@ impl Collector for SnapshotCollector {
                     "1 when the local standby's WAL receiver is streaming",
                     i64::from(wal.streaming),
                 )?;
+            }
+            if let Some(r) = &db.replication {
+                if let Some(lag) = r.lag_bytes {
+                    gauge(
+                        e,
+                        "replication_lag_bytes",
+                        "The primary's WAL position minus what the standby has on disk",
+                        i64::try_from(lag).unwrap_or(i64::MAX),
+                    )?;
+                }
+                if let Some(ms) = r.lag_ms {
+                    gauge(
+                        e,
+                        "replication_lag_milliseconds",
+                        "How long WAL the primary had has been missing on the standby (0: none)",
+                        i64::try_from(ms).unwrap_or(i64::MAX),
+                    )?;
+                }
+                if let Some(streaming) = r.streaming {
+                    gauge(
+                        e,
+                        "replication_streaming",
+                        "1 when the primary lists the standby's WAL sender as streaming",
+                        i64::from(streaming),
+                    )?;
+                }
+                if let Some(sync) = r.synchronous {
+                    gauge(
+                        e,
+                        "replication_synchronous",
+                        "1 when commits wait for the standby (sync_state sync or quorum)",
+                        i64::from(sync),
+                    )?;
+                }
+                if let Some(promotable) = r.promotable {
+                    gauge(
+                        e,
+                        "standby_promotable",
+                        "1 when the local standby is known to hold every acknowledged commit",
+                        i64::from(promotable),
+                    )?;
+                }
             }
         }
         Ok(())

@@ -51,6 +51,77 @@ pub struct DatabaseStatus {
     /// The local standby's WAL receiver, from the latest probe (absent on a primary, or when the
     /// standby could not be queried).
     pub wal_receiver: Option<WalReceiverStatus>,
+    /// Replication: on a standby, what it has against its primary and whether it may be
+    /// promoted; on a primary, its standby as it lists it.
+    #[serde(default)]
+    pub replication: Option<ReplicationView>,
+}
+
+/// Replication as `/status` and `whpg-ha status` show it. LSNs in PostgreSQL's `X/Y` form.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ReplicationView {
+    /// The primary's WAL position (on a standby: the highest it was seen at).
+    pub primary_lsn: Option<String>,
+    /// What the standby has on disk (on a primary: the flush position it lists for it).
+    pub standby_lsn: Option<String>,
+    pub lag_bytes: Option<u64>,
+    /// How long WAL the primary had has been missing on the standby (0: nothing missing).
+    pub lag_ms: Option<u64>,
+    /// The primary lists the standby's WAL sender as streaming (`None`: no row, or not seen).
+    pub streaming: Option<bool>,
+    /// Commits wait for the standby (`sync_state` sync or quorum).
+    pub synchronous: Option<bool>,
+    /// On a standby: whether it may be promoted were the primary gone now (absent on a primary).
+    pub promotable: Option<bool>,
+    /// Why not, in words.
+    pub not_promotable: Option<String>,
+    /// Since when it has been marked not promotable.
+    pub not_promotable_since_unix_ms: Option<u64>,
+    /// When the live primary was last seen (its WAL position read).
+    pub primary_seen_ms_ago: Option<u64>,
+}
+
+impl ReplicationView {
+    /// From the policy's status at `now`, with the mark's wall-clock time.
+    pub fn new(
+        policy: &whpg_policy::PolicyStatus,
+        now: Instant,
+        not_promotable_since_unix_ms: Option<u64>,
+    ) -> Option<ReplicationView> {
+        use whpg_policy::replication::lsn_text;
+        match policy.local_role {
+            Some(whpg_policy::DbRole::Primary) => {
+                let position = policy.local_position?;
+                let row = position.standby;
+                let flush = row.and_then(|r| r.flush);
+                Some(ReplicationView {
+                    primary_lsn: Some(lsn_text(position.current)),
+                    standby_lsn: flush.map(lsn_text),
+                    lag_bytes: flush.map(|f| position.current.saturating_sub(f)),
+                    streaming: Some(row.is_some_and(|r| r.streaming)),
+                    synchronous: row.map(|r| r.synchronous),
+                    ..ReplicationView::default()
+                })
+            }
+            Some(whpg_policy::DbRole::Standby) => {
+                let r = &policy.replication;
+                let ms = |at: Instant| now.saturating_duration_since(at).as_millis() as u64;
+                Some(ReplicationView {
+                    primary_lsn: r.primary.map(lsn_text),
+                    standby_lsn: r.have.map(lsn_text),
+                    lag_bytes: r.lag_bytes,
+                    lag_ms: r.primary.map(|_| r.missing_since.map_or(0, ms)),
+                    streaming: r.row.map(|row| row.streaming),
+                    synchronous: r.row.map(|row| row.synchronous),
+                    promotable: Some(policy.promotable.is_ok()),
+                    not_promotable: policy.promotable.err().map(|why| why.to_string()),
+                    not_promotable_since_unix_ms: r.mark.and(not_promotable_since_unix_ms),
+                    primary_seen_ms_ago: r.primary_seen_at.map(ms),
+                })
+            }
+            None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,6 +366,7 @@ impl NodeStatus {
         &mut self,
         policy: &whpg_policy::PolicyStatus,
         wal_receiver: Option<WalReceiverStatus>,
+        replication: Option<ReplicationView>,
     ) {
         self.database = Some(DatabaseStatus {
             role: policy.local_role.into(),
@@ -306,8 +378,12 @@ impl NodeStatus {
             maintenance: policy.maintenance,
             promoting: policy.promoting,
             promotion_gave_up: policy.promotion_gave_up,
-            promotion_hold: policy.hold.map(|h| format!("{h:?}")),
+            promotion_hold: policy.hold.map(|h| match h {
+                whpg_policy::Hold::NotPromotable(why) => format!("NotPromotable: {why}"),
+                other => format!("{other:?}"),
+            }),
             wal_receiver,
+            replication,
         });
     }
 

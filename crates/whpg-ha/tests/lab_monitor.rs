@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use whpg_ha::config::{DbEndpoint, Health};
 use whpg_ha::daemon::observers::{local_sample, peer_sample, Monitor, Seen};
+use whpg_ha::db::query::StandbyIdentity;
 use whpg_ha::db::{ConnParams, HeldSession, ProbeTarget};
 use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER};
 use whpg_lab::{lab_or_skip, Host, PgNode};
-use whpg_policy::{LocalSample, PeerSample};
+use whpg_policy::{LocalSample, PeerSample, PrimaryPosition, StandbyRow};
 
 const PREREQS: &[&str] = &[
     "runuser",
@@ -250,9 +251,62 @@ fn held_session_monitor_is_cheap_and_never_holds_up_a_smart_shutdown() {
             LocalSample::Standby {
                 timeline: Some(1),
                 wal_receiver: Some(w),
-            } => assert!(w.streaming, "{w:?}"),
+                received,
+            } => {
+                assert!(w.streaming, "{w:?}");
+                assert!(received.is_some_and(|lsn| lsn > 0), "{received:?}");
+            }
             other => panic!("standby seen as {other:?}"),
         }
+    }
+
+    // The standby's view of the primary, in one snapshot: its WAL position and the walsender
+    // row it lists for the standby (matched by the standby's address), streaming and caught up.
+    {
+        let identity = StandbyIdentity {
+            address: standby.address().to_string(),
+            application_name: None,
+        };
+        let running = Running::start(&n2, peer_monitor(&primary).with_standby(identity));
+        running.wait_holding();
+        std::thread::sleep(Duration::from_millis(300));
+        let last = running.rounds().last().cloned().unwrap();
+        println!("primary, as the standby sees it: {last:?}");
+        match last.peer {
+            PeerSample::Primary {
+                timeline: Some(1),
+                position:
+                    Some(PrimaryPosition {
+                        current,
+                        standby:
+                            Some(StandbyRow {
+                                streaming: true,
+                                synchronous: false,
+                                flush: Some(flush),
+                            }),
+                    }),
+            } => assert!(flush <= current && current - flush < 1 << 20, "{last:?}"),
+            other => panic!("primary seen as {other:?}"),
+        }
+        // Under another identity the primary lists no walsender: the row is ours, not any.
+        let stranger = StandbyIdentity {
+            address: "10.77.0.99".into(),
+            application_name: None,
+        };
+        let running = Running::start(&n2, peer_monitor(&primary).with_standby(stranger));
+        running.wait_holding();
+        std::thread::sleep(Duration::from_millis(300));
+        let last = running.rounds().last().cloned().unwrap();
+        assert!(
+            matches!(
+                last.peer,
+                PeerSample::Primary {
+                    position: Some(PrimaryPosition { standby: None, .. }),
+                    ..
+                }
+            ),
+            "{last:?}"
+        );
     }
 
     // The peer's view of the standby: the role row says "in recovery".
@@ -280,11 +334,13 @@ fn held_session_monitor_is_cheap_and_never_holds_up_a_smart_shutdown() {
     );
     assert!(rounds >= 30, "only {rounds} rounds");
     assert!(
-        running
-            .rounds()
-            .iter()
-            .skip(start_rounds)
-            .all(|r| r.local == LocalSample::Primary { timeline: Some(1) } && r.held),
+        running.rounds().iter().skip(start_rounds).all(|r| matches!(
+            r.local,
+            LocalSample::Primary {
+                timeline: Some(1),
+                ..
+            }
+        ) && r.held),
         "{:?}",
         running.rounds()
     );
@@ -330,9 +386,14 @@ fn held_session_monitor_is_cheap_and_never_holds_up_a_smart_shutdown() {
     let running = Running::start(&n2, peer_monitor(&primary));
     running.wait_holding();
     let last = running.rounds().last().cloned().unwrap();
-    assert_eq!(
-        last.peer,
-        PeerSample::Primary { timeline: Some(1) },
+    assert!(
+        matches!(
+            last.peer,
+            PeerSample::Primary {
+                timeline: Some(1),
+                position: Some(_)
+            }
+        ),
         "{last:?}"
     );
     let (stopped, took) = smart_stop(&primary, 5);

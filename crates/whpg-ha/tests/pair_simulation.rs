@@ -8,7 +8,7 @@ mod pair;
 
 use std::time::Duration;
 
-use pair::{Pair, PromoteMode, Role, A, B};
+use pair::{Pair, PromoteMode, Role, Stream, A, B};
 use proptest::prelude::*;
 use whpg_ha::node::Request;
 use whpg_vrrp::State;
@@ -265,6 +265,106 @@ fn a_demote_is_refused_unless_the_database_is_a_healthy_primary() {
     pair.assert_safe();
 }
 
+/// The stream breaks (or is cut silently) while the primary lives and clients commit; after
+/// `cut_for_ms` the primary's database crashes.
+fn stream_lost_then_primary_crash(stream: Stream, cut_for_ms: u64) -> Pair {
+    let mut pair = settled(DEFAULT);
+    pair.set_stream(stream);
+    pair.run_until(5_000 + cut_for_ms);
+    pair.crash_db(A);
+    pair.run_until(5_000 + cut_for_ms + 10_000);
+    pair
+}
+
+#[test]
+fn a_standby_whose_stream_broke_while_the_primary_lived_is_never_promoted() {
+    let pair = stream_lost_then_primary_crash(Stream::Broken, 3_000);
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].db.role, Role::Standby);
+    assert!(pair.vip_holders().is_empty(), "{}", pair.trace_text());
+    let missing = pair.hosts[A].db.wal - pair.hosts[B].db.wal;
+    assert!(missing >= 29_000, "the standby misses {missing} bytes");
+    pair.assert_safe();
+}
+
+#[test]
+fn a_silently_cut_stream_is_noticed_within_the_lag_time_and_nothing_is_lost() {
+    // 1.5 s of commits (15 kB), far under maximum_lag: only the lag time can tell.
+    let pair = stream_lost_then_primary_crash(Stream::SilentlyCut, 1_500);
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    assert!(pair.vip_holders().is_empty(), "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+#[test]
+fn the_old_primary_restarted_after_a_refused_failover_serves_again_with_everything() {
+    let mut pair = stream_lost_then_primary_crash(Stream::Broken, 3_000);
+    pair.restart_db(A);
+    pair.set_stream(Stream::Connected);
+    pair.run_until(25_000);
+    assert_eq!(pair.vip_holders(), vec![A], "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].promotions, 0);
+    // The standby streams again and catches up: a later crash fails over as usual.
+    assert_eq!(pair.hosts[B].db.wal, pair.hosts[A].db.wal);
+    pair.crash_db(A);
+    pair.run_until(26_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert_eq!(pair.lost_bytes, vec![0]);
+    pair.assert_safe();
+}
+
+#[test]
+fn a_stream_healed_before_the_crash_fails_over_as_usual() {
+    let mut pair = settled(DEFAULT);
+    pair.set_stream(Stream::Broken);
+    pair.run_until(7_000);
+    pair.set_stream(Stream::Connected);
+    pair.run_until(8_000);
+    pair.crash_db(A);
+    pair.run_until(8_500);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert_eq!(pair.lost_bytes, vec![0]);
+    pair.assert_safe();
+}
+
+#[test]
+fn the_not_promotable_mark_survives_a_restart_of_the_standbys_daemon() {
+    let mut pair = settled(DEFAULT);
+    pair.set_stream(Stream::SilentlyCut);
+    pair.run_until(6_500);
+    assert!(
+        pair.hosts[B].remembered_not_promotable.is_some(),
+        "{}",
+        pair.trace_text()
+    );
+    pair.kill_daemon(B);
+    pair.run_until(6_600);
+    pair.start_daemon(B);
+    // Within the lag time of the restart, a fresh daemon alone could not tell the cut yet.
+    pair.run_until(6_900);
+    pair.crash_db(A);
+    pair.run_until(16_900);
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+#[test]
+fn the_operator_may_promote_a_standby_that_misses_commits_but_never_beside_a_live_primary() {
+    let mut pair = settled(DEFAULT);
+    pair.set_stream(Stream::Broken);
+    pair.run_until(7_000);
+    let refused = pair.promote_accepting_loss(B).expect("daemon runs");
+    assert!(refused.is_err(), "promoted beside a live primary");
+    pair.crash_db(A);
+    pair.run_until(9_000);
+    assert_eq!(pair.hosts[B].promotions, 0);
+    assert_eq!(pair.promote_accepting_loss(B), Some(Ok(())));
+    pair.run_until(10_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert!(pair.lost_bytes[0] >= 19_000, "{:?}", pair.lost_bytes);
+    pair.assert_safe();
+}
+
 #[test]
 fn the_checker_sees_a_breach_of_each_invariant() {
     // Forced by hand, past what the nodes would do: the checker must report it.
@@ -275,6 +375,16 @@ fn the_checker_sees_a_breach_of_each_invariant() {
     assert!(rules.contains(&"one VIP holder"), "{rules:?}");
     assert!(
         rules.contains(&"the VIP only on a writable database"),
+        "{rules:?}"
+    );
+    // A promotion forced past the guard without the operator's word is a loss the checker sees.
+    let mut pair = stream_lost_then_primary_crash(Stream::Broken, 3_000);
+    pair.loss_accepted[B] = false;
+    let _ = pair.request(B, Request::PromoteAcceptingDataLoss);
+    pair.run_until(20_000);
+    let rules: Vec<&str> = pair.violations.iter().map(|v| v.rule).collect();
+    assert!(
+        rules.contains(&"no acknowledged commit lost beyond the asynchronous allowance"),
         "{rules:?}"
     );
 }
@@ -291,6 +401,7 @@ enum Fault {
     Maintenance(usize, bool),
     PromoteMode(usize, PromoteMode),
     LocalFailure(usize, u64),
+    Stream(Stream),
 }
 
 fn host() -> impl Strategy<Value = usize> {
@@ -313,6 +424,11 @@ fn fault() -> impl Strategy<Value = Fault> {
             Just(PromoteMode::Lies)
         ]).prop_map(|(h, m)| Fault::PromoteMode(h, m)),
         1 => (host(), 100u64..3000).prop_map(|(h, ms)| Fault::LocalFailure(h, ms)),
+        2 => prop_oneof![
+            Just(Stream::Connected),
+            Just(Stream::Broken),
+            Just(Stream::SilentlyCut)
+        ].prop_map(Fault::Stream),
     ]
 }
 
@@ -329,6 +445,7 @@ fn apply(pair: &mut Pair, fault: &Fault) {
         }
         Fault::PromoteMode(i, mode) => pair.set_promote_mode(i, mode),
         Fault::LocalFailure(i, ms) => pair.fail_probes_locally(i, Duration::from_millis(ms)),
+        Fault::Stream(stream) => pair.set_stream(stream),
     }
     // A symmetric partition is the case no two-node protocol can settle: two holders are
     // allowed while it lasts (the arbiter closes it), every other invariant still holds.

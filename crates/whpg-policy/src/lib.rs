@@ -6,13 +6,19 @@
 //! invariants of the design are enforced here and tested table-style in `tests/rules.rs`.
 //!
 //! - [`observe`]: what is known, with fall/rise hysteresis and "last seen" times.
+//! - [`replication`]: whether the local standby holds everything the primary acknowledged.
 //! - [`policy`]: the rules.
 
 pub mod observe;
 pub mod policy;
+pub mod replication;
 
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
     Decision, FenceReason, Hold, Input, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
     Triggers, WriteVerified,
+};
+pub use replication::{
+    Mark, MarkReason, PrimaryPosition, ReplicationConfig, ReplicationStatus, StandbyRow,
+    Unpromotable,
 };

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::replication::PrimaryPosition;
+
 /// Role of a database, as a probe saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbRole {
@@ -29,10 +31,14 @@ pub struct WalReceiver {
 pub enum LocalSample {
     Primary {
         timeline: Option<u32>,
+        /// Its WAL position and its standby's walsender row (`None`: not read).
+        position: Option<PrimaryPosition>,
     },
     Standby {
         timeline: Option<u32>,
         wal_receiver: Option<WalReceiver>,
+        /// `pg_last_wal_receive_lsn()`: WAL received and flushed (`None`: not read).
+        received: Option<u64>,
     },
     /// Answering but refusing work: starting up, shutting down, recovering (57P03).
     NotAccepting,
@@ -52,8 +58,12 @@ pub enum PeerSample {
     DatabaseDown,
     /// A standby (57M02, or in recovery on a query connection).
     Standby,
-    /// A writable primary.
-    Primary { timeline: Option<u32> },
+    /// A writable primary, with its WAL position and the walsender row it lists for this node's
+    /// standby, from the same query (`None`: not read, or hidden from the monitoring user).
+    Primary {
+        timeline: Option<u32>,
+        position: Option<PrimaryPosition>,
+    },
     /// Accepting, but the role could not be queried (no credentials): counted as a live primary,
     /// because guessing "standby" could promote beside a live primary.
     AcceptingUnknownRole,
@@ -103,7 +113,7 @@ impl LocalDb {
         }
         self.observed = true;
         match sample {
-            LocalSample::Primary { timeline } => {
+            LocalSample::Primary { timeline, .. } => {
                 self.good(DbRole::Primary);
                 self.timeline = timeline.or(self.timeline);
                 self.wal_receiver = None;
@@ -111,6 +121,7 @@ impl LocalDb {
             LocalSample::Standby {
                 timeline,
                 wal_receiver,
+                ..
             } => {
                 self.good(DbRole::Standby);
                 self.timeline = timeline.or(self.timeline);
@@ -230,7 +241,7 @@ impl Peer {
                 self.reachable_at = Some(now);
                 self.last_role_primary = false;
             }
-            PeerSample::Primary { timeline } => {
+            PeerSample::Primary { timeline, .. } => {
                 self.reachable_at = Some(now);
                 self.last_role_primary = true;
                 self.primary_at = Some(now);
@@ -290,14 +301,18 @@ mod tests {
     fn fall_and_rise() {
         let t = Instant::now();
         let mut db = LocalDb::new(3, 2);
-        db.sample(LocalSample::Primary { timeline: Some(1) }, t);
+        let primary = LocalSample::Primary {
+            timeline: Some(1),
+            position: None,
+        };
+        db.sample(primary, t);
         assert!(!db.healthy, "one good sample is not enough with rise 2");
-        db.sample(LocalSample::Primary { timeline: Some(1) }, t);
+        db.sample(primary, t);
         assert!(db.is_healthy(DbRole::Primary));
         db.sample(LocalSample::Down, t);
         db.sample(LocalSample::Down, t);
         assert!(db.healthy, "two failures are below fall 3");
-        db.sample(LocalSample::Primary { timeline: Some(1) }, t);
+        db.sample(primary, t);
         db.sample(LocalSample::Down, t);
         db.sample(LocalSample::Down, t);
         assert!(db.healthy, "the count restarts after a good sample");
@@ -319,6 +334,7 @@ mod tests {
             LocalSample::Standby {
                 timeline: Some(1),
                 wal_receiver: Some(receiver),
+                received: None,
             },
             t,
         );

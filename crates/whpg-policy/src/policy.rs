@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
 use crate::observe::{DbRole, LocalDb, LocalSample, Peer, PeerSample, Witnesses};
+use crate::replication::{
+    Mark, MarkChange, PrimaryPosition, Replication, ReplicationConfig, ReplicationStatus,
+    Unpromotable,
+};
 
 /// Which failures may start an automatic promotion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,6 +89,8 @@ pub struct PolicyConfig {
     pub promotion_retry_delay: Duration,
     /// At start-up, how long to wait for a first answer from the peer before acting alone.
     pub startup_grace: Duration,
+    /// How far behind the standby may be and still be promoted.
+    pub replication: ReplicationConfig,
 }
 
 /// Inputs.
@@ -121,6 +127,17 @@ pub enum Input {
         shutdown_checkpoint: u64,
         received: u64,
     },
+    /// The standby was marked not promotable before the daemon restarted (kept on disk), with
+    /// the primary's position and what the standby had then, where known.
+    RestoredNotPromotable {
+        primary: Option<u64>,
+        had: Option<u64>,
+    },
+    /// The operator chooses availability over data (`whpg-ha promote --accept-data-loss`):
+    /// promote now although the standby is not known to hold everything the primary
+    /// acknowledged. Every other rule still holds (never beside a live primary); it applies to
+    /// this evaluation only and is never remembered.
+    AcceptDataLoss,
     /// Time passed; re-evaluate deadlines.
     Tick,
 }
@@ -175,6 +192,9 @@ pub enum Hold {
     /// The failure that happened is not in `failover.triggers`.
     TriggerNotConfigured,
     Maintenance,
+    /// The standby is not known to hold everything the primary acknowledged: promoting it would
+    /// lose commits (`whpg-ha promote --accept-data-loss` overrides).
+    NotPromotable(Unpromotable),
 }
 
 /// Things worth a line in the log and the journal.
@@ -202,6 +222,10 @@ pub enum Notice {
     Rejoined,
     Isolated,
     IsolationEnded,
+    /// The standby fell out while the primary was alive: not promotable until caught up.
+    StandbyMarkedBehind(Mark),
+    /// It is streaming and caught up again.
+    StandbyCaughtUp,
 }
 
 /// Why a planned promotion was refused. `NotMaster` is the one a caller may wait out: the
@@ -333,6 +357,12 @@ pub struct PolicyStatus {
     pub promotion_gave_up: bool,
     pub hold: Option<Hold>,
     pub vip: bool,
+    /// Replication as the standby sees it (its primary's position, what it has, the mark).
+    pub replication: ReplicationStatus,
+    /// Whether it may be promoted, were the primary gone now.
+    pub promotable: Result<(), Unpromotable>,
+    /// While the local database is a primary: its position and its standby's walsender row.
+    pub local_position: Option<PrimaryPosition>,
 }
 
 pub struct Policy {
@@ -354,6 +384,10 @@ pub struct Policy {
     /// Left the election for a planned switchover.
     demoted: bool,
     startup_done: bool,
+    replication: Replication,
+    /// The operator's override for the current evaluation only ([`Input::AcceptDataLoss`]).
+    accept_data_loss: bool,
+    local_position: Option<PrimaryPosition>,
     /// The latest time the rules were evaluated at.
     evaluated_at: Instant,
     sent: Sent,
@@ -363,6 +397,7 @@ impl Policy {
     pub fn new(config: PolicyConfig, now: Instant) -> Policy {
         Policy {
             local: LocalDb::new(config.fall, config.rise),
+            replication: Replication::new(config.replication),
             config,
             started_at: now,
             peer: Peer::default(),
@@ -377,6 +412,8 @@ impl Policy {
             fenced: None,
             demoted: false,
             startup_done: false,
+            accept_data_loss: false,
+            local_position: None,
             evaluated_at: now,
             sent: Sent::default(),
         }
@@ -398,9 +435,15 @@ impl Policy {
                 self.vrrp = to;
                 self.master_reason = (to == State::Master).then_some(reason);
             }
-            Input::Local(sample) => self.local.sample(sample, now),
+            Input::Local(sample) => self.local_sample(sample, now, &mut out),
             Input::PostmasterExited => self.local.crashed(),
-            Input::Peer(sample) => self.peer.sample(sample, now),
+            Input::Peer(sample) => {
+                self.peer.sample(sample, now);
+                if let PeerSample::Primary { position, .. } = sample {
+                    let change = self.replication.primary_seen(position, now);
+                    Self::mark_notice(change, &mut out);
+                }
+            }
             Input::Witness {
                 quorum,
                 round_sent_at,
@@ -418,10 +461,45 @@ impl Policy {
                 shutdown_checkpoint,
                 received,
             } => self.planned_promotion(shutdown_checkpoint, received, now, &mut out),
+            Input::RestoredNotPromotable { primary, had } => {
+                self.replication.restore_mark(primary, had, now);
+            }
+            Input::AcceptDataLoss => {
+                self.accept_data_loss = true;
+                out.extend(self.evaluate(now));
+                self.accept_data_loss = false;
+                return out;
+            }
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
         out
+    }
+
+    fn local_sample(&mut self, sample: LocalSample, now: Instant, out: &mut Vec<Decision>) {
+        self.local.sample(sample, now);
+        match sample {
+            LocalSample::Standby { received, .. } => {
+                self.local_position = None;
+                self.replication.local_standby(received);
+            }
+            LocalSample::Primary { position, .. } => {
+                self.local_position = position;
+                // A primary misses nothing: whatever marked it as a standby is over.
+                Self::mark_notice(self.replication.local_primary(), out);
+            }
+            _ => {}
+        }
+    }
+
+    fn mark_notice(change: Option<MarkChange>, out: &mut Vec<Decision>) {
+        match change {
+            Some(MarkChange::Marked(mark)) => {
+                out.push(Decision::Notice(Notice::StandbyMarkedBehind(mark)))
+            }
+            Some(MarkChange::Cleared) => out.push(Decision::Notice(Notice::StandbyCaughtUp)),
+            None => {}
+        }
     }
 
     /// The earliest time at which a decision could change with no new input.
@@ -470,6 +548,9 @@ impl Policy {
             promotion_gave_up: self.promotion == Promotion::GaveUp,
             hold: self.sent.hold,
             vip: self.sent.vip,
+            replication: self.replication.status(),
+            promotable: self.replication.promotable(),
+            local_position: self.local_position,
         }
     }
 
@@ -869,6 +950,13 @@ impl Policy {
             let until = last_primary + c.confirmation;
             if now < until {
                 return Some(Hold::Confirming { until });
+            }
+        }
+        // Invariant 11: never promote a standby that is not known to hold everything the
+        // primary acknowledged, unless the operator accepts the loss for this one promotion.
+        if let Err(why) = self.replication.promotable() {
+            if !self.accept_data_loss {
+                return Some(Hold::NotPromotable(why));
             }
         }
         self.promotion = Promotion::Running { attempt };

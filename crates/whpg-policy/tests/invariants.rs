@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use whpg_policy::{
-    Decision, Input, LocalSample, PeerSample, Policy, PolicyConfig, Triggers, WalReceiver,
-    WriteVerified,
+    Decision, Input, LocalSample, PeerSample, Policy, PolicyConfig, PrimaryPosition,
+    ReplicationConfig, StandbyRow, Triggers, WalReceiver, WriteVerified,
 };
 use whpg_vrrp::{State, TransitionReason};
 
@@ -27,19 +27,49 @@ fn config(confirmation_ms: u64) -> PolicyConfig {
         promotion_attempts: 2,
         promotion_retry_delay: Duration::from_millis(300),
         startup_grace: Duration::from_millis(1000),
+        replication: ReplicationConfig {
+            maximum_lag: 1000,
+            maximum_lag_time: Duration::from_millis(500),
+        },
     }
+}
+
+/// A primary's snapshot: its position (in steps of 500 bytes) and its standby's row, if any.
+fn position() -> impl Strategy<Value = Option<PrimaryPosition>> {
+    let row = (any::<bool>(), 0u64..8).prop_map(|(streaming, behind)| StandbyRow {
+        streaming,
+        synchronous: false,
+        flush: Some(behind * 500),
+    });
+    proptest::option::weighted(
+        0.9,
+        (0u64..8, proptest::option::weighted(0.8, row)).prop_map(|(at, standby)| {
+            let current = 4000 + at * 500;
+            PrimaryPosition {
+                current,
+                standby: standby.map(|r| StandbyRow {
+                    flush: r.flush.map(|behind| current.saturating_sub(behind)),
+                    ..r
+                }),
+            }
+        }),
+    )
 }
 
 fn input() -> impl Strategy<Value = Input> {
     let local = prop_oneof![
-        (0u32..3).prop_map(|tl| LocalSample::Primary { timeline: Some(tl) }),
-        (0u32..3, any::<bool>(), 0u64..2000).prop_map(|(tl, streaming, age)| {
+        (0u32..3).prop_map(|tl| LocalSample::Primary {
+            timeline: Some(tl),
+            position: None
+        }),
+        (0u32..3, any::<bool>(), 0u64..2000, 0u64..8).prop_map(|(tl, streaming, age, at)| {
             LocalSample::Standby {
                 timeline: Some(tl),
                 wal_receiver: Some(WalReceiver {
                     streaming,
                     last_message_age: Some(Duration::from_millis(age)),
                 }),
+                received: Some(4000 + at * 500),
             }
         }),
         Just(LocalSample::NotAccepting),
@@ -49,7 +79,10 @@ fn input() -> impl Strategy<Value = Input> {
         Just(PeerSample::Unreachable),
         Just(PeerSample::DatabaseDown),
         Just(PeerSample::Standby),
-        (0u32..3).prop_map(|tl| PeerSample::Primary { timeline: Some(tl) }),
+        (0u32..3, position()).prop_map(|(tl, position)| PeerSample::Primary {
+            timeline: Some(tl),
+            position
+        }),
         Just(PeerSample::AcceptingUnknownRole),
     ];
     let vrrp = prop_oneof![

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use whpg_policy::{
     Decision, FenceReason, Hold, Input, LocalSample, Notice, PeerSample, PlannedRefusal, Policy,
-    PolicyConfig, Triggers, WalReceiver, WriteVerified,
+    PolicyConfig, PrimaryPosition, ReplicationConfig, StandbyRow, Triggers, Unpromotable,
+    WalReceiver, WriteVerified,
 };
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
@@ -27,15 +28,42 @@ fn config() -> PolicyConfig {
         promotion_attempts: 3,
         promotion_retry_delay: Duration::from_secs(1),
         startup_grace: Duration::from_secs(5),
+        replication: ReplicationConfig {
+            maximum_lag: 1 << 20,
+            maximum_lag_time: Duration::from_secs(1),
+        },
     }
 }
 
-const PRIMARY: LocalSample = LocalSample::Primary { timeline: Some(1) };
+/// Where the primary's WAL is in the scenarios where nothing is missing.
+const WAL_AT: u64 = 0x3000060;
+
+/// The primary's snapshot: at `current`, the standby streaming with `flush` on its disk.
+const fn streaming_at(current: u64, flush: u64) -> Option<PrimaryPosition> {
+    Some(PrimaryPosition {
+        current,
+        standby: Some(StandbyRow {
+            streaming: true,
+            synchronous: false,
+            flush: Some(flush),
+        }),
+    })
+}
+
+const PRIMARY: LocalSample = LocalSample::Primary {
+    timeline: Some(1),
+    position: None,
+};
 const STANDBY_IDLE: LocalSample = LocalSample::Standby {
     timeline: Some(1),
     wal_receiver: None,
+    received: Some(WAL_AT),
 };
-const PEER_PRIMARY: PeerSample = PeerSample::Primary { timeline: Some(1) };
+/// A live primary with this node's standby streaming and caught up.
+const PEER_PRIMARY: PeerSample = PeerSample::Primary {
+    timeline: Some(1),
+    position: streaming_at(WAL_AT, WAL_AT),
+};
 
 /// A policy under test and everything it decided, with the time.
 struct Run {
@@ -302,6 +330,7 @@ fn a_fresh_wal_receiver_holds_promotion_until_it_goes_stale() {
             streaming: true,
             last_message_age: Some(Duration::from_millis(50)),
         }),
+        received: Some(WAL_AT),
     };
     run.probes(0, 500, streaming, PEER_PRIMARY);
     run.at(600, Input::Peer(PeerSample::DatabaseDown));
@@ -608,7 +637,13 @@ fn an_old_primary_on_an_older_timeline_is_fenced_and_never_serves() {
     let mut run = Run::new(config());
     run.at(0, Input::Local(PRIMARY));
     run.at(100, Input::Local(PRIMARY));
-    run.at(100, Input::Peer(PeerSample::Primary { timeline: Some(2) }));
+    run.at(
+        100,
+        Input::Peer(PeerSample::Primary {
+            timeline: Some(2),
+            position: streaming_at(WAL_AT, WAL_AT),
+        }),
+    );
     let fence = Decision::Fence(FenceReason::OlderTimeline { local: 1, peer: 2 });
     assert_eq!(run.when(&fence), Some(100));
     assert!(run.decided(|d| *d
@@ -637,7 +672,10 @@ fn an_old_primary_restarted_after_a_crash_is_fenced_on_its_first_answer() {
         1600,
         3000,
         LocalSample::Down,
-        PeerSample::Primary { timeline: Some(2) },
+        PeerSample::Primary {
+            timeline: Some(2),
+            position: streaming_at(WAL_AT, WAL_AT),
+        },
     );
     assert!(!run.decided(|d| matches!(d, Decision::Fence(_))));
     // Someone starts the old primary again: one answer as a primary is enough (no `rise`).
@@ -653,7 +691,10 @@ fn an_old_primary_restarted_after_a_crash_is_fenced_on_its_first_answer() {
         3100,
         4000,
         PRIMARY,
-        PeerSample::Primary { timeline: Some(2) },
+        PeerSample::Primary {
+            timeline: Some(2),
+            position: streaming_at(WAL_AT, WAL_AT),
+        },
     );
     assert!(
         !run.log
@@ -962,4 +1003,211 @@ fn a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation(
     run.probes(4100, 4100, STANDBY_IDLE, PeerSample::Unreachable);
     run.witness(4110, true);
     assert!(run.decided(|d| matches!(d, Decision::Promote { .. })));
+}
+
+/// The primary's snapshot listing no walsender for this standby.
+fn peer_primary_without_walsender(current: u64) -> PeerSample {
+    PeerSample::Primary {
+        timeline: Some(1),
+        position: Some(PrimaryPosition {
+            current,
+            standby: None,
+        }),
+    }
+}
+
+fn peer_primary_at(current: u64, flush: u64) -> PeerSample {
+    PeerSample::Primary {
+        timeline: Some(1),
+        position: streaming_at(current, flush),
+    }
+}
+
+fn standby_received(received: u64) -> LocalSample {
+    LocalSample::Standby {
+        timeline: Some(1),
+        wal_receiver: None,
+        received: Some(received),
+    }
+}
+
+fn held_not_promotable(run: &Run) -> bool {
+    matches!(
+        run.policy.status().hold,
+        Some(Hold::NotPromotable(Unpromotable::Behind(_)))
+    )
+}
+
+/// The primary crashes at 1000 ms: its database refuses, its node resigns.
+fn crash_of_the_primary(run: &mut Run, at: u64) {
+    run.at(at, Input::Peer(PeerSample::DatabaseDown));
+    run.master(at + 10, TransitionReason::MasterResigned);
+    run.at(at + 200, Input::Tick);
+}
+
+#[test]
+fn a_standby_whose_stream_broke_while_the_primary_lived_is_never_promoted_after_the_crash() {
+    let mut run = Run::standby_settled(config());
+    // The stream breaks; the primary goes on committing alone (its position moves on).
+    run.at(
+        600,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 100)),
+    );
+    assert!(
+        !run.decided(|d| matches!(d, Decision::Notice(Notice::StandbyMarkedBehind(_)))),
+        "one snapshot is not conclusive"
+    );
+    run.at(
+        700,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 400)),
+    );
+    assert!(run.decided(|d| matches!(d, Decision::Notice(Notice::StandbyMarkedBehind(_)))));
+    run.at(800, Input::Local(STANDBY_IDLE));
+    crash_of_the_primary(&mut run, 1000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert!(held_not_promotable(&run));
+    assert!(run.policy.status().promotable.is_err());
+    assert_eq!(run.policy.status().replication.lag_bytes, Some(400));
+    // Much later, still nothing: the standby misses 400 bytes of acknowledged commits.
+    run.at(60_000, Input::Tick);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    // The operator chooses availability: promoted once, nothing remembered.
+    let out = run.at(60_100, Input::AcceptDataLoss);
+    assert!(out.contains(&Decision::Promote { attempt: 1 }));
+}
+
+#[test]
+fn a_crash_while_streaming_promotes_even_when_the_walsender_went_first() {
+    let mut run = Run::standby_settled(config());
+    // A killed primary's walsender can exit a moment before the backend answering our probe:
+    // one snapshot without it, 100 bytes the standby had not been seen to have.
+    run.at(
+        600,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 100)),
+    );
+    crash_of_the_primary(&mut run, 620);
+    assert!(run.decided(|d| matches!(d, Decision::Promote { attempt: 1 })));
+}
+
+#[test]
+fn a_silent_cut_marks_the_standby_once_wal_stops_arriving_for_the_lag_time() {
+    let mut run = Run::standby_settled(config());
+    // Both ends still say "streaming"; the standby's flush position stops at WAL_AT while the
+    // primary moves on by 100 bytes a probe: far under maximum_lag (1 MiB).
+    for step in 1..=9u64 {
+        run.at(
+            500 + step * 100,
+            Input::Peer(peer_primary_at(WAL_AT + step * 100, WAL_AT)),
+        );
+    }
+    assert!(!run.decided(|d| matches!(d, Decision::Notice(Notice::StandbyMarkedBehind(_)))));
+    run.at(1600, Input::Peer(peer_primary_at(WAL_AT + 1000, WAL_AT)));
+    assert!(run.decided(|d| matches!(d, Decision::Notice(Notice::StandbyMarkedBehind(_)))));
+    crash_of_the_primary(&mut run, 1700);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert!(held_not_promotable(&run));
+}
+
+#[test]
+fn a_marked_standby_that_catches_up_with_the_last_known_position_is_promoted() {
+    let mut run = Run::standby_settled(config());
+    run.at(
+        600,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 300)),
+    );
+    run.at(
+        700,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 300)),
+    );
+    crash_of_the_primary(&mut run, 1000);
+    assert!(held_not_promotable(&run));
+    // The WAL arrives after all (from the archive, say): everything the primary was seen with.
+    let out = run.at(1300, Input::Local(standby_received(WAL_AT + 300)));
+    assert!(out.contains(&Decision::Promote { attempt: 1 }));
+}
+
+#[test]
+fn a_standby_caught_up_again_while_the_primary_lives_is_promotable_again() {
+    let mut run = Run::standby_settled(config());
+    run.at(
+        600,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 300)),
+    );
+    run.at(
+        700,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 500)),
+    );
+    // Streaming again, but not yet at the position it fell out at: still marked.
+    run.at(
+        800,
+        Input::Peer(peer_primary_at(WAL_AT + 500, WAL_AT + 450)),
+    );
+    assert!(!run.decided(|d| matches!(d, Decision::Notice(Notice::StandbyCaughtUp))));
+    let out = run.at(
+        900,
+        Input::Peer(peer_primary_at(WAL_AT + 600, WAL_AT + 600)),
+    );
+    assert!(out.contains(&Decision::Notice(Notice::StandbyCaughtUp)));
+    run.at(950, Input::Local(standby_received(WAL_AT + 600)));
+    crash_of_the_primary(&mut run, 1000);
+    assert!(run.decided(|d| matches!(d, Decision::Promote { attempt: 1 })));
+}
+
+#[test]
+fn a_mark_kept_from_before_a_restart_holds_promotion() {
+    let mut run = Run::new(config());
+    run.at(
+        0,
+        Input::RestoredNotPromotable {
+            primary: Some(WAL_AT + 5000),
+            had: Some(WAL_AT),
+        },
+    );
+    // The primary is seen, but not streaming to us; then it crashes.
+    run.probes(
+        0,
+        500,
+        STANDBY_IDLE,
+        peer_primary_without_walsender(WAL_AT + 6000),
+    );
+    crash_of_the_primary(&mut run, 1000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert!(held_not_promotable(&run));
+}
+
+#[test]
+fn a_standby_that_never_saw_the_primarys_position_is_not_promotable() {
+    let mut run = Run::new(config());
+    // The primary answers, but its WAL position is hidden (no pg_monitor): unknown.
+    let hidden = PeerSample::Primary {
+        timeline: Some(1),
+        position: None,
+    };
+    run.probes(0, 500, STANDBY_IDLE, hidden);
+    crash_of_the_primary(&mut run, 1000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::NotPromotable(Unpromotable::Unreadable))
+    );
+}
+
+#[test]
+fn accepting_data_loss_never_promotes_beside_a_live_primary() {
+    let mut run = Run::standby_settled(config());
+    run.at(
+        600,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 300)),
+    );
+    run.at(
+        700,
+        Input::Peer(peer_primary_without_walsender(WAL_AT + 300)),
+    );
+    run.master(710, TransitionReason::MasterDown);
+    let out = run.at(720, Input::AcceptDataLoss);
+    assert!(!out.iter().any(|d| matches!(d, Decision::Promote { .. })));
+    assert_eq!(run.policy.status().hold, Some(Hold::PeerPrimaryAlive));
+    // The override is not remembered: once the primary is gone, the mark holds again.
+    crash_of_the_primary(&mut run, 1000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
 }

@@ -78,6 +78,7 @@ mod tests {
                 streaming,
                 last_message_ms_ago: Some(10),
             }),
+            replication: None,
         }
     }
 

@@ -26,7 +26,7 @@ use super::ApiState;
 use crate::node::Refusal;
 
 /// How long a mutating request waits for the daemon loop.
-const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest body of a mutating request (the largest real one is under 100 bytes).
 pub const MAX_BODY: usize = 4 * 1024;
 
@@ -132,6 +132,10 @@ pub enum ApiCommand {
         /// The old primary's shutdown checkpoint and what this standby received (LSNs).
         shutdown_checkpoint: u64,
         received: u64,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// Promote although the standby may miss acknowledged commits (the operator's choice).
+    PromoteAcceptingDataLoss {
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Journal one action done by an API task (switchover and rejoin steps).

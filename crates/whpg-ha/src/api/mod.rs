@@ -16,6 +16,7 @@
 //! | `GET /check` | this daemon's self-test for `whpg-ha check` ([`crate::selftest`]): config digest, commands, witnesses, journal |
 //! | `POST /check/token` | 200 when the bearer token is accepted; changes nothing |
 //! | `POST /maintenance` | `{"on": bool}`, bearer token required |
+//! | `POST /promote` | `{"accept_data_loss": true}`: promote a standby that may miss acknowledged commits ([`promote`]) |
 //! | `POST /switchover/demote`, `/switchover/promote`, `/rejoin` | planned switchover and rejoin steps ([`switchover`]) |
 //!
 //! The server ([`server`]) bounds connections, header and idle time; mutating routes check the
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod checks;
 pub mod control;
 mod history;
+pub mod promote;
 pub mod server;
 pub mod switchover;
 pub mod tls;
@@ -75,6 +77,7 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
     // The token is checked before any body is read; only then is a small body read.
     let mutating = Router::new()
         .route("/maintenance", post(control::maintenance))
+        .route("/promote", post(promote::promote))
         .route("/switchover/demote", post(switchover::demote))
         .route("/switchover/promote", post(switchover::promote))
         .route("/rejoin", post(switchover::rejoin))

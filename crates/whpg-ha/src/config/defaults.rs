@@ -44,6 +44,19 @@ pub const HEALTH_CONNECT_INTERVAL: Duration = Duration::from_secs(2);
 pub const CONFIRMATION: Duration = Duration::from_secs(3);
 pub const WAL_FRESHNESS: Duration = Duration::from_secs(1);
 pub const FENCE_WHEN_ISOLATED: bool = true;
+pub const MAXIMUM_LAG_TIME: Duration = Duration::from_secs(1);
+
+/// `failover.maximum_lag` of a flavor. A PostgreSQL primary writes all of its data's WAL, and a
+/// busy one keeps hundreds of kB in flight to a healthy streaming standby: 1 MiB (Patroni's
+/// `maximum_lag_on_failover`) tolerates that and nothing more. A WarehousePG coordinator writes
+/// only catalog changes and distributed-commit records (the data is on the segments), so it has
+/// far less in flight and every kB is many commits: 64 KiB.
+pub fn maximum_lag(flavor: Flavor) -> u64 {
+    match flavor {
+        Flavor::Postgres => 1 << 20,
+        Flavor::WarehousePg => 64 << 10,
+    }
+}
 
 pub const WITNESS_INTERVAL: Duration = Duration::from_millis(200);
 pub const WITNESS_TIMEOUT: Duration = Duration::from_millis(500);

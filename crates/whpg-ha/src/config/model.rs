@@ -97,6 +97,9 @@ pub struct Node {
     pub address: Ipv4Addr,
     /// VRRP priority 1..=255 (255 = address owner).
     pub priority: u8,
+    /// The `application_name` its WAL receiver connects with, when the primary does not see it
+    /// at `address` (replication over another network): how `pg_stat_replication` names it.
+    pub application_name: Option<String>,
 }
 
 /// The multicast group of VRRP over IPv4.
@@ -345,6 +348,10 @@ pub struct Failover {
     pub wal_freshness: Duration,
     /// An isolated node (no peer, no witness quorum) drops the VIP and stops its database.
     pub fence_when_isolated: bool,
+    /// Bytes the standby may be behind the primary at the last observation and be promoted.
+    pub maximum_lag: u64,
+    /// WAL the primary had this long ago must be on the standby, or it is not promotable.
+    pub maximum_lag_time: Duration,
 }
 
 impl Failover {

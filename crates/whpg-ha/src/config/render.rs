@@ -87,6 +87,9 @@ impl Config {
             writeln!(o, "\n[nodes.{}]{marker}", segment(&node.name))?;
             writeln!(o, "address = {}", quote(&node.address.to_string()))?;
             writeln!(o, "priority = {}", node.priority)?;
+            if let Some(name) = &node.application_name {
+                writeln!(o, "application_name = {}", quote(name))?;
+            }
         }
 
         let d = &self.database;
@@ -131,6 +134,8 @@ impl Config {
         writeln!(o, "confirmation = {}", dur(f.confirmation))?;
         writeln!(o, "wal_freshness = {}", dur(f.wal_freshness))?;
         writeln!(o, "fence_when_isolated = {}", f.fence_when_isolated)?;
+        writeln!(o, "maximum_lag = {}", f.maximum_lag)?;
+        writeln!(o, "maximum_lag_time = {}", dur(f.maximum_lag_time))?;
 
         let c = &self.commands;
         for (name, spec) in [

@@ -106,6 +106,7 @@ pub(crate) struct RawVip {
 pub(crate) struct RawNode {
     pub address: Option<String>,
     pub priority: Option<i64>,
+    pub application_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +144,9 @@ pub(crate) struct RawFailover {
     pub confirmation: Option<RawDuration>,
     pub wal_freshness: Option<RawDuration>,
     pub fence_when_isolated: Option<bool>,
+    /// A size: an integer (bytes) or a string with a unit; read like a duration, as written.
+    pub maximum_lag: Option<RawDuration>,
+    pub maximum_lag_time: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

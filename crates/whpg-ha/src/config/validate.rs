@@ -49,7 +49,7 @@ pub(crate) fn resolve(
     let database = c.database(raw.database.as_ref());
     let health = c.health(&raw.health);
     let witness = c.witness(&raw.witness, &nodes);
-    let failover = c.failover(&raw.failover, &witness);
+    let failover = c.failover(&raw.failover, &witness, database.flavor);
     let commands = c.commands(&raw.commands, &database);
     let mut api = c.api(&raw.api);
     let journal = c.journal(&raw.journal);
@@ -611,6 +611,7 @@ impl Checker<'_> {
                         name: name.clone(),
                         address,
                         priority,
+                        application_name: node.application_name.clone(),
                     }),
                     _ => None,
                 },
@@ -1142,7 +1143,7 @@ impl Checker<'_> {
         }
     }
 
-    fn failover(&mut self, raw: &RawFailover, witness: &Witness) -> Failover {
+    fn failover(&mut self, raw: &RawFailover, witness: &Witness, flavor: Flavor) -> Failover {
         let mut triggers = Vec::new();
         match &raw.triggers {
             None => triggers.extend(Trigger::ALL),
@@ -1201,6 +1202,49 @@ impl Checker<'_> {
                 "the WAL freshness window",
             ),
             fence_when_isolated,
+            maximum_lag: self.size(
+                "failover.maximum_lag",
+                raw.maximum_lag.as_ref(),
+                defaults::maximum_lag(flavor),
+                1 << 40,
+            ),
+            maximum_lag_time: self.duration(
+                "failover.maximum_lag_time",
+                raw.maximum_lag_time.as_ref(),
+                defaults::MAXIMUM_LAG_TIME,
+                Duration::from_millis(100)..=Duration::from_secs(3600),
+                "the maximum lag time",
+            ),
+        }
+    }
+
+    /// A size in bytes: an integer, or a string with a unit (`"64kB"`, `"1MiB"`, `"16 MB"`).
+    fn size(&mut self, key: &str, raw: Option<&RawDuration>, default: u64, max: u64) -> u64 {
+        let Some(raw) = raw else { return default };
+        let (shown, parsed) = match raw {
+            RawDuration::Number(n) => (n.clone(), n.parse::<u64>().map_err(|e| e.to_string())),
+            RawDuration::Text(t) => (quote(t), parse_size(t)),
+        };
+        match parsed {
+            Ok(bytes) if bytes <= max => bytes,
+            Ok(_) => {
+                self.error(
+                    key,
+                    Some(shown),
+                    "too large",
+                    format!("use at most {max} bytes (1 TiB)"),
+                );
+                default
+            }
+            Err(why) => {
+                self.error(
+                    key,
+                    Some(shown),
+                    format!("not a size: {why}"),
+                    "write bytes as an integer (1048576) or with a unit: \"64kB\", \"1MiB\", \"16MB\"",
+                );
+                default
+            }
         }
     }
 
@@ -1581,4 +1625,39 @@ pub(crate) fn default_listen(own: Ipv4Addr) -> Vec<SocketAddr> {
 /// An address a host can own: not multicast, broadcast, unspecified or loopback.
 fn is_unicast(a: Ipv4Addr) -> bool {
     !(a.is_multicast() || a.is_broadcast() || a.is_unspecified() || a.is_loopback())
+}
+
+/// `"64kB"`, `"1 MiB"`, `"16MB"`, `"512"`: kB/MB/GB are powers of 1024 as in PostgreSQL's own
+/// settings; KiB/MiB/GiB the same, for those who write them so.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err("it must start with a number".into());
+    }
+    let n: u64 = digits.parse().map_err(|e| format!("{e}"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (use B, kB, MB or GB)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| "too large".to_string())
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64kB"), Ok(65536));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("16MB"), Ok(16 << 20));
+        assert!(parse_size("1 mb").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("MB").unwrap_err().contains("number"));
+    }
 }

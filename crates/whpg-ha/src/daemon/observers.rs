@@ -13,11 +13,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{interval, MissedTickBehavior};
 use tracing::{info, warn};
-use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver};
+use whpg_policy::{Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow, WalReceiver};
 
 use crate::config::{Config, Health};
+use crate::db::lsn::Lsn;
 use crate::db::postmaster::PostmasterStatus;
-use crate::db::query::{Role, WalReceiverStatus};
+use crate::db::query::{Role, StandbyIdentity, WalReceiverStatus, WalSenderRow};
 use crate::db::{
     observe, probe, ConnParams, DbFacts, HeldSession, PostmasterPid, PostmasterWatch, ProbeOutcome,
     ProbeTarget, QueryError,
@@ -82,8 +83,12 @@ impl Warner {
 /// [`LocalSample`] or [`PeerSample`] ([`local_sample`], [`peer_sample`]).
 #[derive(Debug)]
 pub enum Seen {
-    /// A logged-in answer: on the held session, or on a new connection.
-    Facts(DbFacts),
+    /// A logged-in answer: on the held session, or on a new connection; with a primary's
+    /// position and the pair's standby's walsender row when they were read.
+    Facts {
+        facts: DbFacts,
+        position: Option<(Lsn, Option<WalSenderRow>)>,
+    },
     /// A logged-in answer with the role only (the held session's cheaper question).
     Role(Role),
     /// The startup-packet probe's answer, when it did not say "accepting".
@@ -98,6 +103,14 @@ pub enum Seen {
 }
 
 impl Seen {
+    /// Facts without the replication rows (the held session's state row).
+    fn facts_only(facts: DbFacts) -> Seen {
+        Seen::Facts {
+            facts,
+            position: None,
+        }
+    }
+
     fn unqueryable(e: &QueryError) -> Seen {
         Seen::Unqueryable {
             reason: e.to_string(),
@@ -109,14 +122,20 @@ impl Seen {
 /// The local database's sample for what was seen. A failure of our own is unknown.
 pub fn local_sample(seen: &Seen) -> LocalSample {
     match seen {
-        Seen::Facts(facts) => local_from_facts(facts),
-        Seen::Role(Role::Primary { timeline }) => LocalSample::Primary {
+        Seen::Facts { facts, position } => local_from_facts(facts, *position),
+        Seen::Role(Role::Primary {
+            timeline,
+            current,
+            standby,
+        }) => LocalSample::Primary {
             timeline: Some(*timeline),
+            position: policy_position(current.map(|c| (c, *standby))),
         },
         // The monitor asks the state row of a local standby; without it, no WAL receiver facts.
         Seen::Role(Role::InRecovery) => LocalSample::Standby {
             timeline: None,
             wal_receiver: None,
+            received: None,
         },
         Seen::ShuttingDown => LocalSample::NotAccepting,
         Seen::Unqueryable {
@@ -132,6 +151,7 @@ pub fn local_sample(seen: &Seen) -> LocalSample {
             ProbeOutcome::StandbyReady { .. } => LocalSample::Standby {
                 timeline: None,
                 wal_receiver: None,
+                received: None,
             },
             ProbeOutcome::NotAccepting => LocalSample::NotAccepting,
             ProbeOutcome::Rejected { .. }
@@ -146,13 +166,19 @@ pub fn local_sample(seen: &Seen) -> LocalSample {
 /// nor erases the evidence that the peer's primary lives.
 pub fn peer_sample(seen: &Seen) -> PeerSample {
     match seen {
-        Seen::Facts(facts) if facts.in_recovery => PeerSample::Standby,
-        Seen::Facts(facts) => PeerSample::Primary {
+        Seen::Facts { facts, .. } if facts.in_recovery => PeerSample::Standby,
+        Seen::Facts { facts, position } => PeerSample::Primary {
             timeline: Some(facts.timeline),
+            position: policy_position(*position),
         },
         Seen::Role(Role::InRecovery) => PeerSample::Standby,
-        Seen::Role(Role::Primary { timeline }) => PeerSample::Primary {
+        Seen::Role(Role::Primary {
+            timeline,
+            current,
+            standby,
+        }) => PeerSample::Primary {
             timeline: Some(*timeline),
+            position: policy_position(current.map(|c| (c, *standby))),
         },
         // Only the local database has a postmaster.pid to read.
         Seen::ShuttingDown => PeerSample::DatabaseDown,
@@ -177,6 +203,18 @@ pub fn peer_sample(seen: &Seen) -> PeerSample {
             },
         },
     }
+}
+
+/// A primary's position and its standby's walsender row, as the policy takes them.
+fn policy_position(seen: Option<(Lsn, Option<WalSenderRow>)>) -> Option<PrimaryPosition> {
+    seen.map(|(current, row)| PrimaryPosition {
+        current: current.0,
+        standby: row.map(|r| StandbyRow {
+            streaming: r.streaming,
+            synchronous: r.synchronous,
+            flush: r.flush.map(|lsn| lsn.0),
+        }),
+    })
 }
 
 /// Delays between login attempts after failed ones, while the server accepts connections but
@@ -238,18 +276,24 @@ pub struct Monitor {
     /// The latest session answer said "not in recovery": the role row is enough until it
     /// says otherwise (for the local database; the peer's always gets the role row).
     last_primary: bool,
+    /// How a primary here lists the pair's standby (the other node) in `pg_stat_replication`.
+    standby: StandbyIdentity,
 }
 
 impl Monitor {
     /// The local database as configured.
     pub fn local(config: &Config) -> Monitor {
         let db = &config.database;
-        Monitor::new(
+        let monitor = Monitor::new(
             ProbeTarget::local(db),
             ConnParams::local(db),
             &config.health,
             Some(db.data_directory.clone()),
-        )
+        );
+        match config.peer() {
+            Some(peer) => monitor.with_standby(standby_identity(peer)),
+            None => monitor,
+        }
     }
 
     /// The peer's database at `address`.
@@ -261,6 +305,13 @@ impl Monitor {
             &config.health,
             None,
         )
+        .with_standby(standby_identity(&config.local))
+    }
+
+    /// A primary seen by this monitor lists `standby` as the pair's standby.
+    pub fn with_standby(mut self, standby: StandbyIdentity) -> Monitor {
+        self.standby = standby;
+        self
     }
 
     /// A monitor of `target` (probe) / `params` (login) with the `[health]` settings; with
@@ -282,6 +333,17 @@ impl Monitor {
             backoff: Backoff::new(health.interval),
             login_error: None,
             last_primary: false,
+            standby: StandbyIdentity {
+                address: String::new(),
+                application_name: None,
+            },
+        }
+    }
+
+    fn facts(&self, facts: DbFacts) -> Seen {
+        Seen::Facts {
+            position: facts.primary_position(&self.standby),
+            facts,
         }
     }
 
@@ -320,7 +382,7 @@ impl Monitor {
         let Some(every) = self.connect_interval else {
             return match probe(&self.target, self.timeout).await {
                 ProbeOutcome::Accepting => match observe(&self.params, self.timeout).await {
-                    Ok(facts) => Seen::Facts(facts),
+                    Ok(facts) => self.facts(facts),
                     Err(e) => Seen::unqueryable(&e),
                 },
                 other => Seen::Probe(other),
@@ -382,21 +444,21 @@ impl Monitor {
         // The local standby's WAL receiver matters (state row); otherwise the role is enough.
         let wants_receiver = self.data_dir.is_some();
         let answer = if !wants_receiver || self.last_primary {
-            match session.role(self.timeout).await {
+            match session.role(self.timeout, &self.standby).await {
                 Ok(role @ Role::Primary { .. }) => Ok(Seen::Role(role)),
                 Ok(Role::InRecovery) if !wants_receiver => Ok(Seen::Role(Role::InRecovery)),
                 // A local primary that is in recovery now: ask for the whole state at once.
-                Ok(Role::InRecovery) => session.observe(self.timeout).await.map(Seen::Facts),
+                Ok(Role::InRecovery) => session.observe(self.timeout).await.map(Seen::facts_only),
                 Err(e) => Err(e),
             }
         } else {
-            session.observe(self.timeout).await.map(Seen::Facts)
+            session.observe(self.timeout).await.map(Seen::facts_only)
         };
         match answer {
             Ok(seen) => {
                 self.last_primary = match &seen {
                     Seen::Role(Role::Primary { .. }) => true,
-                    Seen::Facts(facts) => !facts.in_recovery,
+                    Seen::Facts { facts, .. } => !facts.in_recovery,
                     _ => false,
                 };
                 seen
@@ -492,10 +554,19 @@ async fn local_database(config: Config, tx: mpsc::Sender<Input>) {
     .await;
 }
 
-fn local_from_facts(facts: &DbFacts) -> LocalSample {
+/// How the node `node` shows in its primary's `pg_stat_replication`.
+fn standby_identity(node: &crate::config::Node) -> StandbyIdentity {
+    StandbyIdentity {
+        address: node.address.to_string(),
+        application_name: node.application_name.clone(),
+    }
+}
+
+fn local_from_facts(facts: &DbFacts, position: Option<(Lsn, Option<WalSenderRow>)>) -> LocalSample {
     if !facts.in_recovery {
         return LocalSample::Primary {
             timeline: Some(facts.timeline),
+            position: policy_position(position),
         };
     }
     LocalSample::Standby {
@@ -504,6 +575,7 @@ fn local_from_facts(facts: &DbFacts) -> LocalSample {
             streaming: w.status == Some(WalReceiverStatus::Streaming),
             last_message_age: w.last_msg_age,
         }),
+        received: facts.receive_lsn.map(|lsn| lsn.0),
     }
 }
 
@@ -659,6 +731,7 @@ mod tests {
                 LocalSample::Standby {
                     timeline: None,
                     wal_receiver: None,
+                    received: None,
                 },
                 PeerSample::Standby,
             ),

@@ -156,6 +156,9 @@ impl Runner {
             self.step(NodeInput::RestoredMaintenance { since_unix_ms })
                 .await;
         }
+        if let Some(record) = self.remembered.not_promotable.clone() {
+            self.step(NodeInput::RestoredNotPromotable(record)).await;
+        }
         self.step(NodeInput::Start).await;
         if let Some(fault) = self.io.interface.fault() {
             let name = &self.config.vrrp.interface;
@@ -338,7 +341,28 @@ impl Runner {
             Effect::Log { level, text } => log(level, &text),
             Effect::Measure(measure) => self.measure(measure),
             Effect::RememberMaintenance { on } => self.remember_maintenance(on),
+            Effect::RememberNotPromotable(record) => self.remember_not_promotable(record),
         }
+    }
+
+    /// Write the not-promotable mark to disk; a failure is said loudly (a restart would forget
+    /// it, and the restarted daemon would count the standby as never observed instead, which
+    /// is still not promotable until it is seen in sync).
+    fn remember_not_promotable(&mut self, record: Option<crate::node::NotPromotableRecord>) {
+        let mut next = self.remembered.clone();
+        next.not_promotable = record;
+        if let Err(e) = self.state.save(&next) {
+            let text = format!("the standby's not-promotable mark could not be written: {e}");
+            error!("{text}");
+            self.journal.record(Entry::at(
+                self.step_now.unix_ms,
+                &self.config.local.name,
+                Kind::Notice,
+                text,
+            ));
+            return;
+        }
+        self.remembered = next;
     }
 
     /// Write maintenance mode to disk before the request is answered; a failure is said loudly
@@ -385,6 +409,9 @@ impl Runner {
                 metrics.promotion_duration.observe(took.as_secs_f64());
             }
             Measure::Failover { took } => metrics.failover_duration.observe(took.as_secs_f64()),
+            Measure::PromotionRefusedBehind => {
+                metrics.promotions_refused_not_promotable.inc();
+            }
         }
     }
 
@@ -499,6 +526,9 @@ impl Runner {
                 reply,
             ),
             ApiCommand::Record { detail, reply } => (Request::Record(detail), reply),
+            ApiCommand::PromoteAcceptingDataLoss { reply } => {
+                (Request::PromoteAcceptingDataLoss, reply)
+            }
         };
         self.step_now = Now::read();
         let (answer, effects) = self.node.request(request, self.step_now);

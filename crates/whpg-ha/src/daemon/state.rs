@@ -1,6 +1,8 @@
 //! What the daemon must remember across restarts, beside the journal in `[journal] path`:
-//! today, maintenance mode. An operator who turned it on before patching a host must not find
-//! it silently off because a daemon was restarted (or the host rebooted) in between.
+//! maintenance mode, and that the standby is not promotable. An operator who turned maintenance
+//! on before patching a host must not find it silently off because a daemon was restarted (or
+//! the host rebooted) in between; a standby that fell behind while the primary lived must not
+//! become promotable because its daemon restarted and forgot.
 //!
 //! The file is replaced atomically (a temporary file, fsync, rename, fsync of the directory), so
 //! a crash leaves the old or the new state, never a torn one. It is never followed through a
@@ -23,17 +25,21 @@ pub struct PersistedState {
     pub maintenance: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_since_unix_ms: Option<u64>,
+    /// The standby misses WAL the primary had (set while the primary was seen alive), until it
+    /// is seen streaming and caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_promotable: Option<crate::node::NotPromotableRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}; fix or remove the file (it records maintenance mode)")]
+    #[error("{path}: {source}; fix the file, or remove it (it records maintenance mode and whether the standby is promotable: without it the standby counts as never observed until it is seen in sync)")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "{path}: not a valid state file ({source}); fix or remove it (it records maintenance mode)"
+        "{path}: not a valid state file ({source}); fix it, or remove it (it records maintenance mode and whether the standby is promotable: without it the standby counts as never observed until it is seen in sync)"
     )]
     Parse {
         path: PathBuf,
@@ -133,6 +139,12 @@ mod tests {
         let on = PersistedState {
             maintenance: true,
             maintenance_since_unix_ms: Some(1_700_000_000_000),
+            not_promotable: Some(crate::node::NotPromotableRecord {
+                since_unix_ms: 1_700_000_000_500,
+                reason: "the primary lists no streaming WAL sender for this standby".into(),
+                primary_lsn: Some(0x3000060),
+                had_lsn: None,
+            }),
         };
         store.save(&on).unwrap();
         assert_eq!(StateStore::new(&dir).load().unwrap(), on);

@@ -270,6 +270,24 @@ pub struct DbFacts {
     pub wal_receiver: Option<WalReceiver>,
     /// Standbys streaming from this server, by application name.
     pub replication: Vec<ReplicationPeer>,
+    /// `replication` was read (the held session's state row does not read it).
+    pub replication_read: bool,
+}
+
+impl DbFacts {
+    /// A primary's position and the walsender row of `standby`, when both were read.
+    pub fn primary_position(
+        &self,
+        standby: &StandbyIdentity,
+    ) -> Option<(Lsn, Option<WalSenderRow>)> {
+        if self.in_recovery || !self.replication_read {
+            return None;
+        }
+        let row = standby
+            .find(&self.replication)
+            .map(ReplicationPeer::walsender_row);
+        self.current_lsn.map(|lsn| (lsn, row))
+    }
 }
 
 /// The state row: recovery, timeline sources, WAL receiver. Functions that fail during recovery
@@ -296,18 +314,41 @@ FROM r CROSS JOIN p LEFT JOIN pg_stat_wal_receiver w ON true"
 pub(crate) const STATE_SQL: &str = state_sql!();
 
 /// The role row, for a database whose WAL receiver does not matter (the peer's, or the local
-/// one while it is a primary): recovery, and for a primary the timeline of the WAL it writes. A
-/// quarter of the state row's cost on the server.
+/// one while it is a primary): recovery, and for a primary the timeline and position of the WAL
+/// it writes and the walsender row of the pair's standby — matched by its address (`$1`, the
+/// text of `host(client_addr)`) or by `replication.application_name` (`$2`, NULL when not set).
+/// One snapshot, so the position and the standby's flush position are consistent. The
+/// walsender lookup is only evaluated on a primary.
 pub(crate) const ROLE_SQL: &str = "\
-SELECT r.rec::text, CASE WHEN r.rec THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END \
-FROM pg_is_in_recovery() AS r(rec)";
+WITH r AS (SELECT pg_is_in_recovery() AS rec), \
+     p AS (SELECT CASE WHEN rec THEN NULL ELSE pg_current_wal_lsn() END AS lsn FROM r) \
+SELECT r.rec::text, pg_walfile_name(p.lsn), p.lsn::text, \
+       w.state, w.sync_state, w.flush_lsn::text \
+FROM r CROSS JOIN p LEFT JOIN LATERAL ( \
+    SELECT state, sync_state, flush_lsn FROM pg_stat_replication \
+    WHERE NOT r.rec AND (host(client_addr) = $1::text OR application_name = $2::text) \
+    ORDER BY state = 'streaming' DESC, flush_lsn DESC NULLS LAST LIMIT 1) w ON true";
+
+/// The pair's standby as a primary lists it (`pg_stat_replication`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalSenderRow {
+    /// `state = 'streaming'`.
+    pub streaming: bool,
+    /// `sync_state` is `sync` or `quorum`.
+    pub synchronous: bool,
+    /// `flush_lsn`; `None` when hidden from the user (it needs `pg_monitor`).
+    pub flush: Option<Lsn>,
+}
 
 /// What the role row says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Not in recovery, writing WAL on this timeline.
+    /// Not in recovery, writing WAL on this timeline, at `current`; the standby's walsender row
+    /// (`None`: the primary lists none for it).
     Primary {
         timeline: u32,
+        current: Option<Lsn>,
+        standby: Option<WalSenderRow>,
     },
     InRecovery,
 }
@@ -319,10 +360,60 @@ pub(crate) fn parse_role_row(row: &tokio_postgres::Row) -> Result<Role, String> 
         Some(true) => Ok(Role::InRecovery),
         Some(false) => {
             let walfile = c.text(1)?;
-            walfile
+            let timeline = walfile
                 .and_then(timeline_of_walfile)
-                .map(|timeline| Role::Primary { timeline })
-                .ok_or_else(|| format!("no timeline in WAL file name {walfile:?}"))
+                .ok_or_else(|| format!("no timeline in WAL file name {walfile:?}"))?;
+            let standby = match c.text(3)? {
+                None => None,
+                Some(state) => Some(WalSenderRow {
+                    streaming: state == "streaming",
+                    synchronous: matches!(c.text(4)?, Some("sync" | "quorum")),
+                    flush: c.parsed(5, "flush_lsn")?,
+                }),
+            };
+            Ok(Role::Primary {
+                timeline,
+                current: c.parsed(2, "pg_current_wal_lsn")?,
+                standby,
+            })
+        }
+    }
+}
+
+/// How a primary's `pg_stat_replication` names the pair's standby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandbyIdentity {
+    /// The standby node's address, as `host(client_addr)` prints it.
+    pub address: String,
+    /// `replication.application_name`, when set.
+    pub application_name: Option<String>,
+}
+
+impl StandbyIdentity {
+    /// The row of `rows` for this standby: by address, else by application name; a streaming
+    /// row first.
+    pub fn find<'a>(&self, rows: &'a [ReplicationPeer]) -> Option<&'a ReplicationPeer> {
+        let ours = |r: &&ReplicationPeer| {
+            r.client_addr.map(|a| a.to_string()).as_deref() == Some(self.address.as_str())
+                || self.application_name.as_deref() == Some(r.application_name.as_str())
+        };
+        let mut found: Vec<&ReplicationPeer> = rows.iter().filter(ours).collect();
+        found.sort_by_key(|r| {
+            (
+                r.state.as_deref() != Some("streaming"),
+                std::cmp::Reverse(r.flush_lsn),
+            )
+        });
+        found.first().copied()
+    }
+}
+
+impl ReplicationPeer {
+    pub fn walsender_row(&self) -> WalSenderRow {
+        WalSenderRow {
+            streaming: self.state.as_deref() == Some("streaming"),
+            synchronous: matches!(self.sync_state.as_deref(), Some("sync" | "quorum")),
+            flush: self.flush_lsn,
         }
     }
 }
@@ -529,6 +620,7 @@ fn parse_observation(messages: &[SimpleQueryMessage]) -> Result<DbFacts, String>
         None => return Err("no result".into()),
     };
     let mut facts = parse_state(&state)?;
+    facts.replication_read = true;
     for row in statements.get(1).map(Vec::as_slice).unwrap_or_default() {
         let c = Columns::of_simple(row)?;
         facts.replication.push(ReplicationPeer {
@@ -591,6 +683,7 @@ fn parse_state(state: &Columns<'_>) -> Result<DbFacts, String> {
         replay_lsn,
         wal_receiver,
         replication: Vec::new(),
+        replication_read: false,
     })
 }
 

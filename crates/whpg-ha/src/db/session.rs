@@ -29,7 +29,8 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::query::{
-    parse_role_row, parse_state_row, ConnParams, DbFacts, QueryError, Role, ROLE_SQL, STATE_SQL,
+    parse_role_row, parse_state_row, ConnParams, DbFacts, QueryError, Role, StandbyIdentity,
+    ROLE_SQL, STATE_SQL,
 };
 use super::startup_probe::resolve;
 use crate::config::DbEndpoint;
@@ -177,10 +178,22 @@ impl HeldSession {
         }
     }
 
-    /// The role only ([`ROLE_SQL`]): cheaper, for when the WAL receiver does not matter.
-    pub async fn role(&mut self, timeout: Duration) -> Result<Role, QueryError> {
+    /// The role only ([`ROLE_SQL`]), with a primary's position and the walsender row of
+    /// `standby`: cheaper, for when the WAL receiver does not matter.
+    pub async fn role(
+        &mut self,
+        timeout: Duration,
+        standby: &StandbyIdentity,
+    ) -> Result<Role, QueryError> {
         let deadline = Instant::now() + timeout;
-        match timeout_at(deadline, self.client.query_one(&self.role_statement, &[])).await {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&standby.address, &standby.application_name];
+        match timeout_at(
+            deadline,
+            self.client.query_one(&self.role_statement, &params),
+        )
+        .await
+        {
             Err(_) => Err(QueryError::TimedOut {
                 target: self.target.clone(),
                 timeout,

@@ -22,8 +22,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tracing::Level;
+use whpg_policy::replication::{bytes_text, lsn_text};
 use whpg_policy::{
-    DbRole, Decision, FenceReason, Input, Notice, PlannedRefusal, Policy, PolicyStatus,
+    DbRole, Decision, FenceReason, Hold, Input, Mark, Notice, PlannedRefusal, Policy, PolicyStatus,
+    Unpromotable,
 };
 use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
 
@@ -92,6 +94,22 @@ pub enum NodeInput<'a> {
     },
     /// Maintenance mode was on when the daemon last ran (fed before [`NodeInput::Start`]).
     RestoredMaintenance { since_unix_ms: Option<u64> },
+    /// The standby was marked not promotable when the daemon last ran (fed before
+    /// [`NodeInput::Start`]).
+    RestoredNotPromotable(NotPromotableRecord),
+}
+
+/// The mark "this standby misses WAL the primary had", as kept on disk across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotPromotableRecord {
+    pub since_unix_ms: u64,
+    /// Why, in words (for the log after a restart).
+    pub reason: String,
+    /// The primary's WAL position then, and what the standby had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_lsn: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub had_lsn: Option<u64>,
 }
 
 /// What a finished job reports for the journal and `/status`.
@@ -129,6 +147,9 @@ pub enum Effect {
     Measure(Measure),
     /// Remember maintenance mode across restarts (on disk, before the request is answered).
     RememberMaintenance { on: bool },
+    /// Remember that the standby is not promotable (`None`: it caught up), on disk, so a
+    /// restarted daemon cannot forget it.
+    RememberNotPromotable(Option<NotPromotableRecord>),
 }
 
 /// Metric events; the daemon keeps the counters and histograms.
@@ -143,6 +164,8 @@ pub enum Measure {
     Failover {
         took: Duration,
     },
+    /// A promotion was held because the standby may miss acknowledged commits.
+    PromotionRefusedBehind,
 }
 
 /// A request of an operator (through the API).
@@ -159,6 +182,9 @@ pub enum Request {
     },
     /// Journal a step an API task carried out.
     Record(String),
+    /// `whpg-ha promote --accept-data-loss`: promote now although the standby is not known to
+    /// hold everything the primary acknowledged.
+    PromoteAcceptingDataLoss,
 }
 
 /// What an accepted request reports.
@@ -182,6 +208,36 @@ pub enum Refusal {
     NotHealthyPrimary,
     #[error("planned promotion refused: {0}")]
     Planned(PlannedRefusal),
+    #[error(
+        "nothing to promote here: this node is not the VRRP master over a healthy standby \
+         database (the old primary's node may still hold the mastership, or this database is \
+         fenced, a primary already, or down)"
+    )]
+    NotACandidate,
+    #[error("not promoted: {0}")]
+    Held(HoldText),
+}
+
+/// A [`Hold`] in words, for a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldText(pub Hold);
+
+impl std::fmt::Display for HoldText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Hold::PeerPrimaryAlive | Hold::WalReceiverFresh => {
+                "the old primary is alive (it answered within the alive window); stop it first"
+            }
+            Hold::Confirming { .. } => "the old primary's silence is still being confirmed",
+            Hold::AwaitingWitnesses => "waiting for a witness round to answer",
+            Hold::PeerUnknown => {
+                "the old primary's state is unknown (our probe failed for a local reason)"
+            }
+            Hold::TriggerNotConfigured => "this failure is not in failover.triggers",
+            Hold::Maintenance => "maintenance mode is on",
+            Hold::NotPromotable(_) => "the standby is not known to hold every acknowledged commit",
+        })
+    }
 }
 
 impl Refusal {
@@ -216,6 +272,8 @@ pub struct Node {
     failover_from_unix_ms: Option<u64>,
     drop_logged: HashMap<&'static str, Instant>,
     planned_refusal: Option<PlannedRefusal>,
+    /// When the standby was marked not promotable (wall clock), while it is.
+    not_promotable_since_unix_ms: Option<u64>,
 }
 
 impl Node {
@@ -246,6 +304,7 @@ impl Node {
             failover_from_unix_ms: None,
             drop_logged: HashMap::new(),
             planned_refusal: None,
+            not_promotable_since_unix_ms: None,
         }
     }
 
@@ -331,6 +390,26 @@ impl Node {
                     }
                     self.record(Some(("maintenance", text)), entry);
                     self.observe(Input::Maintenance(true));
+                }
+            }
+            NodeInput::RestoredNotPromotable(record) => {
+                if self.policy.is_some() {
+                    let text = format!(
+                        "the standby was marked not promotable before the restart ({}, since {}): \
+                         it stays so until it is streaming and caught up",
+                        record.reason,
+                        wall_clock(record.since_unix_ms)
+                    );
+                    self.log(Level::WARN, text.clone());
+                    let entry = self
+                        .entry(Kind::Decision, text.as_str())
+                        .with("not_promotable", true);
+                    self.record(Some(("replication", &text)), entry);
+                    self.not_promotable_since_unix_ms = Some(record.since_unix_ms);
+                    self.observe(Input::RestoredNotPromotable {
+                        primary: record.primary_lsn,
+                        had: record.had_lsn,
+                    });
                 }
             }
             NodeInput::Shutdown { signal } => {
@@ -425,6 +504,30 @@ impl Node {
                 match self.planned_refusal.take() {
                     Some(reason) => Err(Refusal::Planned(reason)),
                     None => Ok(Accepted::Done),
+                }
+            }
+            Request::PromoteAcceptingDataLoss => {
+                let Some(policy) = &self.policy else {
+                    return Err(Refusal::NoMonitorToPromote);
+                };
+                let before = policy.status();
+                let text = format!(
+                    "promotion accepting data loss requested through the API ({})",
+                    self.replication_summary(&before)
+                );
+                self.log(Level::WARN, text.clone());
+                let entry = self
+                    .entry(Kind::Decision, text.as_str())
+                    .with("accept_data_loss", true);
+                self.record(Some(("promotion", &text)), entry);
+                self.observe(Input::AcceptDataLoss);
+                let after = self.policy.as_ref().map(Policy::status);
+                match after {
+                    Some(s) if s.promoting => Ok(Accepted::Done),
+                    Some(PolicyStatus {
+                        hold: Some(hold), ..
+                    }) => Err(Refusal::Held(HoldText(hold))),
+                    _ => Err(Refusal::NotACandidate),
                 }
             }
             Request::Record(detail) => {
@@ -717,7 +820,42 @@ impl Node {
     fn notice(&mut self, notice: Notice) {
         let text = match &notice {
             Notice::StartupChecksDone => "start-up checks done: joining the election".to_string(),
+            Notice::PromotionHeld(Hold::NotPromotable(why)) => {
+                self.effects
+                    .push(Effect::Measure(Measure::PromotionRefusedBehind));
+                let status = self.policy.as_ref().map(Policy::status);
+                let summary = status
+                    .as_ref()
+                    .map(|s| self.replication_summary(s))
+                    .unwrap_or_default();
+                format!(
+                    "not promoted: {why}; {summary}. To promote anyway and lose what is \
+                     missing: whpg-ha promote --accept-data-loss"
+                )
+            }
             Notice::PromotionHeld(hold) => format!("promotion held: {hold:?}"),
+            Notice::StandbyMarkedBehind(mark) => {
+                self.not_promotable_since_unix_ms = Some(self.now.unix_ms);
+                let record = NotPromotableRecord {
+                    since_unix_ms: self.now.unix_ms,
+                    reason: mark.reason.to_string(),
+                    primary_lsn: mark.primary,
+                    had_lsn: mark.had,
+                };
+                self.effects
+                    .push(Effect::RememberNotPromotable(Some(record)));
+                format!(
+                    "standby marked not promotable: {}{}; it stays so until it is streaming and \
+                     caught up",
+                    mark.reason,
+                    mark_numbers(*mark)
+                )
+            }
+            Notice::StandbyCaughtUp => {
+                self.not_promotable_since_unix_ms = None;
+                self.effects.push(Effect::RememberNotPromotable(None));
+                "standby streaming and caught up: promotable again".to_string()
+            }
             Notice::PromotionSucceeded { attempt } => {
                 format!("promotion verified: the database is writable (attempt {attempt})")
             }
@@ -755,9 +893,10 @@ impl Node {
             Notice::IsolationEnded => "no longer isolated".to_string(),
         };
         let level = match notice {
-            Notice::PromotionFailed { .. } | Notice::NeedsRejoin { .. } | Notice::Isolated => {
-                Level::ERROR
-            }
+            Notice::PromotionFailed { .. }
+            | Notice::NeedsRejoin { .. }
+            | Notice::Isolated
+            | Notice::PromotionHeld(Hold::NotPromotable(_)) => Level::ERROR,
             Notice::PromotionHeld(_) | Notice::StartupChecksDone => Level::INFO,
             _ => Level::WARN,
         };
@@ -876,12 +1015,71 @@ impl Node {
         });
     }
 
+    /// "3.1 MB behind the last known primary position 0/5A3F2C8 (seen 2026-…Z), not promotable
+    /// since 2026-…Z", as far as it is known.
+    fn replication_summary(&self, status: &PolicyStatus) -> String {
+        let r = &status.replication;
+        let mut parts = Vec::new();
+        match (r.lag_bytes, r.primary) {
+            (Some(lag), Some(primary)) => parts.push(format!(
+                "{} behind the last known primary position {}",
+                bytes_text(lag),
+                lsn_text(primary)
+            )),
+            (None, Some(primary)) => parts.push(format!(
+                "last known primary position {}, what this standby has is unknown",
+                lsn_text(primary)
+            )),
+            _ => parts.push("the primary's WAL position was never seen".to_string()),
+        }
+        if let Some(at) = r.primary_seen_at {
+            let age = self.now.at.saturating_duration_since(at);
+            parts.push(format!(
+                "primary last seen {}",
+                wall_clock(self.now.unix_ms.saturating_sub(age.as_millis() as u64))
+            ));
+        }
+        if let Some(since) = self.not_promotable_since_unix_ms {
+            parts.push(format!("not promotable since {}", wall_clock(since)));
+        }
+        if let Err(Unpromotable::Behind(Mark { reason, .. })) = status.promotable {
+            parts.push(format!("marked because {reason}"));
+        }
+        parts.join(", ")
+    }
+
     fn refresh_status(&mut self) {
         self.status
             .update_from(&self.instance, self.holds_vips, self.now.at);
         if let Some(policy) = &self.policy {
+            let status = policy.status();
+            let replication = crate::status::ReplicationView::new(
+                &status,
+                self.now.at,
+                self.not_promotable_since_unix_ms,
+            );
             self.status
-                .update_database(&policy.status(), self.wal_receiver.clone());
+                .update_database(&status, self.wal_receiver.clone(), replication);
         }
+    }
+}
+
+/// A wall-clock time as the journal shows it (RFC 3339, UTC, seconds).
+fn wall_clock(unix_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// " (primary at 0/5A3F2C8, this standby had 0/5A10000)", as far as known.
+fn mark_numbers(mark: Mark) -> String {
+    match (mark.primary, mark.had) {
+        (Some(p), Some(h)) => format!(
+            " (primary at {}, this standby had {}: {} behind)",
+            lsn_text(p),
+            lsn_text(h),
+            bytes_text(p.saturating_sub(h))
+        ),
+        (Some(p), None) => format!(" (primary at {})", lsn_text(p)),
+        _ => String::new(),
     }
 }

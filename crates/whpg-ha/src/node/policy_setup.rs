@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use whpg_policy::{PolicyConfig, Triggers};
+use whpg_policy::{PolicyConfig, ReplicationConfig, Triggers};
 
 use crate::config::{Config, Trigger};
 
@@ -47,5 +47,9 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
         promotion_retry_delay: PROMOTION_RETRY_DELAY,
         // Long enough for a few probes of the peer; after it a node decides alone.
         startup_grace: (health.interval + health.timeout) * 3 + failover.confirmation,
+        replication: ReplicationConfig {
+            maximum_lag: failover.maximum_lag,
+            maximum_lag_time: failover.maximum_lag_time,
+        },
     }
 }

@@ -1,10 +1,11 @@
 //! The operator's commands that talk to the running daemons over their HTTP APIs
-//! (`whpg-ha status`, `check`, `maintenance`, `switchover`, `rejoin`). They read the same configuration
+//! (`whpg-ha status`, `check`, `maintenance`, `switchover`, `rejoin`, `promote`). They read the same configuration
 //! file as the daemon to find every node, and never hang: each request is bounded (by
 //! [`REQUEST_TIMEOUT`], or by the step's own bound for switchover and rejoin steps).
 
 pub mod check;
 pub mod maintenance;
+pub mod promote;
 pub mod rejoin;
 pub mod status;
 pub mod steps;

@@ -169,21 +169,7 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
     let db = status.database.as_ref();
     let replication = match db {
         None => dash(),
-        Some(db) => match &db.wal_receiver {
-            None if db.role == DbRoleStatus::Standby => "no WAL receiver".to_string(),
-            None => dash(),
-            Some(wal) => {
-                let state = if wal.streaming {
-                    "streaming"
-                } else {
-                    "not streaming"
-                };
-                match wal.last_message_ms_ago {
-                    Some(ms) => format!("{state}, last msg {ms} ms ago"),
-                    None => state.to_string(),
-                }
-            }
-        },
+        Some(db) => replication_cell(db),
     };
     let mut notes = Vec::new();
     if let Some(db) = db {
@@ -204,6 +190,15 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
         }
         if let Some(hold) = &db.promotion_hold {
             notes.push(format!("promotion held: {hold}"));
+        }
+        if let Some(r) = &db.replication {
+            if let Some(why) = &r.not_promotable {
+                let since = r
+                    .not_promotable_since_unix_ms
+                    .map(|at| format!(" (since {} ago)", age(now_ms.saturating_sub(at))))
+                    .unwrap_or_default();
+                notes.push(format!("not promotable: {why}{since}"));
+            }
         }
     }
     for fault in &vrrp.faults {
@@ -227,6 +222,48 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
         since,
         notes.join("; "),
     ]
+}
+
+/// "streaming, async, 0 bytes behind, promotable" on a standby; "standby streaming, sync, 12.0 kB
+/// behind" on a primary; the WAL receiver's word where nothing else is known.
+fn replication_cell(db: &crate::status::DatabaseStatus) -> String {
+    use whpg_policy::replication::bytes_text;
+    let Some(r) = &db.replication else {
+        return match &db.wal_receiver {
+            None if db.role == DbRoleStatus::Standby => "no WAL receiver".to_string(),
+            None => "-".to_string(),
+            Some(wal) if wal.streaming => "streaming".to_string(),
+            Some(_) => "not streaming".to_string(),
+        };
+    };
+    let mut parts = Vec::new();
+    let who = if db.role == DbRoleStatus::Primary {
+        "standby "
+    } else {
+        ""
+    };
+    parts.push(match r.streaming {
+        Some(true) => format!("{who}streaming"),
+        Some(false) => format!("{who}not streaming"),
+        None if db.role == DbRoleStatus::Primary => "no standby connected".to_string(),
+        None => "no WAL sender on the primary".to_string(),
+    });
+    if let Some(sync) = r.synchronous {
+        parts.push(if sync { "sync" } else { "async" }.to_string());
+    }
+    if let Some(lag) = r.lag_bytes {
+        let time = match r.lag_ms {
+            Some(ms) if ms > 0 => format!(" for {ms} ms"),
+            _ => String::new(),
+        };
+        parts.push(format!("{} behind{time}", bytes_text(lag)));
+    }
+    match r.promotable {
+        Some(true) => parts.push("promotable".to_string()),
+        Some(false) => parts.push("NOT PROMOTABLE".to_string()),
+        None => {}
+    }
+    parts.join(", ")
 }
 
 /// `1d2h`, `3h4m`, `5m6s`, `7s` — two units at most.

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use whpg_ha::config::testing::TestConfig;
 use whpg_ha::config::Config;
-use whpg_ha::node::{Effect, Node, NodeInput, Now, Request};
-use whpg_policy::{Input, LocalSample, PeerSample, WalReceiver, WriteVerified};
+use whpg_ha::node::{Effect, Node, NodeInput, NotPromotableRecord, Now, Request};
+use whpg_policy::{
+    Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow, WalReceiver, WriteVerified,
+};
 use whpg_vrrp::receive::PacketMeta;
 use whpg_vrrp::State;
 
@@ -29,6 +31,14 @@ const FENCE_TAKES: Duration = Duration::from_millis(50);
 /// The jobs' verification bounds (daemon/jobs.rs): after a promote command that "succeeded",
 /// the write check keeps trying this long.
 const VERIFY_AFTER_SUCCESS: Duration = Duration::from_secs(30);
+/// Clients commit on a writable primary all the time: its WAL grows this much per millisecond
+/// (10 kB/s: a 3 s cut stays under `failover.maximum_lag`, so only the lag time can notice it).
+const WAL_BYTES_PER_MS: u64 = 10;
+/// `failover.maximum_lag` of the simulated pair (the WarehousePG default).
+const MAXIMUM_LAG: u64 = 64 << 10;
+/// What the primary writes in `failover.maximum_lag_time` (1 s): the most a standby may lag by
+/// and still count as in step.
+const LAG_TIME_BYTES: u64 = 1000 * WAL_BYTES_PER_MS;
 
 /// The pair's configuration (the shared test builder's lab pair, with the database monitor on,
 /// 100 ms probes and one witness), with `failover.confirmation` as given.
@@ -74,6 +84,20 @@ pub struct FakeDb {
     pub timeline: u32,
     /// When it last became a running primary (for the checker).
     pub primary_since: Option<Instant>,
+    /// The WAL position: written (and acknowledged to clients) on a primary, received and
+    /// flushed on a standby.
+    pub wal: u64,
+}
+
+/// The WAL stream from the primary to the standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Flows whenever both databases are up and the hosts reach each other.
+    Connected,
+    /// Broken at the standby (its WAL receiver stopped): the primary lists no walsender.
+    Broken,
+    /// Cut silently (a dropped connection): both ends still say "streaming", nothing flows.
+    SilentlyCut,
 }
 
 impl FakeDb {
@@ -120,6 +144,11 @@ pub struct Host {
     pub fences: u32,
     /// The daemon's state file: maintenance mode as last remembered.
     pub remembered_maintenance: bool,
+    /// The daemon's state file: the not-promotable mark as last remembered.
+    pub remembered_not_promotable: Option<NotPromotableRecord>,
+    /// The primary's WAL position when this host's peer probe last saw it, and this host's own
+    /// then (for the checker).
+    pub peer_primary_wal_seen: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +178,13 @@ pub struct Pair {
     pub trace: VecDeque<String>,
     /// Whether the protocol can prevent two VIP holders: false while partitioned.
     pub check_single_holder: bool,
+    pub stream: Stream,
+    /// When the WAL positions were last advanced.
+    wal_at: Instant,
+    /// The operator accepted data loss for the next promotion on this host.
+    pub loss_accepted: [bool; 2],
+    /// Acknowledged commits (bytes of WAL) lost by each promotion, in order.
+    pub lost_bytes: Vec<u64>,
 }
 
 /// How long a double VIP may last once the hosts reach each other (an election takes a few
@@ -174,6 +210,7 @@ impl Pair {
                 role,
                 timeline: 1,
                 primary_since: (role == Role::Primary).then_some(t0),
+                wal: 0x300_0000,
             },
             link_up: true,
             promote_mode: PromoteMode::Succeeds,
@@ -185,6 +222,8 @@ impl Pair {
             promotions: 0,
             fences: 0,
             remembered_maintenance: false,
+            remembered_not_promotable: None,
+            peer_primary_wal_seen: None,
         };
         let mut pair = Pair {
             t0,
@@ -200,6 +239,10 @@ impl Pair {
             violations: Vec::new(),
             trace: VecDeque::new(),
             check_single_holder: true,
+            stream: Stream::Connected,
+            wal_at: t0,
+            loss_accepted: [false; 2],
+            lost_bytes: Vec::new(),
         };
         pair.start_daemon(A);
         pair.start_daemon(B);
@@ -303,6 +346,12 @@ impl Pair {
         host.next_peer_probe = self.now;
         host.next_witness = self.now;
         let link_up = host.link_up;
+        if let Some(record) = host.remembered_not_promotable.clone() {
+            self.input(i, |node, now| {
+                node.handle(NodeInput::RestoredNotPromotable(record), now)
+            });
+        }
+        let host = &self.hosts[i];
         if host.remembered_maintenance {
             self.input(i, |node, now| {
                 node.handle(
@@ -326,6 +375,61 @@ impl Pair {
         let (answer, effects) = node.request(request, now);
         self.carry_out(i, effects);
         Some(answer.map(|_| ()).map_err(|e| e.to_string()))
+    }
+
+    pub fn set_stream(&mut self, stream: Stream) {
+        self.note(format!("WAL stream: {stream:?}"));
+        self.stream = stream;
+    }
+
+    /// `whpg-ha promote --accept-data-loss` on host `i`.
+    pub fn promote_accepting_loss(&mut self, i: usize) -> Option<Result<(), String>> {
+        self.note(format!("host {i}: operator promotes, accepting data loss"));
+        self.loss_accepted[i] = true;
+        self.request(i, Request::PromoteAcceptingDataLoss)
+    }
+
+    /// The stream flows from `from` (a writable primary) to `to` (an up standby) now.
+    fn streaming(&self, from: usize, to: usize) -> bool {
+        self.stream == Stream::Connected
+            && self.reachable()
+            && self.hosts[from].db.writable()
+            && self.hosts[to].db.up
+            && self.hosts[to].db.role == Role::Standby
+    }
+
+    /// The walsender row that primary `from` lists for standby `to`.
+    fn walsender_row(&self, from: usize, to: usize) -> Option<StandbyRow> {
+        let standby = &self.hosts[to].db;
+        let connected = self.reachable() && standby.up && standby.role == Role::Standby;
+        match self.stream {
+            Stream::Broken => None,
+            _ if !connected => None,
+            Stream::Connected | Stream::SilentlyCut => Some(StandbyRow {
+                streaming: true,
+                synchronous: false,
+                flush: Some(standby.wal),
+            }),
+        }
+        .filter(|_| self.hosts[from].db.writable())
+    }
+
+    /// Clients commit on every writable primary; the stream carries it to the standby.
+    fn advance_wal(&mut self) {
+        let ms = self.now.saturating_duration_since(self.wal_at).as_millis() as u64;
+        self.wal_at = self.now;
+        for i in [A, B] {
+            if self.hosts[i].db.writable() {
+                self.hosts[i].db.wal += ms * WAL_BYTES_PER_MS;
+            }
+        }
+        for (from, to) in [(A, B), (B, A)] {
+            if self.streaming(from, to) {
+                let primary = self.hosts[from].db.wal;
+                let standby = &mut self.hosts[to].db;
+                standby.wal = standby.wal.max(primary);
+            }
+        }
     }
 
     pub fn set_promote_mode(&mut self, i: usize, mode: PromoteMode) {
@@ -397,6 +501,9 @@ impl Pair {
                 }
                 Effect::CheckWitnesses => self.witness_round(i),
                 Effect::RememberMaintenance { on } => self.hosts[i].remembered_maintenance = on,
+                Effect::RememberNotPromotable(record) => {
+                    self.hosts[i].remembered_not_promotable = record
+                }
                 Effect::Garp { .. }
                 | Effect::Journal(_)
                 | Effect::Log { .. }
@@ -440,6 +547,10 @@ impl Pair {
         } else if host.db.role == Role::Primary {
             LocalSample::Primary {
                 timeline: Some(host.db.timeline),
+                position: Some(PrimaryPosition {
+                    current: host.db.wal,
+                    standby: self.walsender_row(i, 1 - i),
+                }),
             }
         } else {
             LocalSample::Standby {
@@ -452,6 +563,7 @@ impl Pair {
                         30_000
                     })),
                 }),
+                received: Some(host.db.wal),
             }
         };
         self.push(
@@ -471,15 +583,20 @@ impl Pair {
             );
             return;
         }
-        let peer = &self.hosts[1 - i];
+        let peer = self.hosts[1 - i].db.clone();
         let (sample, after) = if !self.reachable() {
             (PeerSample::Unreachable, timeout)
-        } else if !peer.db.up {
+        } else if !peer.up {
             (PeerSample::DatabaseDown, LATENCY * 2)
-        } else if peer.db.role == Role::Primary {
+        } else if peer.role == Role::Primary {
+            self.hosts[i].peer_primary_wal_seen = Some((peer.wal, self.hosts[i].db.wal));
             (
                 PeerSample::Primary {
-                    timeline: Some(peer.db.timeline),
+                    timeline: Some(peer.timeline),
+                    position: Some(PrimaryPosition {
+                        current: peer.wal,
+                        standby: self.walsender_row(1 - i, i),
+                    }),
                 },
                 LATENCY * 4,
             )
@@ -581,6 +698,7 @@ impl Pair {
     }
 
     fn step_at_now(&mut self) {
+        self.advance_wal();
         // Queued deliveries due now, in order.
         loop {
             let due = self
@@ -649,7 +767,31 @@ impl Pair {
     }
 
     /// Invariant 2 at the moment a promotion starts: the peer's primary must not be answering.
+    /// Invariant 11: the promoted standby misses no acknowledged commit beyond what asynchronous
+    /// replication allows — what the old primary wrote after this host last saw it, plus its lag
+    /// then within `maximum_lag` and `maximum_lag_time` — unless the operator accepted the loss.
     fn check_promotion(&mut self, i: usize) {
+        let old = &self.hosts[1 - i].db;
+        if old.role == Role::Primary {
+            let lost = old.wal.saturating_sub(self.hosts[i].db.wal);
+            let (unseen, lag) = self.hosts[i]
+                .peer_primary_wal_seen
+                .map_or((old.wal, 0), |(seen, had)| {
+                    (old.wal.saturating_sub(seen), seen.saturating_sub(had))
+                });
+            let allowed = unseen + lag.min(MAXIMUM_LAG).min(LAG_TIME_BYTES);
+            self.lost_bytes.push(lost);
+            if lost > allowed && !self.loss_accepted[i] {
+                self.violation(
+                    "no acknowledged commit lost beyond the asynchronous allowance",
+                    format!(
+                        "host {i} promotes missing {lost} bytes of the old primary's WAL; it saw \
+                         all but {unseen} of them"
+                    ),
+                );
+            }
+        }
+        self.loss_accepted[i] = false;
         let peer = &self.hosts[1 - i];
         let connected_long = self
             .connected_since
