@@ -46,7 +46,7 @@ struct Args {
     /// Measured trials per fault and implementation.
     #[arg(long, default_value_t = 10)]
     trials: usize,
-    /// Faults, comma-separated, or `all` (the design's whole fault model; about 3 hours at 10
+    /// Faults, comma-separated, or `all` (the design's whole fault model; about 4 hours at 10
     /// trials on 2 cores): db-crash, link-loss, db-stop, standby-down, blip-1s, daemon-kill,
     /// daemon-kill-backup, partition, partition-witness-n1, isolation, flapping-link,
     /// flapping-db, promote-fails, promote-hangs, old-primary-restart, switchover, stream-cut,
