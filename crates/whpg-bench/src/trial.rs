@@ -973,11 +973,6 @@ fn settle(topo: &Topology, which: Contender, procs: &[Process]) -> Result<()> {
         }
         break;
     }
-    for (name, proc) in ["n1", "n2"].iter().zip(procs) {
-        if !proc.is_running() {
-            bail!("the HA daemon on {name} exited: {}", proc.log_contents());
-        }
-    }
     let n2 = procs.get(1).context("no HA daemon on n2")?;
     behind::wait_settled_backup(
         topo,
@@ -985,5 +980,10 @@ fn settle(topo: &Topology, which: Contender, procs: &[Process]) -> Result<()> {
         n2,
         SETTLE_LIMIT.saturating_sub(start.elapsed()),
     )?;
+    for (name, proc) in ["n1", "n2"].iter().zip(procs) {
+        if !proc.is_running() {
+            bail!("the HA daemon on {name} exited: {}", proc.log_contents());
+        }
+    }
     Ok(())
 }
