@@ -174,19 +174,7 @@ impl Contender {
                 let _ = write!(config, "\n[journal]\npath = \"{}\"\n", journal.display());
                 // The name [`whpg_ha_config_path`] finds again.
                 let path = lab.write_file(&format!("{}.whpg-ha.toml", host.name()), &config)?;
-                let path = path.to_string_lossy().into_owned();
-                let daemon = daemon.to_string_lossy().into_owned();
-                procs.push(host.spawn(
-                    &[
-                        daemon.as_str(),
-                        "run",
-                        "--config",
-                        path.as_str(),
-                        "--node",
-                        host.name(),
-                    ],
-                    "whpg-ha",
-                )?);
+                procs.push(spawn_whpg_ha(host, daemon, &path)?);
             }
             Ok(procs)
         } else {
@@ -212,6 +200,43 @@ impl Contender {
     }
 }
 
+impl Contender {
+    /// Restarts the HA daemon `old` of `host` as an operator would: SIGTERM, its exit awaited
+    /// (10 s), then started again on the configuration it had. Returns the new process.
+    pub fn restart(self, lab: &Lab, daemon: &Path, host: &Host, old: &Process) -> Result<Process> {
+        let me = host.name();
+        old.sigterm()
+            .with_context(|| format!("stopping the HA daemon on {me}"))?;
+        old.wait_exit(Duration::from_secs(10))
+            .with_context(|| format!("the HA daemon on {me} did not exit on SIGTERM"))?;
+        if self.is_whpg_ha() {
+            spawn_whpg_ha(host, daemon, &whpg_ha_config_path(lab, host))
+        } else {
+            let path = lab.dir().join(format!("{me}-keepalived.conf"));
+            let conf = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            spawn_keepalived(lab, host, &conf)
+        }
+    }
+}
+
+/// Starts `whpg-ha run` on configuration `config` in `host`, logging to `<host>.whpg-ha.log`.
+fn spawn_whpg_ha(host: &Host, daemon: &Path, config: &Path) -> Result<Process> {
+    let config = config.to_string_lossy().into_owned();
+    let daemon = daemon.to_string_lossy().into_owned();
+    host.spawn(
+        &[
+            daemon.as_str(),
+            "run",
+            "--config",
+            config.as_str(),
+            "--node",
+            host.name(),
+        ],
+        "whpg-ha",
+    )
+}
+
 /// Starts keepalived (VRRP only, foreground, console log, own pid files) on `conf` in `host`.
 ///
 /// `Host::spawn_keepalived` cannot be used here: it runs `keepalived --config-test` first, and
@@ -229,6 +254,8 @@ pub(crate) fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Pro
     };
     let path = path.to_string_lossy().into_owned();
     let (main, vrrp, checkers, bfd) = (pid("main"), pid("vrrp"), pid("checkers"), pid("bfd"));
+    // A restarted keepalived appends to its predecessor's log: only the new part counts.
+    let skip = std::fs::metadata(host.log_path("keepalived")).map_or(0, |m| m.len() as usize);
     let proc = host.spawn(
         &[
             "keepalived",
@@ -256,9 +283,9 @@ pub(crate) fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Pro
         Duration::from_secs(10),
         Duration::from_millis(10),
         &format!("keepalived on {me} to start"),
-        || proc.log_contents().contains("Startup complete") || !proc.is_running(),
+        || own_log(&proc, skip).contains("Startup complete") || !proc.is_running(),
     )?;
-    let log = proc.log_contents();
+    let log = own_log(&proc, skip);
     if !proc.is_running() {
         bail!("keepalived on {me} exited at startup: {}", log.trim());
     }
@@ -269,6 +296,12 @@ pub(crate) fn spawn_keepalived(lab: &Lab, host: &Host, conf: &str) -> Result<Pro
         bail!("keepalived on {me} dropped part of its config: {line}");
     }
     Ok(proc)
+}
+
+/// The log of `proc` from byte `skip` on.
+fn own_log(proc: &Process, skip: usize) -> String {
+    let log = proc.log_contents();
+    log.get(skip..).unwrap_or(&log).to_string()
 }
 
 /// The whpg-ha configuration of one node of the pair, with `extras` (none for the idle cost).

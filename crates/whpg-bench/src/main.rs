@@ -18,6 +18,7 @@
 //! A measurement tool: slow numbers never fail it; only a harness failure (a lab that cannot be
 //! built or observed) makes it exit non-zero.
 
+mod behind;
 mod chart;
 mod contenders;
 mod idle;
@@ -45,10 +46,11 @@ struct Args {
     /// Measured trials per fault and implementation.
     #[arg(long, default_value_t = 10)]
     trials: usize,
-    /// Faults, comma-separated, or `all` (the design's whole fault model; about 3 hours at 10
+    /// Faults, comma-separated, or `all` (the design's whole fault model; about 4 hours at 10
     /// trials on 2 cores): db-crash, link-loss, db-stop, standby-down, blip-1s, daemon-kill,
     /// daemon-kill-backup, partition, partition-witness-n1, isolation, flapping-link,
-    /// flapping-db, promote-fails, promote-hangs, old-primary-restart, switchover.
+    /// flapping-db, promote-fails, promote-hangs, old-primary-restart, switchover, stream-cut,
+    /// standby-restart-crash, standby-daemon-restart-behind, stream-cut-heal.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     faults: Vec<String>,
     /// Implementations, comma-separated: whpg-ha, whpg-ha-fast, keepalived-seed, keepalived-fast.

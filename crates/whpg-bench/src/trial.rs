@@ -12,8 +12,9 @@ use serde::Serialize;
 use whpg_lab::postgres::{PG_BIN_DIR, PG_OS_USER};
 use whpg_lab::{wait_until, Process};
 
+use crate::behind;
 use crate::contenders::{whpg_ha_config_path, Contender, Options, Promotion};
-use crate::lab::{in_recovery, stored_ids, whpg_ha_status, Topology, PG_PORT, VIP};
+use crate::lab::{in_recovery, stored_ids, Topology, PG_PORT, VIP};
 use crate::sampler::{longest_overlap, Sample, Sampler};
 use crate::writer::{Commit, Writer};
 
@@ -139,10 +140,45 @@ pub enum Fault {
     /// notify_master promotes. Failover expected, and no acknowledged commit may be lost.
     #[serde(rename = "switchover")]
     Switchover,
+    /// Only the replication stream n1 → n2 is cut: the packets of n2's WAL receiver connection
+    /// are dropped at both ends by its 4-tuple (read from n1's `pg_stat_replication`), silently,
+    /// as a network fault would; VRRP, both daemons' probes, new connections and the client's
+    /// writes through the VIP go on. After 3 s of writes to n1 (checked: n2's received position
+    /// stood still while n1's moved on), n1's postmaster is killed (-9); the clock starts there.
+    /// n2 lacks every commit n1 acknowledged after the cut. Expected for every stack: no
+    /// failover, so no write (trial bounded to 12 s) and nothing lost (n1's database is started
+    /// again after the trial to count). whpg-ha must see that n2's stream broke while n1 was
+    /// alive and not promote; keepalived checks only that n2's database answers, promotes it and
+    /// loses what n1 acknowledged after the cut: a finding about keepalived.
+    #[serde(rename = "stream-cut")]
+    StreamCut,
+    /// n2's database is stopped (fast), n1 writes some 130 MB of WAL (a bulk insert) while the
+    /// client goes on writing, n2 is started again, and as soon as its WAL receiver streams,
+    /// while it is still catching up, n1's postmaster is killed (-9). The harness checks that n2
+    /// was behind at the crash: its received position read just after the crash is below n1's
+    /// flushed position read just before. Expected for every stack: no promotion of a standby
+    /// that is behind, no write, nothing lost (counted on n1's database restarted after the
+    /// trial). keepalived promotes n2 once its database answers, which is a finding about it.
+    #[serde(rename = "standby-restart-crash")]
+    StandbyRestartCrash,
+    /// As [`Fault::StreamCut`], with n2's HA daemon restarted while n2 is behind: 1 s after the
+    /// cut, SIGTERM, exit awaited, started again on the same configuration and waited for as a
+    /// settled backup; n1 is killed 3 s after the cut and at least 1 s after the restart.
+    /// Expected: whpg-ha keeps n2 marked not promotable across its restart: no failover, no
+    /// write, nothing lost. keepalived (restarted the same way) promotes and loses commits.
+    #[serde(rename = "standby-daemon-restart-behind")]
+    StandbyDaemonRestartBehind,
+    /// As [`Fault::StreamCut`], then the stream heals (the drop rules removed, the same
+    /// connection resumes) and the harness waits until n2 has received everything n1 had
+    /// flushed at the heal, plus 1.5 s of writes, before n1's postmaster is killed (-9). The
+    /// allowed recovery: a failover is expected for every stack, timed from the crash like
+    /// `db-crash`, with nothing lost beyond what asynchronous replication can lose at a crash.
+    #[serde(rename = "stream-cut-heal")]
+    StreamCutHeal,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 20] = [
         Fault::DbCrash,
         Fault::LinkLoss,
         Fault::DbStop,
@@ -159,6 +195,10 @@ impl Fault {
         Fault::PromoteHangs,
         Fault::OldPrimaryRestart,
         Fault::Switchover,
+        Fault::StreamCut,
+        Fault::StandbyRestartCrash,
+        Fault::StandbyDaemonRestartBehind,
+        Fault::StreamCutHeal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -179,6 +219,10 @@ impl Fault {
             Fault::PromoteHangs => "promote-hangs",
             Fault::OldPrimaryRestart => "old-primary-restart",
             Fault::Switchover => "switchover",
+            Fault::StreamCut => "stream-cut",
+            Fault::StandbyRestartCrash => "standby-restart-crash",
+            Fault::StandbyDaemonRestartBehind => "standby-daemon-restart-behind",
+            Fault::StreamCutHeal => "stream-cut-heal",
         }
     }
 
@@ -196,14 +240,18 @@ impl Fault {
             | Fault::Partition
             | Fault::Isolation
             | Fault::OldPrimaryRestart
-            | Fault::Switchover => Some(true),
+            | Fault::Switchover
+            | Fault::StreamCutHeal => Some(true),
             Fault::StandbyDown
             | Fault::DaemonKill
             | Fault::DaemonKillBackup
             | Fault::PartitionWitnessN1
             | Fault::FlappingDb
             | Fault::PromoteFails
-            | Fault::PromoteHangs => Some(false),
+            | Fault::PromoteHangs
+            | Fault::StreamCut
+            | Fault::StandbyRestartCrash
+            | Fault::StandbyDaemonRestartBehind => Some(false),
             Fault::Blip | Fault::FlappingLink => match which {
                 Contender::WhpgHa | Contender::KeepalivedSeed => Some(false),
                 Contender::WhpgHaFast | Contender::KeepalivedFast => None,
@@ -212,9 +260,17 @@ impl Fault {
     }
 
     /// Whether a write through the VIP can follow the fault at all: not when the primary is dead
-    /// and the standby cannot be promoted. A trial without one is then the expected outcome.
+    /// and the standby cannot (or must not) be promoted. A trial without one is then the expected
+    /// outcome.
     pub fn write_expected(self) -> bool {
-        !matches!(self, Fault::PromoteFails | Fault::PromoteHangs)
+        !matches!(
+            self,
+            Fault::PromoteFails
+                | Fault::PromoteHangs
+                | Fault::StreamCut
+                | Fault::StandbyRestartCrash
+                | Fault::StandbyDaemonRestartBehind
+        )
     }
 
     /// Longest wait from the fault for the first committed write.
@@ -237,6 +293,7 @@ impl Fault {
                 | Fault::Isolation
                 | Fault::OldPrimaryRestart
                 | Fault::Switchover
+                | Fault::StreamCutHeal
         )
     }
 
@@ -342,6 +399,9 @@ pub struct Outcome {
     /// For each lost id: the node that acknowledged it and when, in ms from the fault (negative:
     /// before it).
     pub lost_acks: Vec<LostAck>,
+    /// The faults in which n2 falls behind ([`behind`]): how many bytes of WAL n1 had flushed
+    /// beyond what n2 had received at the crash, at least (negative: n2 was not behind).
+    pub n2_behind_bytes: Option<i64>,
     /// What the fault's own steps reported (the switchover command's result, a restart refused).
     pub notes: Vec<String>,
     pub error: Option<String>,
@@ -372,6 +432,7 @@ impl Outcome {
             lost: None,
             lost_ids: Vec::new(),
             lost_acks: Vec::new(),
+            n2_behind_bytes: None,
             notes: Vec::new(),
             error: None,
         }
@@ -455,7 +516,7 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     let options = Options {
         n2_promotion: fault.n2_promotion(),
     };
-    let procs = which.start(
+    let mut procs = which.start(
         &topo.lab,
         daemon,
         [(&topo.n1, &topo.primary), (&topo.n2, &topo.standby)],
@@ -485,6 +546,13 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     let phase = random_phase(which.advert_interval());
     out.phase_ms = ms(phase);
     std::thread::sleep(phase);
+    // The faults in which n2 falls behind do their part before the crash now; the clock starts
+    // at the crash.
+    let prepared = behind::prepare(fault, which, topo, &mut procs, daemon)?;
+    if let Some(p) = &prepared {
+        out.notes.extend(p.notes.iter().cloned());
+    }
+    let procs = procs;
     // Times run from just before the fault is injected; only attempts started once the injection
     // has returned count (`ip link set` takes a few ms, during which n1 still answers). A lasting
     // fault goes on in a scoped thread; the scope joins it (so it heals) even on an early error.
@@ -493,6 +561,10 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
         let rest = inject(fault, which, topo, &procs, daemon, scope)?;
         let injected = Instant::now();
         out.injection_ms = ms(injected - t0);
+        // Where n2 stood at the crash, read (off the clock) as soon as n1 is dead.
+        let received = prepared
+            .is_some()
+            .then(|| scope.spawn(|| behind::received_after_crash(topo)));
         // A switchover's old primary acknowledges writes until it stops: only the new one's count.
         let node = (fault == Fault::Switchover).then_some(topo.n2.name());
         let first = loop {
@@ -509,6 +581,23 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
                 .join()
                 .map_err(|_| anyhow!("the fault's thread panicked"))??;
             out.notes.extend(notes);
+        }
+        if let (Some(p), Some(received)) = (&prepared, received) {
+            let received = received
+                .join()
+                .map_err(|_| anyhow!("the thread reading n2's position panicked"))??;
+            let behind = behind::check_at_crash(p, received)?;
+            out.n2_behind_bytes = Some(behind);
+            out.notes.push(format!(
+                "at the crash n2 had received at most {}, n1 had flushed at least {}: {}",
+                behind::lsn(received),
+                behind::lsn(p.n1_flushed),
+                if behind > 0 {
+                    format!("n2 {behind} bytes behind")
+                } else {
+                    "n2 not behind".to_string()
+                }
+            ));
         }
         Ok(first)
     })?;
@@ -557,10 +646,44 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     let n2_primary_at_end = in_recovery(&topo.standby) == Some(false);
     out.failover = n2_primary_at_end || n2_samples.iter().any(|s| s.at >= t0 && s.writable);
     out.acknowledged = commits.len();
+    // What n2 lacks where the stream stayed cut (stream-cut-heal brought it over).
+    let cut = prepared
+        .as_ref()
+        .filter(|p| p.not_reached.is_some())
+        .and_then(|p| p.cut_at);
+    if let Some(cut) = cut {
+        let after_cut = commits
+            .iter()
+            .filter(|c| c.acked > cut && c.acked <= t0 && c.node == topo.n1.name())
+            .count();
+        out.notes.push(format!(
+            "n1 acknowledged {after_cut} commits between the cut and the crash"
+        ));
+    }
+    let mut procs = procs;
     let final_primary = if n2_primary_at_end {
         Some(&topo.standby)
     } else if in_recovery(&topo.primary) == Some(false) {
         Some(&topo.primary)
+    } else if prepared.is_some() {
+        // No failover after a crash, as these faults expect: what n1 acknowledged is in its
+        // data directory. The stacks are stopped first, so none reacts to the restart.
+        drop(std::mem::take(&mut procs));
+        match topo.primary.start() {
+            Ok(()) => {
+                out.notes.push(
+                    "no primary at the end: losses counted on n1's database started again after \
+                     the trial"
+                        .into(),
+                );
+                Some(&topo.primary)
+            }
+            Err(e) => {
+                out.notes
+                    .push(format!("restarting n1's database to count losses: {e:#}"));
+                None
+            }
+        }
     } else {
         None
     };
@@ -604,7 +727,14 @@ fn inject<'scope, 'env>(
     let lab = &topo.lab;
     let (n1, n2) = (&topo.n1, &topo.n2);
     match fault {
-        Fault::DbCrash | Fault::PromoteFails | Fault::PromoteHangs | Fault::OldPrimaryRestart => {
+        Fault::DbCrash
+        | Fault::PromoteFails
+        | Fault::PromoteHangs
+        | Fault::OldPrimaryRestart
+        | Fault::StreamCut
+        | Fault::StandbyRestartCrash
+        | Fault::StandbyDaemonRestartBehind
+        | Fault::StreamCutHeal => {
             topo.primary.kill9()?;
         }
         Fault::LinkLoss => lab.link_down(n1)?,
@@ -843,29 +973,16 @@ fn settle(topo: &Topology, which: Contender, procs: &[Process]) -> Result<()> {
         }
         break;
     }
-    if which.is_whpg_ha() {
-        wait_until(
-            SETTLE_LIMIT.saturating_sub(start.elapsed()),
-            Duration::from_millis(50),
-            "whpg-ha on n2 to report a BACKUP with a standby database",
-            || {
-                whpg_ha_status(&topo.n2).is_some_and(|s| {
-                    s["vrrp"]["state"] == "BACKUP" && s["database"]["role"] == "standby"
-                })
-            },
-        )?;
-    } else {
-        // Two check periods: both nodes have run pg_isready and applied its weight.
-        std::thread::sleep(Duration::from_millis(2100));
-        for (name, proc) in ["n1", "n2"].iter().zip(procs) {
-            if !proc.is_running() {
-                bail!("keepalived on {name} exited: {}", proc.log_contents());
-            }
-        }
-        let log = procs[1].log_contents();
-        let last = log.lines().rev().find(|l| l.contains("Entering "));
-        if !last.is_some_and(|l| l.contains("BACKUP")) {
-            bail!("keepalived on n2 is not BACKUP: {last:?}");
+    let n2 = procs.get(1).context("no HA daemon on n2")?;
+    behind::wait_settled_backup(
+        topo,
+        which,
+        n2,
+        SETTLE_LIMIT.saturating_sub(start.elapsed()),
+    )?;
+    for (name, proc) in ["n1", "n2"].iter().zip(procs) {
+        if !proc.is_running() {
+            bail!("the HA daemon on {name} exited: {}", proc.log_contents());
         }
     }
     Ok(())
