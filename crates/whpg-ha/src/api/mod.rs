@@ -17,6 +17,7 @@
 //! | `POST /check/token` | 200 when the bearer token is accepted; changes nothing |
 //! | `POST /maintenance` | `{"on": bool}`, bearer token required |
 //! | `POST /switchover/demote`, `/switchover/promote`, `/rejoin` | planned switchover and rejoin steps ([`switchover`]) |
+//! | `GET /switchover/checkpoint` | the shutdown checkpoint of this node's cleanly stopped database, for the promoting peer (bearer token, peer or this node only) |
 //!
 //! The server ([`server`]) bounds connections, header and idle time; mutating routes check the
 //! token before reading a body of a few KiB at most ([`control::authorize`]); with `api.tls_*`
@@ -77,6 +78,7 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
         .route("/maintenance", post(control::maintenance))
         .route("/switchover/demote", post(switchover::demote))
         .route("/switchover/promote", post(switchover::promote))
+        .route("/switchover/checkpoint", get(switchover::checkpoint))
         .route("/rejoin", post(switchover::rejoin))
         .route("/rejoin/local", post(switchover::rejoin_local))
         .route("/check/token", post(check_token))
