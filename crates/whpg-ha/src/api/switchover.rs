@@ -311,8 +311,8 @@ pub enum CheckpointRefusal {
     /// cannot be read) or refused the request.
     #[error(
         "asked {peer}'s daemon at {api} (GET {CHECKPOINT_PATH}) for the old primary's shutdown \
-         checkpoint: it refused (HTTP {status}): {why}. Nothing was changed: the old primary must \
-         be stopped cleanly first; run `whpg-ha switchover`, which stops it and then promotes"
+         checkpoint: it refused (HTTP {status}): {why}. Nothing was changed: {}",
+        refused_remedy(*.status)
     )]
     Refused {
         peer: String,
@@ -330,6 +330,18 @@ pub enum CheckpointRefusal {
         api: SocketAddr,
         what: String,
     },
+}
+
+/// What to do about a refusal of the peer's daemon, by its status.
+fn refused_remedy(status: u16) -> &'static str {
+    match status {
+        409 => {
+            "the old primary must be stopped cleanly first; run `whpg-ha switchover`, which \
+             stops it and then promotes"
+        }
+        401 | 403 => "both nodes need the same api.token_file contents",
+        _ => "fix what that daemon reports, then run `whpg-ha switchover`",
+    }
 }
 
 /// The old primary's shutdown checkpoint as its daemon reported it.
@@ -356,10 +368,11 @@ pub fn checkpoint_from_response(
     api: SocketAddr,
     response: &client::Response,
 ) -> Result<PeerCheckpoint, CheckpointRefusal> {
-    let reply: Option<StepReply> = serde_json::from_str(&response.body).ok();
     if response.status != 200 {
-        let why = reply
-            .and_then(|r| r.error)
+        // Every refusal of the API carries `error`, whatever else its body holds.
+        let why = serde_json::from_str::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or_else(|| response.body.trim().to_string());
         return Err(CheckpointRefusal::Refused {
             peer: peer.to_string(),
@@ -373,7 +386,8 @@ pub fn checkpoint_from_response(
         api,
         what,
     };
-    let reply = reply.ok_or_else(|| bad(format!("the answer is not JSON: {:?}", response.body)))?;
+    let reply: StepReply = serde_json::from_str(&response.body)
+        .map_err(|_| bad(format!("the answer is not JSON: {:?}", response.body)))?;
     if reply.node != peer {
         return Err(bad(format!(
             "the daemon that answered is {:?}, not {peer}",
@@ -889,6 +903,31 @@ mod tests {
                 && text.contains("refused (HTTP 409)")
                 && text.contains("Nothing was changed")
                 && text.contains("run `whpg-ha switchover`"),
+            "{text}"
+        );
+        let unreadable = response(
+            500,
+            r#"{"node":"b","ok":false,"error":"no shutdown checkpoint here: pg_controldata: not found","took_ms":1}"#,
+        );
+        let text = checkpoint_from_response("b", api, &unreadable)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("refused (HTTP 500)") && text.contains("fix what that daemon reports"),
+            "{text}"
+        );
+        let wrong_token = response(
+            401,
+            r#"{"node":"b","error":"missing or wrong bearer token"}"#,
+        );
+        let text = checkpoint_from_response("b", api, &wrong_token)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(
+                "(HTTP 401): missing or wrong bearer token. Nothing was changed: both \
+                           nodes need the same api.token_file contents"
+            ),
             "{text}"
         );
         // Not JSON (a proxy, another service on the port), another node, no location.

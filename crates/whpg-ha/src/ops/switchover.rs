@@ -148,8 +148,12 @@ fn run(args: &SwitchoverArgs, steps: &mut Steps, gap: &mut Option<Duration>) -> 
                 )?;
                 *gap = Some(gap_started.elapsed());
                 let detail = format!(
-                    "received up to {}, promoted and serving the VIP ({} ms)",
+                    "received up to {}: {} ({} ms)",
                     reply.lsn.unwrap_or_default(),
+                    reply
+                        .detail
+                        .as_deref()
+                        .unwrap_or("promoted and serving the VIP"),
                     reply.took_ms
                 );
                 Ok(((), detail))
