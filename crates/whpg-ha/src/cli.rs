@@ -108,7 +108,8 @@ pub struct ClientArgs {
     #[arg(long)]
     pub json: bool,
     /// Send the API token over plain HTTP to the other node when [api] has no TLS (anyone on the
-    /// network path can read it); without this the CLI refuses.
+    /// network path can read it); without this the CLI refuses. With `switchover` the promoting
+    /// daemon may then also send it to the old primary's daemon (to read the shutdown checkpoint).
     #[arg(long)]
     pub insecure_token_over_http: bool,
 }

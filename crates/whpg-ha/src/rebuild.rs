@@ -131,16 +131,37 @@ pub async fn control_data(config: &Config) -> Result<ControlData, String> {
     parse_controldata(&outcome.output.stdout)
 }
 
-/// The shutdown checkpoint of a cleanly stopped cluster: every commit is before it.
-pub async fn shutdown_checkpoint(config: &Config) -> Result<Lsn, String> {
-    let control = control_data(config).await?;
+/// Why there is no shutdown checkpoint to hand over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The cluster is not cleanly shut down: running ("in production"), crashed (also "in
+    /// production"), a standby ("in archive recovery", "shut down in recovery"), or stopping.
+    #[error(
+        "the cluster state is {state:?}, not \"shut down\": it is running or did not stop \
+         cleanly, so its last checkpoint does not cover every commit"
+    )]
+    NotShutDown { state: String },
+    /// `pg_controldata` could not be run or its output not read.
+    #[error("pg_controldata: {0}")]
+    Unreadable(String),
+}
+
+/// The checkpoint of `control` when it is a clean shutdown's: every commit is before it.
+pub fn clean_shutdown_checkpoint(control: &ControlData) -> Result<Lsn, CheckpointError> {
     if control.state != "shut down" {
-        return Err(format!(
-            "the cluster state is {:?}, not \"shut down\": it did not stop cleanly",
-            control.state
-        ));
+        return Err(CheckpointError::NotShutDown {
+            state: control.state.clone(),
+        });
     }
     Ok(control.checkpoint)
+}
+
+/// The shutdown checkpoint of a cleanly stopped cluster: every commit is before it.
+pub async fn shutdown_checkpoint(config: &Config) -> Result<Lsn, CheckpointError> {
+    let control = control_data(config)
+        .await
+        .map_err(CheckpointError::Unreadable)?;
+    clean_shutdown_checkpoint(&control)
 }
 
 /// Wait (bounded) until the local standby has received WAL up to `min_lsn`.
@@ -413,6 +434,37 @@ mod tests {
         assert_eq!(c.state, "shut down");
         assert_eq!(c.checkpoint, "0/3000060".parse().unwrap());
         assert!(parse_controldata("nothing").is_err());
+    }
+
+    #[test]
+    fn only_a_clean_shutdown_gives_a_checkpoint() {
+        let at = |state: &str| ControlData {
+            state: state.into(),
+            checkpoint: "0/3000060".parse().unwrap(),
+        };
+        assert_eq!(
+            clean_shutdown_checkpoint(&at("shut down")),
+            Ok("0/3000060".parse().unwrap())
+        );
+        for state in [
+            "in production",
+            "in archive recovery",
+            "shut down in recovery",
+            "shutting down",
+        ] {
+            let refused = clean_shutdown_checkpoint(&at(state)).unwrap_err();
+            assert_eq!(
+                refused,
+                CheckpointError::NotShutDown {
+                    state: state.into()
+                }
+            );
+            let text = refused.to_string();
+            assert!(
+                text.contains(&format!("{state:?}, not \"shut down\"")),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -615,6 +615,32 @@ fn the_cli_speaks_tls_with_client_certificates_and_plain_http_is_refused() {
         matches!(wrong_ca, Err(ClientError::Tls(_, ref why)) if why.contains("certificate")),
         "{wrong_ca:?}"
     );
+
+    // A planned promotion asked of n2: n2's daemon asks n1's daemon for the shutdown checkpoint
+    // over TLS, with its node certificate and the token. n1's daemon answers (its refusal is
+    // its own: this pair has no database, so pg_controldata finds nothing); no step is taken.
+    let settings = tls_config(&pki.ca, true);
+    let promoted = in_netns(n1.netns(), move || {
+        send_with(
+            &settings,
+            format!("{N2}:{API_PORT}").parse().unwrap(),
+            &Request::post_json("/switchover/promote", r#"{"min_lsn":"0/0"}"#, Some(TOKEN)),
+            Duration::from_secs(30),
+        )
+    })
+    .expect("n2 answers over TLS");
+    println!("promote over TLS: {} {}", promoted.status, promoted.body);
+    assert_eq!(promoted.status, 409, "{}", promoted.body);
+    assert!(
+        promoted
+            .body
+            .contains(&format!("asked n1's daemon at {N1}:{API_PORT}"))
+            && promoted.body.contains("it refused (HTTP 500)")
+            && promoted.body.contains("pg_controldata"),
+        "{}\n{}",
+        promoted.body,
+        dump_logs(&logs)
+    );
 }
 
 #[test]

@@ -359,10 +359,24 @@ fn bad_switchover_and_rejoin_requests_are_refused_and_change_nothing() {
     assert!(!p.primary.is_in_recovery().expect("n1 is still the primary"));
 }
 
-/// A token-holding caller that skips the clean stop: with the primary's daemon frozen (no more
-/// adverts, so the standby becomes VRRP master; the database keeps running and writable), ask
-/// the standby to promote "from 0/0". The standby's daemon sees for itself that the old primary
-/// still answers and refuses.
+/// `POST path` with `body` and the token to the daemon of `host`, over its loopback.
+fn api_post(host: &Host, path: &str, body: &str, limit: Duration) -> whpg_ha::client::Response {
+    in_netns(host.netns(), || {
+        whpg_ha::client::send(
+            ([127, 0, 0, 1], API_PORT).into(),
+            &Request::post_json(path, body, Some(TOKEN)),
+            limit,
+        )
+    })
+    .expect("the API answers")
+}
+
+/// The attack of a token-holding caller that skips the clean stop: ask the standby to promote
+/// "from 0/0" while the old primary's database runs and is writable. The standby's daemon asks
+/// the old primary's daemon for the shutdown checkpoint itself and refuses: first without the
+/// operator's leave to send the token in clear, then because that daemon answers that its
+/// database is running ("in production"), then — with the primary's daemon frozen, so the
+/// standby is VRRP master — because no daemon answers for the old primary at all.
 #[test]
 fn a_planned_promotion_beside_a_live_primary_is_refused() {
     let lab = lab_or_skip!("ops_live_primary", PREREQUISITES);
@@ -370,16 +384,47 @@ fn a_planned_promotion_beside_a_live_primary_is_refused() {
     let (d1, d2) = start_pair(&lab, &p);
     let daemons = [&d1, &d2];
     settle(&p, &daemons);
-    let post = |host: &Host, path: &str, body: &str| {
-        in_netns(host.netns(), || {
-            whpg_ha::client::send(
-                ([127, 0, 0, 1], API_PORT).into(),
-                &Request::post_json(path, body, Some(TOKEN)),
-                Duration::from_secs(30),
-            )
-        })
-        .expect("the API answers")
+    let promote = |body: &str| {
+        let started = Instant::now();
+        let promoted = api_post(&p.n2, "/switchover/promote", body, Duration::from_secs(60));
+        println!(
+            "promote {body} beside a live primary: {} after {:?}: {}",
+            promoted.status,
+            started.elapsed(),
+            promoted.body
+        );
+        assert_ne!(promoted.status, 200, "{}", promoted.body);
+        assert!(
+            p.standby.is_in_recovery().expect("query n2"),
+            "n2 was promoted beside a live primary\n{}",
+            dump_logs(&daemons)
+        );
+        assert!(!p.n2.has_address(VIP), "n2 took the VIP");
+        assert!(!p.primary.is_in_recovery().expect("n1 is still the primary"));
+        promoted.body
     };
+
+    // The request of the issue, as it was sent: no TLS here, and nobody allowed the token to
+    // cross the network in clear, so the standby does not even ask.
+    let body = promote(r#"{"min_lsn":"0/0"}"#);
+    assert!(
+        body.contains("refusing to send the token in clear to 10.77.0.11:")
+            && body.contains("Nothing was changed"),
+        "{body}"
+    );
+
+    // Allowed in clear: n1's daemon answers that its database runs.
+    let body = promote(r#"{"min_lsn":"0/0","insecure_token_over_http":true}"#);
+    assert!(
+        body.contains("asked n1's daemon at 10.77.0.11:")
+            && body.contains("refused (HTTP 409)")
+            && body.contains(r#"\"in production\", not \"shut down\""#)
+            && body.contains("run `whpg-ha switchover`"),
+        "{body}"
+    );
+    assert_eq!(layout(&p), (true, false, Some(200), Some(200)));
+
+    // n1's daemon frozen (no more adverts: n2 becomes master), its database still serving.
     d1.kill(whpg_lab::Signal::Stop)
         .expect("SIGSTOP n1's daemon");
     wait_logged(
@@ -388,29 +433,90 @@ fn a_planned_promotion_beside_a_live_primary_is_refused() {
         &daemons,
         || status(&p.n2).is_some_and(|s| s["vrrp"]["state"] == "MASTER"),
     );
+    let body = promote(r#"{"min_lsn":"0/0","insecure_token_over_http":true}"#);
+    assert!(
+        body.contains("asked n1's daemon at 10.77.0.11:") && body.contains("no answer within"),
+        "{body}"
+    );
+    d1.kill(whpg_lab::Signal::Cont)
+        .expect("SIGCONT n1's daemon");
+}
+
+/// The old primary stopped cleanly, but the standby had stopped receiving before its last
+/// writes: its daemon reports a shutdown checkpoint later than anything the standby received.
+/// A caller's `{"min_lsn":"0/0"}` does not lower that bar; the promotion is refused after the
+/// bounded wait and the standby stays a standby.
+#[test]
+fn a_planned_promotion_short_of_the_reported_checkpoint_is_refused() {
+    let lab = lab_or_skip!("ops_short_checkpoint", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+    let short = Duration::from_secs(10);
+    let maintenance = api_post(&p.n2, "/maintenance", r#"{"on":true}"#, short);
+    assert_eq!(maintenance.status, 200, "{}", maintenance.body);
+
+    // n2 stops receiving; n1 writes on, then stops cleanly.
+    p.standby
+        .psql("ALTER SYSTEM SET primary_conninfo = ''")
+        .expect("clear primary_conninfo on n2");
+    p.standby
+        .psql("SELECT pg_reload_conf()")
+        .expect("reload n2");
+    p.standby
+        .wait_for_sql("SELECT count(*) FROM pg_stat_wal_receiver", "0", short)
+        .expect("n2's WAL receiver stops");
+    p.primary
+        .psql("CREATE TABLE after_the_cut AS SELECT generate_series(1, 10000) AS id")
+        .expect("write on n1");
+    let demoted = api_post(&p.n1, "/switchover/demote", "{}", Duration::from_secs(120));
+    println!("demote n1: {} {}", demoted.status, demoted.body);
+    assert_eq!(
+        demoted.status,
+        200,
+        "{}\n{}",
+        demoted.body,
+        dump_logs(&daemons)
+    );
+    let reply: serde_json::Value = serde_json::from_str(&demoted.body).expect("JSON");
+    let checkpoint = reply["lsn"].as_str().expect("a checkpoint").to_string();
+    let received = p
+        .standby
+        .psql("SELECT pg_last_wal_receive_lsn()")
+        .expect("query n2");
+    println!("n1's shutdown checkpoint {checkpoint}; n2 received up to {received}");
+
     let started = Instant::now();
-    let promoted = post(&p.n2, "/switchover/promote", r#"{"min_lsn":"0/0"}"#);
+    let promoted = api_post(
+        &p.n2,
+        "/switchover/promote",
+        r#"{"min_lsn":"0/0","insecure_token_over_http":true}"#,
+        Duration::from_secs(120),
+    );
     println!(
-        "promote beside a live primary: {} after {:?}: {}",
+        "promote from 0/0 short of the checkpoint: {} after {:?}: {}",
         promoted.status,
         started.elapsed(),
         promoted.body
     );
-    assert_ne!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(promoted.status, 409, "{}", promoted.body);
     assert!(
-        promoted.body.contains("still answers as a primary"),
+        promoted
+            .body
+            .contains(&format!("did not receive WAL up to {checkpoint} within"))
+            && promoted.body.contains("reported by n1's daemon")
+            && promoted.body.contains("nothing was changed"),
         "{}",
         promoted.body
     );
     assert!(
         p.standby.is_in_recovery().expect("query n2"),
-        "n2 was promoted beside a live primary\n{}",
+        "n2 was promoted without the old primary's last commits\n{}",
         dump_logs(&daemons)
     );
-    assert!(!p.n2.has_address(VIP), "n2 took the VIP");
-    assert!(!p.primary.is_in_recovery().expect("n1 is still the primary"));
-    d1.kill(whpg_lab::Signal::Cont)
-        .expect("SIGCONT n1's daemon");
+    assert!(!p.n2.has_address(VIP) && !p.n1.has_address(VIP));
+    assert_eq!(code(&p.n2, "/primary"), Some(503));
 }
 
 /// The primary's data directory is where it was and was not moved aside.

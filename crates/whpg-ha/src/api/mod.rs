@@ -18,6 +18,7 @@
 //! | `POST /maintenance` | `{"on": bool}`, bearer token required |
 //! | `POST /promote` | `{"accept_data_loss": true}`: promote a standby that may miss acknowledged commits ([`promote`]) |
 //! | `POST /switchover/demote`, `/switchover/promote`, `/rejoin` | planned switchover and rejoin steps ([`switchover`]) |
+//! | `GET /switchover/checkpoint` | the shutdown checkpoint of this node's cleanly stopped database, for the promoting peer (bearer token, peer or this node only) |
 //!
 //! The server ([`server`]) bounds connections, header and idle time; mutating routes check the
 //! token before reading a body of a few KiB at most ([`control::authorize`]); with `api.tls_*`
@@ -80,6 +81,7 @@ pub fn router(state: ApiState, journal: PathBuf) -> Router {
         .route("/promote", post(promote::promote))
         .route("/switchover/demote", post(switchover::demote))
         .route("/switchover/promote", post(switchover::promote))
+        .route("/switchover/checkpoint", get(switchover::checkpoint))
         .route("/rejoin", post(switchover::rejoin))
         .route("/rejoin/local", post(switchover::rejoin_local))
         .route("/check/token", post(check_token))

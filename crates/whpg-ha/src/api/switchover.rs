@@ -3,13 +3,23 @@
 //! | route | what this daemon does |
 //! |---|---|
 //! | `POST /switchover/demote` | leaves the election (VIP removed), stops its database cleanly, answers the shutdown checkpoint |
-//! | `POST /switchover/promote` `{"min_lsn": "X/Y"}` | waits until its standby received WAL up to `min_lsn`, promotes, answers once writable with the VIP |
+//! | `GET /switchover/checkpoint` | on the old primary: answers the shutdown checkpoint of its cleanly stopped database (`pg_controldata`); refuses (409) while the database runs or did not stop cleanly, saying its cluster state |
+//! | `POST /switchover/promote` `{}` or `{"min_lsn": "X/Y"}` | asks the configured peer's daemon for the old primary's shutdown checkpoint (`GET /switchover/checkpoint`), waits until its standby received WAL up to it (or up to `min_lsn` when that is later: the caller can only raise the bar), promotes, answers once writable with the VIP |
 //! | `POST /rejoin` `{"standby_host": "A.B.C.D"}` | WarehousePG, on the active coordinator: removes a stale standby entry (`gpinitstandby -r -a`), then runs `commands.rejoin` (gpinitstandby) for that host |
 //! | `POST /rejoin/local` `{"primary_host": "A.B.C.D"}` | on the node to rebuild (`switchover --rejoin`): stop, move the data directory aside, PostgreSQL: base backup and start |
 //!
-//! All need the bearer token, and one runs at a time per daemon. The rejoin routes also need the
-//! caller to be the configured peer or this node itself, and name the peer as the other host;
-//! `/rejoin/local` refuses while the local database answers as a primary. The loop is only asked for short things (feed a policy input,
+//! All need the bearer token, and the changing ones run one at a time per daemon. The rejoin
+//! routes and `/switchover/checkpoint` also need the caller to be the configured peer or this node
+//! itself; the rejoin routes name the peer as the other host; `/rejoin/local` refuses while the
+//! local database answers as a primary.
+//!
+//! The promoting daemon never takes the shutdown checkpoint from its caller: it asks the old
+//! primary's daemon — the configured peer, at its API address, with the same token, over TLS when
+//! `[api] tls_*` is set — through the CLI's client ([`crate::client`]). Without TLS the token goes
+//! to the peer in clear only when the request says `"insecure_token_over_http": true` (the CLI
+//! sets it when given `--insecure-token-over-http`). When the peer's daemon does not answer, or
+//! its database is not cleanly shut down, the promotion is refused ([`CheckpointRefusal`]) and
+//! nothing changes. The loop is only asked for short things (feed a policy input,
 //! journal a line); the long work (commands, waiting for WAL) runs in a spawned task that
 //! answers over a oneshot channel, so the VRRP loop keeps advertising and a client that goes
 //! away does not cut a step in half.
@@ -29,10 +39,11 @@ use tokio::sync::oneshot;
 
 use super::control::{authorized_body, refusal, ApiCommand, OperationGuard};
 use super::{checks, ApiState};
+use crate::client::{self, ClientError};
 use crate::config::{CommandKind, Config, Flavor};
 use crate::db::Lsn;
 use crate::node::Refusal;
-use crate::rebuild;
+use crate::rebuild::{self, CheckpointError};
 
 /// How long the promoting standby waits for the old primary's last WAL.
 pub const WAL_WAIT: Duration = Duration::from_secs(30);
@@ -41,6 +52,11 @@ const MASTER_WAIT: Duration = Duration::from_secs(10);
 /// How long it waits for the promotion to be verified and the VIP installed.
 const PROMOTION_WAIT: Duration = Duration::from_secs(120);
 const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// The route on the old primary's daemon that answers its shutdown checkpoint.
+pub const CHECKPOINT_PATH: &str = "/switchover/checkpoint";
+/// How long the promoting standby waits for the old primary's daemon to answer it (one
+/// `pg_controldata` run there, milliseconds).
+pub const CHECKPOINT_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The answer of every endpoint here.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -58,10 +74,16 @@ pub struct StepReply {
     pub took_ms: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
-    pub min_lsn: String,
+    /// A floor the caller sets: the standby waits for the later of this and the shutdown
+    /// checkpoint the old primary's daemon reports. It never lowers the bar.
+    #[serde(default)]
+    pub min_lsn: Option<String>,
+    /// The operator accepts that the token goes to the peer's daemon in clear (no `[api] tls_*`).
+    #[serde(default)]
+    pub insecure_token_over_http: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,8 +238,232 @@ pub async fn demote(State(state): State<ApiState>, headers: HeaderMap) -> Respon
     .await
 }
 
+/// `GET /switchover/checkpoint`, on the old primary: the shutdown checkpoint of its cleanly
+/// stopped database, read here with `pg_controldata`. Only the configured peer (the standby that
+/// is to promote) or this node may ask; 409 while the database runs or did not stop cleanly.
+pub async fn checkpoint(
+    State(state): State<ApiState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    // One pg_controldata at a time; a second caller waits for the first.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    if let Some(response) = refusal(&state, &headers) {
+        return response;
+    }
+    if let Err(why) = peer_or_local_caller(&state.config, remote.ip(), "checkpoint requests") {
+        return refused(&state, StatusCode::FORBIDDEN, why);
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+    let result = rebuild::shutdown_checkpoint(&state.config).await;
+    let took_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(lsn) => answer(
+            &state,
+            StatusCode::OK,
+            StepReply {
+                ok: true,
+                detail: Some("the database is cleanly shut down".into()),
+                lsn: Some(lsn.to_string()),
+                took_ms,
+                ..StepReply::default()
+            },
+        ),
+        Err(e) => {
+            let code = match e {
+                CheckpointError::NotShutDown { .. } => StatusCode::CONFLICT,
+                CheckpointError::Unreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let reply = StepReply {
+                error: Some(format!("no shutdown checkpoint here: {e}")),
+                took_ms,
+                ..StepReply::default()
+            };
+            answer(&state, code, reply)
+        }
+    }
+}
+
+/// Why the promoting standby could not establish the old primary's shutdown checkpoint itself.
+/// In every case nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointRefusal {
+    #[error("no peer is configured: there is no old primary to take the shutdown checkpoint from")]
+    NoPeer,
+    #[error("api.listen is empty: the peer's daemon, which reports the shutdown checkpoint, cannot be reached")]
+    NoApi,
+    #[error("[api] tls_*: {0}")]
+    Tls(String),
+    /// No (complete) answer: the daemon is down, frozen or unreachable, or the token would have
+    /// gone in clear.
+    #[error(
+        "asked {peer}'s daemon at {api} (GET {CHECKPOINT_PATH}) for the old primary's shutdown \
+         checkpoint: {error}. Nothing was changed: a planned promotion needs that daemon's own \
+         answer; check it runs and answers (`whpg-ha status`), then run `whpg-ha switchover`"
+    )]
+    Unreachable {
+        peer: String,
+        api: SocketAddr,
+        error: String,
+    },
+    /// The daemon answered that it has no shutdown checkpoint (its database runs, crashed, or
+    /// cannot be read) or refused the request.
+    #[error(
+        "asked {peer}'s daemon at {api} (GET {CHECKPOINT_PATH}) for the old primary's shutdown \
+         checkpoint: it refused (HTTP {status}): {why}. Nothing was changed: {}",
+        refused_remedy(*.status)
+    )]
+    Refused {
+        peer: String,
+        api: SocketAddr,
+        status: u16,
+        why: String,
+    },
+    /// Another daemon answered at the peer's address, or the answer carried no WAL location.
+    #[error(
+        "asked {peer}'s daemon at {api} (GET {CHECKPOINT_PATH}) for the old primary's shutdown \
+         checkpoint: {what}. Nothing was changed: check [nodes] and api.listen on both nodes"
+    )]
+    BadAnswer {
+        peer: String,
+        api: SocketAddr,
+        what: String,
+    },
+}
+
+/// What to do about a refusal of the peer's daemon, by its status.
+fn refused_remedy(status: u16) -> &'static str {
+    match status {
+        409 => {
+            "the old primary must be stopped cleanly first; run `whpg-ha switchover`, which \
+             stops it and then promotes"
+        }
+        401 | 403 => "both nodes need the same api.token_file contents",
+        _ => "fix what that daemon reports, then run `whpg-ha switchover`",
+    }
+}
+
+/// The old primary's shutdown checkpoint as its daemon reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCheckpoint {
+    pub peer: String,
+    pub api: SocketAddr,
+    pub lsn: Lsn,
+}
+
+/// The configured peer and where its daemon's API answers (never an address from a request).
+pub fn peer_target(config: &Config) -> Result<crate::ops::Target, CheckpointRefusal> {
+    let peer = config.peer().ok_or(CheckpointRefusal::NoPeer)?;
+    let targets = crate::ops::targets(config).map_err(|_| CheckpointRefusal::NoApi)?;
+    targets
+        .into_iter()
+        .find(|t| t.node.name == peer.name)
+        .ok_or(CheckpointRefusal::NoPeer)
+}
+
+/// Read the peer daemon's answer to `GET /switchover/checkpoint`.
+pub fn checkpoint_from_response(
+    peer: &str,
+    api: SocketAddr,
+    response: &client::Response,
+) -> Result<PeerCheckpoint, CheckpointRefusal> {
+    if response.status != 200 {
+        // Every refusal of the API carries `error`, whatever else its body holds.
+        let why = serde_json::from_str::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| response.body.trim().to_string());
+        return Err(CheckpointRefusal::Refused {
+            peer: peer.to_string(),
+            api,
+            status: response.status,
+            why,
+        });
+    }
+    let bad = |what: String| CheckpointRefusal::BadAnswer {
+        peer: peer.to_string(),
+        api,
+        what,
+    };
+    let reply: StepReply = serde_json::from_str(&response.body)
+        .map_err(|_| bad(format!("the answer is not JSON: {:?}", response.body)))?;
+    if reply.node != peer {
+        return Err(bad(format!(
+            "the daemon that answered is {:?}, not {peer}",
+            reply.node
+        )));
+    }
+    let text = reply
+        .lsn
+        .ok_or_else(|| bad("the answer carries no checkpoint location".into()))?;
+    let lsn = text
+        .parse()
+        .map_err(|e| bad(format!("the checkpoint location: {e}")))?;
+    Ok(PeerCheckpoint {
+        peer: peer.to_string(),
+        api,
+        lsn,
+    })
+}
+
+/// Ask the configured peer's daemon for the old primary's shutdown checkpoint, with `token`,
+/// over TLS when `[api] tls_*` is set; without TLS the token goes to another host only when
+/// `allow_clear_token`. Bounded by [`CHECKPOINT_ASK_TIMEOUT`].
+pub async fn ask_peer_checkpoint(
+    config: &Config,
+    token: &super::Token,
+    allow_clear_token: bool,
+) -> Result<PeerCheckpoint, CheckpointRefusal> {
+    let target = peer_target(config)?;
+    let tls = match &config.api.tls {
+        Some(files) => Some(
+            super::tls::client_config(files)
+                .map_err(|e| CheckpointRefusal::Tls(format!("{e:#}")))?,
+        ),
+        None => None,
+    };
+    let settings = client::Settings {
+        tls,
+        allow_clear_token,
+    };
+    let (peer, api) = (target.node.name.clone(), target.api);
+    let bearer = token.expose().to_string();
+    let sent = tokio::task::spawn_blocking(move || {
+        let request = client::Request {
+            method: "GET",
+            path: CHECKPOINT_PATH,
+            bearer: Some(&bearer),
+            json: None,
+        };
+        client::send_with(&settings, api, &request, CHECKPOINT_ASK_TIMEOUT)
+    })
+    .await;
+    let unreachable = |error: String| CheckpointRefusal::Unreachable {
+        peer: peer.clone(),
+        api,
+        error,
+    };
+    match sent {
+        Ok(Ok(response)) => checkpoint_from_response(&peer, api, &response),
+        Ok(Err(e @ ClientError::ClearToken(_))) => Err(unreachable(format!(
+            "{e} (with `whpg-ha switchover`, that flag is passed on to this daemon)"
+        ))),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(e) => Err(unreachable(format!("the request task failed: {e}"))),
+    }
+}
+
+/// The WAL position the standby must have received before it promotes: the old primary's
+/// shutdown checkpoint, or the caller's `min_lsn` when that is later. A caller can only raise
+/// the bar, never lower it.
+pub fn required_lsn(shutdown_checkpoint: Lsn, min_lsn: Option<Lsn>) -> Lsn {
+    min_lsn.map_or(shutdown_checkpoint, |floor| floor.max(shutdown_checkpoint))
+}
+
 pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    const EXPECTED: &str = r#"{"min_lsn": "X/Y"}"#;
+    const EXPECTED: &str =
+        r#"{} or {"min_lsn": "X/Y"}, optionally with "insecure_token_over_http": true"#;
     let request: PromoteRequest =
         match authorized_body(&state, &headers, &body, EXPECTED, |s, c, t| {
             refused(s, c, t)
@@ -225,7 +471,7 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
             Ok(request) => request,
             Err(response) => return *response,
         };
-    let min_lsn: Lsn = match request.min_lsn.parse() {
+    let min_lsn: Option<Lsn> = match request.min_lsn.as_deref().map(str::parse).transpose() {
         Ok(lsn) => lsn,
         Err(e) => {
             return refused(
@@ -235,6 +481,14 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
             )
         }
     };
+    let Some(token) = state.token.clone() else {
+        // Not reached: `refusal` answered 403 already.
+        return refused(
+            &state,
+            StatusCode::FORBIDDEN,
+            "no api.token_file configured",
+        );
+    };
     let running = match begin(&state, "switchover promote") {
         Ok(guard) => guard,
         Err(response) => return *response,
@@ -242,17 +496,53 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
     let task_state = state.clone();
     in_task(&state, running, async move {
         let state = &task_state;
-        let received = rebuild::wait_received(&state.config, min_lsn, WAL_WAIT).await?;
+        let asked =
+            ask_peer_checkpoint(&state.config, &token, request.insecure_token_over_http).await;
+        let peer = match asked {
+            Ok(peer) => peer,
+            Err(refusal) => {
+                journal(state, format!("switchover: promotion refused: {refusal}")).await;
+                return Err(refusal.to_string());
+            }
+        };
+        let needed = required_lsn(peer.lsn, min_lsn);
+        let floor = match min_lsn {
+            Some(floor) if floor > peer.lsn => format!("; the caller's min_lsn {floor} is later"),
+            _ => String::new(),
+        };
         journal(
             state,
-            format!("switchover: received WAL up to {received} (needed {min_lsn}): promoting"),
+            format!(
+                "switchover: {}'s daemon reports the old primary cleanly shut down at checkpoint \
+                 {}{floor}; waiting for WAL up to {needed}",
+                peer.peer, peer.lsn
+            ),
+        )
+        .await;
+        let received = match rebuild::wait_received(&state.config, needed, WAL_WAIT).await {
+            Ok(received) => received,
+            Err(e) => {
+                let e = format!(
+                    "{e}: the old primary's shutdown checkpoint {needed} (reported by {}'s \
+                     daemon) has not arrived here, so promoting would lose commits; nothing was \
+                     changed: check the standby's replication (`whpg-ha status`), start the old \
+                     primary again if it is to serve, or rebuild this standby",
+                    peer.peer
+                );
+                journal(state, format!("switchover: promotion refused: {e}")).await;
+                return Err(e);
+            }
+        };
+        journal(
+            state,
+            format!("switchover: received WAL up to {received} (needed {needed}): promoting"),
         )
         .await;
         // The old primary resigned; until our instance has taken over, the policy refuses.
         let deadline = Instant::now() + MASTER_WAIT;
         loop {
             let planned = |reply| ApiCommand::PlannedPromotion {
-                shutdown_checkpoint: min_lsn.0,
+                shutdown_checkpoint: needed.0,
                 received: received.0,
                 reply,
             };
@@ -298,7 +588,11 @@ pub async fn promote(State(state): State<ApiState>, headers: HeaderMap, body: By
             }
         }
         Ok(StepReply {
-            detail: Some("promoted, verified writable, VIP installed".into()),
+            detail: Some(format!(
+                "promoted, verified writable, VIP installed; the old primary's shutdown \
+                 checkpoint {} was read from {}'s daemon",
+                peer.lsn, peer.peer
+            )),
             lsn: Some(received.to_string()),
             ..StepReply::default()
         })
@@ -322,6 +616,12 @@ fn peer_address(config: &Config) -> Option<Ipv4Addr> {
 /// Whether `remote` may ask for a rejoin: the configured peer, or this node itself (a CLI on
 /// this host, over loopback or the node's own address). `Err` says why not.
 pub fn rejoin_caller(config: &Config, remote: IpAddr) -> Result<(), String> {
+    peer_or_local_caller(config, remote, "rejoin requests")
+}
+
+/// Whether `remote` is the configured peer or this node itself; `Err` says why not, naming the
+/// requests (`what`) refused.
+pub fn peer_or_local_caller(config: &Config, remote: IpAddr, what: &str) -> Result<(), String> {
     let remote = plain(remote);
     if remote.is_loopback() || remote == IpAddr::V4(config.local.address) {
         return Ok(());
@@ -329,10 +629,12 @@ pub fn rejoin_caller(config: &Config, remote: IpAddr) -> Result<(), String> {
     match peer_address(config) {
         Some(peer) if remote == IpAddr::V4(peer) => Ok(()),
         Some(peer) => Err(format!(
-            "rejoin requests are accepted only from the peer {peer} or from this node; \
+            "{what} are accepted only from the peer {peer} or from this node; \
              {remote} is neither: run the command on a node of the pair"
         )),
-        None => Err("no peer is configured: there is nothing to rejoin".into()),
+        None => Err(format!(
+            "no peer is configured: {what} have no one to come from"
+        )),
     }
 }
 
@@ -514,6 +816,165 @@ mod tests {
         crate::config::testing::TestConfig::pair().parse("a")
     }
 
+    fn lsn(text: &str) -> Lsn {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_callers_min_lsn_only_raises_the_bar() {
+        let checkpoint = lsn("0/3000060");
+        assert_eq!(required_lsn(checkpoint, None), checkpoint);
+        assert_eq!(required_lsn(checkpoint, Some(lsn("0/0"))), checkpoint);
+        assert_eq!(required_lsn(checkpoint, Some(lsn("0/3000028"))), checkpoint);
+        assert_eq!(
+            required_lsn(checkpoint, Some(lsn("1/0"))),
+            lsn("1/0"),
+            "a later floor is kept"
+        );
+    }
+
+    #[test]
+    fn a_promote_request_may_omit_min_lsn_and_carries_nothing_else() {
+        let parse = |text: &str| serde_json::from_str::<PromoteRequest>(text);
+        let empty = parse("{}").unwrap();
+        assert_eq!(empty.min_lsn, None);
+        assert!(!empty.insecure_token_over_http);
+        let full = parse(r#"{"min_lsn":"0/0","insecure_token_over_http":true}"#).unwrap();
+        assert_eq!(full.min_lsn.as_deref(), Some("0/0"));
+        assert!(full.insecure_token_over_http);
+        // No way to name another daemon to ask, or to hand over a checkpoint.
+        for bad in [
+            r#"{"min_lsn":"0/0","peer":"10.77.0.99:8008"}"#,
+            r#"{"shutdown_checkpoint":"0/0"}"#,
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("unknown field"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn only_the_configured_peers_daemon_is_asked() {
+        let c = config();
+        let target = peer_target(&c).unwrap();
+        assert_eq!(target.node.name, "b");
+        assert_eq!(target.api.ip(), IpAddr::V4(Ipv4Addr::new(10, 77, 0, 12)));
+        assert_eq!(Some(target.api.port()), c.api.port());
+        // Seen from the other node, the peer is the first one.
+        let from_b = crate::config::testing::TestConfig::pair().parse("b");
+        assert_eq!(peer_target(&from_b).unwrap().node.name, "a");
+    }
+
+    fn response(status: u16, body: &str) -> client::Response {
+        client::Response {
+            status,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn the_peers_answer_is_its_checkpoint_or_a_typed_refusal() {
+        let api: SocketAddr = "10.77.0.12:8008".parse().unwrap();
+        let ok = response(
+            200,
+            r#"{"node":"b","ok":true,"lsn":"0/3000060","took_ms":3}"#,
+        );
+        assert_eq!(
+            checkpoint_from_response("b", api, &ok).unwrap(),
+            PeerCheckpoint {
+                peer: "b".into(),
+                api,
+                lsn: lsn("0/3000060")
+            }
+        );
+        // The old primary still runs: its daemon's reason is passed on, with what to run.
+        let running = response(
+            409,
+            r#"{"node":"b","ok":false,"error":"no shutdown checkpoint here: the cluster state is "in production", not "shut down"","took_ms":3}"#,
+        );
+        let refused = checkpoint_from_response("b", api, &running).unwrap_err();
+        assert!(
+            matches!(&refused, CheckpointRefusal::Refused { status: 409, why, .. }
+                if why.contains("\"in production\"")),
+            "{refused:?}"
+        );
+        let text = refused.to_string();
+        assert!(
+            text.contains("asked b's daemon at 10.77.0.12:8008 (GET /switchover/checkpoint)")
+                && text.contains("refused (HTTP 409)")
+                && text.contains("Nothing was changed")
+                && text.contains("run `whpg-ha switchover`"),
+            "{text}"
+        );
+        let unreadable = response(
+            500,
+            r#"{"node":"b","ok":false,"error":"no shutdown checkpoint here: pg_controldata: not found","took_ms":1}"#,
+        );
+        let text = checkpoint_from_response("b", api, &unreadable)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("refused (HTTP 500)") && text.contains("fix what that daemon reports"),
+            "{text}"
+        );
+        let wrong_token = response(
+            401,
+            r#"{"node":"b","error":"missing or wrong bearer token"}"#,
+        );
+        let text = checkpoint_from_response("b", api, &wrong_token)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(
+                "(HTTP 401): missing or wrong bearer token. Nothing was changed: both \
+                           nodes need the same api.token_file contents"
+            ),
+            "{text}"
+        );
+        // Not JSON (a proxy, another service on the port), another node, no location.
+        for (body, expected) in [
+            ("hello", "not JSON"),
+            (
+                r#"{"node":"a","ok":true,"lsn":"0/3000060","took_ms":1}"#,
+                "is \"a\", not b",
+            ),
+            (
+                r#"{"node":"b","ok":true,"took_ms":1}"#,
+                "no checkpoint location",
+            ),
+            (
+                r#"{"node":"b","ok":true,"lsn":"yesterday","took_ms":1}"#,
+                "not a WAL location",
+            ),
+        ] {
+            let e = checkpoint_from_response("b", api, &response(200, body)).unwrap_err();
+            assert!(
+                matches!(e, CheckpointRefusal::BadAnswer { .. })
+                    && e.to_string().contains(expected),
+                "{body}: {e}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_tls_the_token_goes_to_the_peer_only_with_the_operators_leave() {
+        let path = std::env::temp_dir().join(format!("whpg-ha-token-{}", std::process::id()));
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let token = super::super::Token::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        // The peer 10.77.0.12 is not an address of this host: refused before connecting.
+        let refused = ask_peer_checkpoint(&config(), &token, false)
+            .await
+            .unwrap_err();
+        let text = refused.to_string();
+        assert!(
+            matches!(refused, CheckpointRefusal::Unreachable { .. })
+                && text.contains("refusing to send the token in clear to 10.77.0.12:")
+                && text.contains("--insecure-token-over-http")
+                && text.contains("Nothing was changed"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn rejoin_is_asked_only_by_the_peer_or_this_node() {
         let c = config();
@@ -535,6 +996,12 @@ mod tests {
         let why = names_the_peer(&c, "standby_host", Ipv4Addr::new(10, 77, 0, 99)).unwrap_err();
         assert!(
             why.contains("standby_host 10.77.0.99 is not the configured peer"),
+            "{why}"
+        );
+        let why = peer_or_local_caller(&c, "10.77.0.99".parse().unwrap(), "checkpoint requests")
+            .unwrap_err();
+        assert!(
+            why.starts_with("checkpoint requests are accepted only from the peer 10.77.0.12"),
             "{why}"
         );
     }

@@ -8,7 +8,9 @@
 //! 3. maintenance on at the standby: nothing promotes on its own while the primary stops;
 //! 4. the primary's daemon leaves the election (VIP removed), stops its database cleanly and
 //!    answers the shutdown checkpoint location;
-//! 5. the standby's daemon waits until it received WAL up to that checkpoint (so it has every
+//! 5. the standby's daemon asks the old primary's daemon itself for the shutdown checkpoint
+//!    (`GET /switchover/checkpoint`: the CLI's word is not enough; the location the CLI passes
+//!    as `min_lsn` can only raise the bar), waits until it received WAL up to it (so it has every
 //!    commit), promotes, verifies a write and installs the VIP;
 //! 6. maintenance off; the write gap and the new layout are printed;
 //! 7. with `--rejoin`, the old primary is rebuilt as the new standby.
@@ -117,12 +119,18 @@ fn run(args: &SwitchoverArgs, steps: &mut Steps, gap: &mut Option<Duration>) -> 
         .map_err(stopped)?;
 
     let promote_timeout = WAL_WAIT + Duration::from_secs(180);
-    let body = json!({ "min_lsn": checkpoint }).to_string();
+    let mut body = json!({ "min_lsn": checkpoint });
+    if crate::client::settings().allow_clear_token {
+        // The standby's daemon asks the old primary's for the checkpoint with the same token.
+        body["insecure_token_over_http"] = json!(true);
+    }
+    let body = body.to_string();
     steps
         .run(
             format!(
-                "{}: wait for WAL up to {checkpoint}, promote, verify a write, take the VIP",
-                standby.node.name
+                "{}: read the shutdown checkpoint from {}'s daemon, wait for WAL up to it, \
+                 promote, verify a write, take the VIP",
+                standby.node.name, primary.node.name
             ),
             format!(
                 "{} is stopped cleanly and out of the election; {} is in maintenance mode and may \
@@ -140,8 +148,12 @@ fn run(args: &SwitchoverArgs, steps: &mut Steps, gap: &mut Option<Duration>) -> 
                 )?;
                 *gap = Some(gap_started.elapsed());
                 let detail = format!(
-                    "received up to {}, promoted and serving the VIP ({} ms)",
+                    "received up to {}: {} ({} ms)",
                     reply.lsn.unwrap_or_default(),
+                    reply
+                        .detail
+                        .as_deref()
+                        .unwrap_or("promoted and serving the VIP"),
                     reply.took_ms
                 );
                 Ok(((), detail))
