@@ -3,7 +3,9 @@
 //! systemd sets them for `WatchdogSec=`. It must send `READY=1`, then `WATCHDOG=1` every half
 //! interval from its decision loop; it must not feed a watchdog meant for another process; and
 //! (with the `failpoints` feature, which `scripts/test.sh` enables for this test) a stalled loop
-//! must stop feeding while the rest of the process, the HTTP API, keeps answering.
+//! must stop feeding while the rest of the process, the HTTP API, keeps answering, and after
+//! systemd's answer to that (SIGABRT, then a new start) the new daemon removes the VIP the killed
+//! master left behind.
 //!
 //! `WATCHDOG_PID` must name the daemon's own PID before it starts, as systemd sets it between
 //! fork and exec. The daemon runs as PID 1 of a PID namespace of its own
@@ -99,12 +101,16 @@ impl Drop for NotifySocket {
 }
 
 /// The daemon as systemd would start it with `WatchdogSec=`, alone on its lab host (it becomes
-/// MASTER of a pair whose peer never appears), plus `extra` variables.
+/// MASTER of a pair whose peer never appears), plus `extra` variables. With `watchdog_pid` it runs
+/// as PID 1 of a PID namespace of its own, with `WATCHDOG_PID` set to that PID (or another);
+/// without, as an ordinary process with `WATCHDOG_PID` unset, which sd_watchdog_enabled(3) also
+/// takes as "meant for this process" (and where, unlike for a namespace's PID 1, a signal without
+/// a handler has its default action).
 fn start(
     lab: &Lab,
     host: &Host,
     notify: &NotifySocket,
-    watchdog_pid: u32,
+    watchdog_pid: Option<u32>,
     extra: &[String],
 ) -> Process {
     let settings = PairSettings::fast();
@@ -112,12 +118,16 @@ fn start(
         &settings,
         &[("n1", host.address(), 150), ("n2", "10.77.0.12", 100)],
     );
-    let mut wrapper: Vec<String> = ["unshare", "--pid", "--fork", "--kill-child", "env"]
-        .map(String::from)
-        .to_vec();
+    let mut wrapper = Vec::new();
+    if watchdog_pid.is_some() {
+        wrapper.extend(["unshare", "--pid", "--fork", "--kill-child"].map(String::from));
+    }
+    wrapper.push("env".to_string());
     wrapper.push(format!("NOTIFY_SOCKET={}", notify.path.display()));
     wrapper.push(format!("WATCHDOG_USEC={}", WATCHDOG.as_micros()));
-    wrapper.push(format!("WATCHDOG_PID={watchdog_pid}"));
+    if let Some(pid) = watchdog_pid {
+        wrapper.push(format!("WATCHDOG_PID={pid}"));
+    }
     wrapper.extend_from_slice(extra);
     start_daemon_under(lab, host, "n1", &config, &wrapper)
 }
@@ -155,7 +165,7 @@ fn the_loop_feeds_the_watchdog_every_half_interval_after_ready() {
     let lab = lab_or_skip!("watchdog_cadence", PREREQUISITES);
     let host = lab.add_host("n1", "10.77.0.11/24").expect("n1");
     let notify = NotifySocket::bind(&lab);
-    let daemon = start(&lab, &host, &notify, 1, &[]);
+    let daemon = start(&lab, &host, &notify, Some(1), &[]);
     wait_logged("READY=1", Duration::from_secs(10), &daemon, || {
         notify.ready()
     });
@@ -184,7 +194,7 @@ fn the_loop_feeds_the_watchdog_every_half_interval_after_ready() {
         // Never more often than every half interval (allowing for when the datagrams were read),
         // and always within the interval, or systemd would have killed the daemon.
         assert!(
-            *gap + Duration::from_millis(50) >= half,
+            *gap + Duration::from_millis(100) >= half,
             "fed after {} ms, before the half interval of {} ms: {}",
             ms(*gap),
             ms(half),
@@ -208,7 +218,7 @@ fn a_watchdog_meant_for_another_process_is_not_fed() {
     let notify = NotifySocket::bind(&lab);
     // PID 2 of the daemon's namespace is not the daemon: the variables were inherited from a
     // parent (as a command the daemon runs inherits them), so the watchdog is not its to feed.
-    let daemon = start(&lab, &host, &notify, 2, &[]);
+    let daemon = start(&lab, &host, &notify, Some(2), &[]);
     wait_logged("READY=1", Duration::from_secs(10), &daemon, || {
         notify.ready()
     });
@@ -232,7 +242,7 @@ fn a_stalled_decision_loop_stops_feeding_while_the_api_answers() {
     let notify = NotifySocket::bind(&lab);
     let stall = lab.dir().join("stall-the-loop");
     let env = format!("{STALL_LOOP_ENV}={}", stall.display());
-    let daemon = start(&lab, &host, &notify, 1, &[env]);
+    let daemon = start(&lab, &host, &notify, Some(1), &[env]);
     wait_logged("READY=1", Duration::from_secs(10), &daemon, || {
         notify.ready()
     });
@@ -319,5 +329,111 @@ fn a_stalled_decision_loop_stops_feeding_while_the_api_answers() {
             .contains("failpoint: the decision loop resumes"),
         "{}",
         daemon.log_contents()
+    );
+}
+
+/// What systemd does about a stalled loop, played by the test: once the loop has been silent for
+/// `WATCHDOG_USEC`, SIGABRT to the daemon (`WatchdogSignal=`), then a new start (`Restart=always`).
+/// The dead daemon left its VIP on the interface; the new one removes it at start-up, as stale,
+/// before it opens its VRRP socket, and then feeds the watchdog again.
+#[cfg(feature = "failpoints")]
+#[test]
+fn after_the_watchdog_kills_a_stalled_master_the_restart_removes_the_stale_vip() {
+    use whpg_ha::daemon::failpoint::STALL_LOOP_ENV;
+
+    const STALE: &str = "removed stale virtual address";
+    let lab = lab_or_skip!("watchdog_restart", PREREQUISITES);
+    let host = lab.add_host("n1", "10.77.0.11/24").expect("n1");
+    let vip = PairSettings::fast().vip_address();
+    let notify = NotifySocket::bind(&lab);
+    let stall = lab.dir().join("stall-the-loop");
+    let env = format!("{STALL_LOOP_ENV}={}", stall.display());
+    let first = start(&lab, &host, &notify, None, std::slice::from_ref(&env));
+    wait_logged("the VIP on n1", Duration::from_secs(15), &first, || {
+        host.has_address(vip)
+    });
+    wait_logged("a WATCHDOG=1", WATCHDOG * 2, &first, || {
+        !notify.feeds().is_empty()
+    });
+
+    std::fs::write(&stall, b"").expect("creating the stall file");
+    first
+        .wait_for_log("failpoint: the decision loop stalls", WATCHDOG * 2)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", first.log_contents()));
+    // The watchdog's timer: WATCHDOG_USEC after the last WATCHDOG=1.
+    let last_feed = || *notify.feeds().last().expect("fed before the stall");
+    wait_logged("WATCHDOG_USEC of silence", WATCHDOG * 3, &first, || {
+        last_feed().elapsed() > WATCHDOG
+    });
+    // `ip netns exec` and `env` exec in place: the process started is the daemon.
+    let daemon_pid = first.pid();
+    let last_fed = last_feed();
+    // SAFETY: a plain syscall on the daemon this test started and has not reaped.
+    let rc = unsafe { libc::kill(daemon_pid as libc::pid_t, libc::SIGABRT) };
+    assert_eq!(
+        rc,
+        0,
+        "SIGABRT to {daemon_pid}: {}",
+        std::io::Error::last_os_error()
+    );
+    let aborted = Instant::now();
+    first
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", first.log_contents()));
+    assert!(
+        host.has_address(vip),
+        "a daemon killed by SIGABRT cannot remove its VIP: it should still be there"
+    );
+    assert!(
+        !first.log_contents().contains(STALE),
+        "{}",
+        first.log_contents()
+    );
+
+    // Restart=always (without the stall this time).
+    std::fs::remove_file(&stall).expect("removing the stall file");
+    let readies = || notify.all().iter().filter(|(_, m)| m == "READY=1").count();
+    let fed_before = notify.feeds().len();
+    // Both daemons append to the same log file.
+    let first_log = first.log_contents().len();
+    let second = start(&lab, &host, &notify, None, &[env]);
+    wait_logged(
+        "READY=1 of the restarted daemon",
+        Duration::from_secs(10),
+        &second,
+        || readies() == 2,
+    );
+    let ready = aborted.elapsed();
+    let log = second.log_contents().split_off(first_log);
+    assert!(
+        log.contains(STALE),
+        "no stale-VIP removal at start-up:\n{log}"
+    );
+    let removed_at = log.find(STALE).expect("found above");
+    let ready_at = log
+        .find("running as node n1")
+        .unwrap_or_else(|| panic!("no start-up line:\n{log}"));
+    assert!(
+        removed_at < ready_at,
+        "the stale VIP must go before the daemon runs:\n{log}"
+    );
+    wait_logged(
+        "WATCHDOG=1 of the restarted daemon",
+        WATCHDOG * 2,
+        &second,
+        || notify.feeds().len() > fed_before,
+    );
+    wait_logged(
+        "the VIP back on n1",
+        Duration::from_secs(15),
+        &second,
+        || host.has_address(vip),
+    );
+    println!(
+        "SIGABRT {} ms after the last WATCHDOG=1; the restarted daemon removed the stale VIP and \
+         was ready {} ms after the SIGABRT; VIP back after {} ms",
+        ms(aborted - last_fed),
+        ms(ready),
+        ms(aborted.elapsed()),
     );
 }
