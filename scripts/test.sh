@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/install-prereqs.sh
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast
+# The watchdog's stalled-loop test needs the test-only hook of the `failpoints` feature (never in
+# a default build or a package). The benchmark smoke run below builds the binary without it again.
+cargo test -p whpg-ha --features failpoints --test watchdog
 # The .deb and .rpm around a glibc-2.28 binary: built, inspected, installed and purged here.
 scripts/test-packages.sh
 # One trial of two faults against keepalived: proves the benchmark harness still runs end to end

@@ -5,6 +5,8 @@
 //! in [`runner`]; it owns the instance and is the only place that carries out its actions.
 
 pub mod deadline;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
 pub mod jobs;
 pub mod observers;
 pub mod reload;

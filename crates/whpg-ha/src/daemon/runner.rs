@@ -178,6 +178,9 @@ impl Runner {
         tokio::pin!(shutdown);
         let signal = loop {
             self.watchdog.feed();
+            // Test builds only (feature `failpoints`): a wedged turn, on request.
+            #[cfg(feature = "failpoints")]
+            super::failpoint::stall_loop().await;
             let deadline = [self.node.next_deadline(), self.watchdog.next_due()]
                 .into_iter()
                 .flatten()

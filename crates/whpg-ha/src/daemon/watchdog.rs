@@ -44,3 +44,36 @@ impl Watchdog {
         self.next = Some(now + every);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_an_interval_there_is_nothing_to_feed_or_wake_for() {
+        for every in [None, Some(Duration::ZERO)] {
+            let mut watchdog = Watchdog::every(every);
+            assert_eq!(watchdog.next_due(), None, "{every:?}");
+            watchdog.feed();
+            assert_eq!(watchdog.next_due(), None, "{every:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_turn_feeds_and_later_turns_wait_for_the_interval() {
+        let every = Duration::from_secs(3600);
+        let mut watchdog = Watchdog::every(Some(every));
+        let before = Instant::now();
+        watchdog.feed();
+        let due = watchdog.next_due().expect("enabled");
+        assert!(
+            due >= before + every && due <= Instant::now() + every,
+            "due {:?} after the feed",
+            due - before
+        );
+        // Turns before the due time leave it where it is.
+        watchdog.feed();
+        watchdog.feed();
+        assert_eq!(watchdog.next_due(), Some(due));
+    }
+}

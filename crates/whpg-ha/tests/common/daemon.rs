@@ -91,6 +91,17 @@ pub fn loopback_api() -> String {
 
 /// Start the daemon on `host` as node `node` with the given configuration text.
 pub fn start_daemon(lab: &Lab, host: &Host, node: &str, config: &str) -> Process {
+    start_daemon_under(lab, host, node, config, &[])
+}
+
+/// [`start_daemon`] with `wrapper` (e.g. `env NAME=VALUE`) before the binary on the command line.
+pub fn start_daemon_under(
+    lab: &Lab,
+    host: &Host,
+    node: &str,
+    config: &str,
+    wrapper: &[String],
+) -> Process {
     // Each daemon journals into the lab directory, never into the machine's /var/lib.
     let mut config = config.to_string();
     if !config.contains("[journal]") {
@@ -102,11 +113,13 @@ pub fn start_daemon(lab: &Lab, host: &Host, node: &str, config: &str) -> Process
         .expect("writing the daemon configuration");
     let path = path.to_string_lossy().into_owned();
     let binary = env!("CARGO_BIN_EXE_whpg-ha");
-    host.spawn(
-        &[binary, "run", "--config", path.as_str(), "--node", node],
-        &format!("whpg-ha-{node}"),
-    )
-    .expect("starting whpg-ha")
+    let argv: Vec<&str> = wrapper
+        .iter()
+        .map(String::as_str)
+        .chain([binary, "run", "--config", path.as_str(), "--node", node])
+        .collect();
+    host.spawn(&argv, &format!("whpg-ha-{node}"))
+        .expect("starting whpg-ha")
 }
 
 /// `GET path` on the daemon's API inside `host`'s namespace; `None` while it is not answering.
