@@ -471,6 +471,19 @@ fn standby_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Ite
     if let Some(hold) = &sdb.promotion_hold {
         problems.push(format!("promotion held: {hold}"));
     }
+    // The replication guard: a failover now would be refused (or lose commits).
+    match sdb
+        .replication
+        .as_ref()
+        .and_then(|r| r.promotable.map(|p| (p, r)))
+    {
+        Some((true, _)) => {}
+        Some((false, r)) => problems.push(format!(
+            "not promotable: {}",
+            r.not_promotable.as_deref().unwrap_or("unknown why")
+        )),
+        None => problems.push("its daemon reports no replication state".into()),
+    }
     if !problems.is_empty() {
         return Item::fail(
             NAME,
@@ -486,9 +499,16 @@ fn standby_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Ite
         .as_ref()
         .and_then(|w| w.last_message_ms_ago)
         .map_or(String::new(), |ms| format!(", last message {ms} ms ago"));
+    let lag = sdb
+        .replication
+        .as_ref()
+        .and_then(|r| r.lag_bytes)
+        .map_or(String::new(), |bytes| {
+            format!(", {} behind", whpg_policy::replication::bytes_text(bytes))
+        });
     Item::pass(
         NAME,
-        format!("{sname} streams from {pname}{last} and is promotable"),
+        format!("{sname} streams from {pname}{last}{lag} and is promotable"),
     )
 }
 

@@ -275,6 +275,18 @@ fn check_pair(
             standby.node.name
         ));
     }
+    // The standby's own daemon: it must hold everything the primary acknowledged (the same
+    // guard as a failover's), or it is refused now, before the primary is touched.
+    if let Some(r) = &db.replication {
+        if r.promotable == Some(false) {
+            return Err(format!(
+                "the standby {} is not promotable: {}; let it stream and catch up first \
+                 (`whpg-ha status` shows its lag)",
+                standby.node.name,
+                r.not_promotable.as_deref().unwrap_or("unknown why")
+            ));
+        }
+    }
     // The primary's own view: its WAL sender to the standby streams and is close.
     let params = ConnParams::peer(&config.database, std::net::IpAddr::V4(primary.node.address));
     let facts = runtime()
@@ -288,11 +300,12 @@ fn check_pair(
                 primary.node.address
             )
         })?;
-    let standby_ip = std::net::IpAddr::V4(standby.node.address);
-    let row = facts
-        .replication
-        .iter()
-        .find(|r| r.client_addr == Some(standby_ip))
+    let identity = crate::db::query::StandbyIdentity {
+        address: standby.node.address.to_string(),
+        application_name: standby.node.application_name.clone(),
+    };
+    let row = identity
+        .find(&facts.replication)
         .or_else(|| match &facts.replication[..] {
             [only] if only.client_addr.is_none() => Some(only),
             _ => None,
