@@ -948,3 +948,114 @@ fn warehousepg_rejoin_removes_a_stale_standby_entry_then_runs_gpinitstandby() {
         .expect("the rebuilt standby replays new writes");
     assert_eq!(code(&p.n2, "/primary"), Some(200));
 }
+
+/// Issue "never lose an acknowledged commit": the standby's stream breaks while the primary
+/// commits, then the primary crashes. The standby must not be promoted — not by a failover, not by
+/// a switchover — and says why with numbers, until the operator accepts the loss.
+#[test]
+fn a_standby_that_lost_its_stream_is_never_promoted_until_the_operator_accepts_the_loss() {
+    let lab = lab_or_skip!("ops_behind", PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair(&lab, &p);
+    let daemons = [&d1, &d2];
+    settle(&p, &daemons);
+    let promotable = |host: &Host| {
+        status(host)
+            .map(|s| s["database"]["replication"]["promotable"].clone())
+            .unwrap_or_default()
+    };
+    wait_logged("n2 promotable", Duration::from_secs(10), &daemons, || {
+        promotable(&p.n2) == serde_json::Value::Bool(true)
+    });
+
+    // The standby's WAL receiver stops (no primary_conninfo); the primary goes on committing.
+    p.standby
+        .psql("ALTER SYSTEM SET primary_conninfo = ''")
+        .expect("clear primary_conninfo");
+    p.standby
+        .psql("SELECT pg_reload_conf()")
+        .expect("reload the standby");
+    let mut acked = 0;
+    for id in 1..=20 {
+        if write_through_vip(&p.client, 1000 + id) {
+            acked += 1;
+        }
+    }
+    assert!(acked >= 10, "only {acked} writes acknowledged on n1");
+    wait_logged(
+        "n2 not promotable",
+        Duration::from_secs(10),
+        &daemons,
+        || promotable(&p.n2) == serde_json::Value::Bool(false),
+    );
+    let why = status(&p.n2).unwrap()["database"]["replication"]["not_promotable"].clone();
+    println!("n2 not promotable: {why}");
+
+    // A planned switchover is refused before the primary is touched.
+    let minute = Duration::from_secs(60);
+    let (ok, out) = cli(&p.n1, &lab, "n1", &["switchover", "--yes"], minute);
+    println!("whpg-ha switchover:\n{out}");
+    assert!(
+        !ok,
+        "a switchover to a standby that lost its stream went ahead"
+    );
+    assert!(out.contains("not promotable"), "{out}");
+    assert!(
+        p.n1.has_address(VIP),
+        "the refused switchover moved the VIP"
+    );
+
+    // The primary crashes: no failover.
+    p.primary.kill9().expect("kill -9 the primary's postmaster");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        p.standby.is_in_recovery().expect("query n2"),
+        "n2 was promoted although it misses commits\n{}",
+        dump_logs(&daemons)
+    );
+    assert!(!p.n2.has_address(VIP));
+    let hold = status(&p.n2).unwrap()["database"]["promotion_hold"].clone();
+    assert!(
+        hold.as_str()
+            .is_some_and(|h| h.starts_with("NotPromotable")),
+        "{hold}"
+    );
+    let (_, metrics) = common::daemon::api_get(&p.n2, "/metrics").expect("n2 /metrics");
+    assert!(
+        metrics.contains("whpg_ha_standby_promotable 0")
+            && metrics.contains("whpg_ha_promotions_refused_not_promotable_total 1"),
+        "{metrics}"
+    );
+
+    // The operator chooses availability: promoted, with what was lost printed first.
+    let started = Instant::now();
+    let (ok, out) = cli(
+        &p.n2,
+        &lab,
+        "n2",
+        &["promote", "--accept-data-loss", "--yes"],
+        Duration::from_secs(150),
+    );
+    println!(
+        "whpg-ha promote --accept-data-loss --yes ({:?}):\n{out}",
+        started.elapsed()
+    );
+    assert!(ok, "{out}\n{}", dump_logs(&daemons));
+    assert!(out.contains("will be lost"), "{out}");
+    wait_logged("VIP on n2", Duration::from_secs(20), &daemons, || {
+        p.n2.has_address(VIP)
+    });
+    assert!(!p.standby.is_in_recovery().expect("query n2"));
+    let kept: u64 = p
+        .standby
+        .psql("SELECT count(*) FROM writes WHERE id > 1000")
+        .expect("count on n2")
+        .trim()
+        .parse()
+        .expect("a count");
+    println!("{acked} writes acknowledged after the stream broke; n2 has {kept} of them");
+    assert!(
+        kept < acked,
+        "n2 has every write: the test did not break the stream"
+    );
+}

@@ -260,6 +260,18 @@ fn check_pair(
             standby.node.name
         ));
     };
+    // The standby's own daemon: it must hold everything the primary acknowledged (the same
+    // guard as a failover's), or it is refused now, before the primary is touched.
+    if let Some(r) = &db.replication {
+        if r.promotable == Some(false) {
+            return Err(format!(
+                "the standby {} is not promotable: {}; let it stream and catch up first \
+                 (`whpg-ha status` shows its lag)",
+                standby.node.name,
+                r.not_promotable.as_deref().unwrap_or("unknown why")
+            ));
+        }
+    }
     if !db.wal_receiver.as_ref().is_some_and(|w| w.streaming) {
         return Err(format!(
             "the standby {} is not streaming (its WAL receiver is not streaming)",
@@ -274,18 +286,6 @@ fn check_pair(
             "the standby {} is fenced or needs a rejoin",
             standby.node.name
         ));
-    }
-    // The standby's own daemon: it must hold everything the primary acknowledged (the same
-    // guard as a failover's), or it is refused now, before the primary is touched.
-    if let Some(r) = &db.replication {
-        if r.promotable == Some(false) {
-            return Err(format!(
-                "the standby {} is not promotable: {}; let it stream and catch up first \
-                 (`whpg-ha status` shows its lag)",
-                standby.node.name,
-                r.not_promotable.as_deref().unwrap_or("unknown why")
-            ));
-        }
     }
     // The primary's own view: its WAL sender to the standby streams and is close.
     let params = ConnParams::peer(&config.database, std::net::IpAddr::V4(primary.node.address));
