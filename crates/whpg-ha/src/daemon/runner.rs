@@ -354,18 +354,23 @@ impl Runner {
     fn remember_not_promotable(&mut self, record: Option<crate::node::NotPromotableRecord>) {
         let mut next = self.remembered.clone();
         next.not_promotable = record;
-        if let Err(e) = self.state.save(&next) {
-            let text = format!("the standby's not-promotable mark could not be written: {e}");
-            error!("{text}");
-            self.journal.record(Entry::at(
-                self.step_now.unix_ms,
-                &self.config.local.name,
-                Kind::Notice,
-                text,
-            ));
-            return;
+        match self.state.save(&next) {
+            Ok(()) => self.remembered = next,
+            Err(e) => self.say_loudly(format!(
+                "the standby's not-promotable mark could not be written: {e}"
+            )),
         }
-        self.remembered = next;
+    }
+
+    /// An error the operator must see: in the log and in the journal.
+    fn say_loudly(&mut self, text: String) {
+        error!("{text}");
+        self.journal.record(Entry::at(
+            self.step_now.unix_ms,
+            &self.config.local.name,
+            Kind::Notice,
+            text,
+        ));
     }
 
     /// Write maintenance mode to disk before the request is answered; a failure is said loudly
@@ -381,19 +386,10 @@ impl Runner {
         });
         match self.state.save(&next) {
             Ok(()) => self.remembered = next,
-            Err(e) => {
-                let text = format!(
-                    "maintenance mode {} is in force but NOT remembered across a restart: {e}",
-                    if on { "on" } else { "off" }
-                );
-                error!("{text}");
-                self.journal.record(Entry::at(
-                    self.step_now.unix_ms,
-                    &self.config.local.name,
-                    Kind::Notice,
-                    text,
-                ));
-            }
+            Err(e) => self.say_loudly(format!(
+                "maintenance mode {} is in force but NOT remembered across a restart: {e}",
+                if on { "on" } else { "off" }
+            )),
         }
     }
 

@@ -6,7 +6,6 @@
 //! as a primary, and so does the daemon (its own probes decide, not this command). It prints each
 //! step and waits, bounded, for the promoted database to be writable with the virtual address.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -175,18 +174,11 @@ fn confirm(yes: bool, node: &str) -> Result<(), String> {
     if yes {
         return Ok(());
     }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err("no terminal to ask on: pass --yes to promote without a question".into());
-    }
-    print!("Promote {node} and lose what is missing? Type the node's name to confirm: ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    if line.trim() == node {
+    let line = steps::ask(
+        &format!("Promote {node} and lose what is missing? Type the node's name to confirm: "),
+        "pass --yes to promote without a question",
+    )?;
+    if line == node {
         Ok(())
     } else {
         Err("not confirmed: nothing was changed".into())

@@ -206,3 +206,21 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("building a tokio runtime")
 }
+
+/// Asks `question` on the terminal and returns the answer, trimmed; without a terminal, an error
+/// saying `without_terminal` (how to go on without the question).
+pub fn ask(question: &str, without_terminal: &str) -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(format!("no terminal to ask on: {without_terminal}"));
+    }
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(line.trim().to_string())
+}

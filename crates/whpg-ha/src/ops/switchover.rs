@@ -15,7 +15,6 @@
 //! 6. maintenance off; the write gap and the new layout are printed;
 //! 7. with `--rejoin`, the old primary is rebuilt as the new standby.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -351,21 +350,14 @@ fn confirm(yes: bool, primary: &Target, standby: &Target) -> Result<((), String)
     if yes {
         return Ok(((), "--yes given".into()));
     }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err("no terminal to ask on: pass --yes to switch over without a question".into());
-    }
-    print!(
-        "Stop the database on {} and make {} the primary? [y/N] ",
-        primary.node.name, standby.node.name
-    );
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    if matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    let line = super::steps::ask(
+        &format!(
+            "Stop the database on {} and make {} the primary? [y/N] ",
+            primary.node.name, standby.node.name
+        ),
+        "pass --yes to switch over without a question",
+    )?;
+    if matches!(line.as_str(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(((), "confirmed".into()))
     } else {
         Err("not confirmed".into())
