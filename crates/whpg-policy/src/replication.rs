@@ -19,6 +19,12 @@
 //! caught up again. When the primary vanishes, the last observation decides: no mark and in sync,
 //! or the standby's own WAL reaches the primary's last known position (it caught up after all).
 //! Anything that cannot be read is unknown, and unknown is not promotable.
+//!
+//! A standby the primary lists as synchronous (`sync_state` sync or quorum, while streaming)
+//! holds every commit the primary acknowledged, whatever its byte lag: the bytes beyond it are
+//! WAL of transactions whose commits still wait for it. Neither lag limit marks it then (this
+//! assumes `synchronous_commit` is `on` or `remote_apply`; `remote_write` leaves a standby crash
+//! able to lose what its OS had not written, `local` and `off` do not wait at all).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -267,6 +273,13 @@ impl Replication {
             self.pending.push_back((now, position.current));
         }
         self.prune_arrived();
+        if position
+            .standby
+            .is_some_and(|row| row.streaming && row.synchronous)
+        {
+            // Nothing acknowledged is missing: positions seen so far are not owed.
+            self.pending.clear();
+        }
         let have = self.have();
         let streaming = position.standby.is_some_and(|row| row.streaming);
         self.not_streaming_in_a_row = if streaming {
@@ -279,8 +292,16 @@ impl Replication {
             .pending
             .front()
             .map(|&(at, _)| now.saturating_duration_since(at));
+        // The primary waits for this standby (`sync_state` sync): every commit it acknowledged
+        // is on the standby's disk, so bytes beyond it are WAL of commits not yet acknowledged
+        // (in flight), and WAL that does not arrive holds commits back instead of losing them.
+        let synchronous = position
+            .standby
+            .is_some_and(|row| row.streaming && row.synchronous);
         let out = if self.not_streaming_in_a_row >= 2 {
             Some(MarkReason::NotStreaming)
+        } else if synchronous {
+            None
         } else if let Some(bytes) = lag.filter(|&l| l > self.config.maximum_lag) {
             Some(MarkReason::TooFarBehind { bytes })
         } else {
@@ -550,6 +571,33 @@ mod tests {
             r.primary_seen(streaming(7100, 7100), t),
             Some(MarkChange::Cleared)
         );
+    }
+
+    #[test]
+    fn a_synchronous_standby_beyond_the_byte_lag_is_still_promotable() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let sync = |current, flush| {
+            Some(PrimaryPosition {
+                current,
+                standby: Some(StandbyRow {
+                    streaming: true,
+                    synchronous: true,
+                    flush: Some(flush),
+                }),
+            })
+        };
+        let mut r = Replication::new(config());
+        // 4000 bytes in flight (more than maximum_lag 1000), for longer than maximum_lag_time.
+        assert_eq!(r.primary_seen(sync(9000, 5000), t), None);
+        assert_eq!(r.primary_seen(sync(9000, 5000), t + ms(1500)), None);
+        assert_eq!(r.mark(), None);
+        assert_eq!(r.promotable(), Ok(()));
+        // Once the primary stops waiting for it, the same lag marks it.
+        assert!(matches!(
+            r.primary_seen(streaming(9000, 5000), t + ms(1600)),
+            Some(MarkChange::Marked(_))
+        ));
     }
 
     #[test]

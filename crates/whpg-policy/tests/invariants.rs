@@ -31,6 +31,7 @@ fn config(confirmation_ms: u64) -> PolicyConfig {
             maximum_lag: 1000,
             maximum_lag_time: Duration::from_millis(500),
         },
+        sync: whpg_policy::SyncConfig::disabled(),
     }
 }
 
