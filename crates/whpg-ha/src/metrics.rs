@@ -312,6 +312,27 @@ impl Collector for SnapshotCollector {
                         i64::from(sync),
                     )?;
                 }
+                if let Some(names) = &r.synchronous_standby_names {
+                    gauge(
+                        e,
+                        "replication_sync_standby_required",
+                        "1 when this primary's daemon set synchronous_standby_names to its \
+                         standby ([replication] mode sync or sync-strict), 0 when it commits alone",
+                        i64::from(!names.is_empty()),
+                    )?;
+                }
+                if let Some(mode) = &r.mode {
+                    gauge(
+                        e,
+                        "replication_mode",
+                        "[replication] mode: 0 async, 1 sync, 2 sync-strict",
+                        match mode.as_str() {
+                            "sync" => 1,
+                            "sync-strict" => 2,
+                            _ => 0,
+                        },
+                    )?;
+                }
                 if let Some(promotable) = r.promotable {
                     gauge(
                         e,

@@ -20,7 +20,7 @@
 //! | a priority-0 advert is certain only once the peer's database is seen down | `promotion_step` | `a_priority_zero_advert_is_certain_only_once_the_peers_database_is_seen_down`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
 //! | 6: a planned promotion only once the old primary stopped (as our probes see it) and its shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint`, `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance`; pair `a_planned_promotion_beside_a_live_primary_is_refused_whatever_the_caller_says` |
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
-//! | synchronous replication: require a streaming standby; alone at once on evidence it cannot be promoted (database down, answers but not streaming, this node promoted); `sync` alone after `sync_timeout` of silence, `sync-strict` never | `synchronous_standby` (`sync_standby.rs`) | `sync_a_streaming_standby_is_required_once_caught_up`, `sync_a_standby_database_down_relaxes_at_once`, `sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace`, `sync_an_unreachable_standby_relaxes_after_the_sync_timeout`, `sync_strict_never_relaxes_for_an_unreachable_standby`, `sync_a_promoted_node_commits_alone_until_its_peer_streams`, `sync_relaxed_primary_requires_the_standby_again_once_it_streams`, `async_never_touches_synchronous_standby_names`; pair `sync_*` |
+//! | synchronous replication: require a streaming standby; alone on evidence it cannot be promoted (this node promoted; or its host answers, database down or not streaming, after the grace in which its own daemon marks it); `sync` alone after `sync_timeout` of silence, `sync-strict` never | `synchronous_standby` (`sync_standby.rs`) | `sync_a_streaming_standby_is_required_once_caught_up`, `sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it`, `sync_an_answer_from_before_the_grace_is_no_evidence`, `sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace`, `sync_an_unreachable_standby_relaxes_after_the_sync_timeout`, `sync_strict_never_relaxes_for_an_unreachable_standby`, `sync_a_promoted_node_commits_alone_until_its_peer_streams`, `sync_relaxed_primary_requires_the_standby_again_once_it_streams`, `async_never_touches_synchronous_standby_names`; pair `sync_*` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
@@ -146,7 +146,8 @@ pub enum Input {
     /// finished: `Err` says why not and what to fix.
     SynchronousStandbySet {
         target: SyncTarget,
-        result: Result<(), String>,
+        /// The value set (`""`: alone).
+        result: Result<String, String>,
     },
     /// Time passed; re-evaluate deadlines.
     Tick,
@@ -501,7 +502,7 @@ impl Policy {
             }
             Input::SynchronousStandbySet { target, result } => {
                 let notice = match &result {
-                    Ok(()) => None,
+                    Ok(_) => None,
                     Err(error) => Some(Notice::SynchronousStandbyFailed {
                         target,
                         error: error.clone(),

@@ -12,17 +12,20 @@
 //! | --- | --- | --- |
 //! | the standby streams, within `maximum_lag` | require it | require it |
 //! | this node was just promoted: the peer is the old primary (it needs a rejoin) | alone at once | alone at once |
-//! | the standby's host answers, its database refuses or is not accepting | alone at once | alone at once |
-//! | the standby's database answers as a standby, but the primary lists no streaming WAL sender for it for `not_streaming_grace` | alone | alone |
+//! | the primary has listed no streaming WAL sender for the standby for `not_streaming_grace`, and after that the standby's host answers: its database refuses or is not accepting, or it is a standby | alone | alone |
 //! | the standby's host does not answer at all (`Unreachable`) | alone after `timeout` | never: writes wait |
 //! | anything else (a probe that failed for a local reason, an unreadable row) | unchanged | unchanged |
 //!
-//! Why a standby that answers but does not stream cannot be promoted: a host that answers our
-//! probe can reach us (the TCP handshake went both ways), so its daemon's probe of this primary
-//! sees it alive and listing no streaming WAL sender for it, and marks it not promotable after
-//! two such snapshots ([`crate::replication`]); `not_streaming_grace` covers those two probes and
-//! one still in flight. That mark is what the standby reads when it comes back: a relaxed
-//! primary lists it as not streaming, or behind, and never as synchronous.
+//! Why such a standby cannot be promoted: a host that answers our probe can reach us (the TCP
+//! handshake went both ways), and one that answers `not_streaming_grace` after its WAL sender
+//! went has been reachable through it, so its daemon's probes of this primary saw it alive and
+//! listing no streaming WAL sender for it, and marked it not promotable after two such snapshots
+//! ([`crate::replication`], kept on disk); the grace covers those two probes and one still in
+//! flight. An answer from before the grace is no evidence: the hosts may have lost each other
+//! in between, before the standby could mark itself. A standby whose database is down cannot be
+//! promoted before it runs again either, and then it still carries the mark. That mark is what
+//! the standby reads when it comes back: a relaxed primary lists it as not streaming, or
+//! behind, and never as synchronous.
 //!
 //! Nothing is decided before the first observation: at start-up the setting is left as it is
 //! until the standby is seen streaming or one of the rows above applies, so a restarted daemon
@@ -137,6 +140,8 @@ pub struct SyncStatus {
     pub mode: SyncMode,
     /// What the daemon set last, confirmed (`None`: nothing set since start).
     pub set: Option<SyncTarget>,
+    /// The value it set `synchronous_standby_names` to (`""`: alone).
+    pub value: Option<String>,
     /// Why it was set so.
     pub reason: Option<SyncReason>,
     /// When it was set.
@@ -152,6 +157,7 @@ pub struct SyncStatus {
 pub struct SyncStandby {
     config: SyncConfig,
     set: Option<SyncTarget>,
+    value: Option<String>,
     reason: Option<SyncReason>,
     since: Option<Instant>,
     /// What the rules want now (sticky: kept until another row of the table applies).
@@ -167,6 +173,8 @@ pub struct SyncStandby {
     unreachable_since: Option<Instant>,
     /// The latest answer of the standby's host.
     peer: Option<PeerSample>,
+    /// When its host last answered as a standby or with its database down.
+    answered_at: Option<Instant>,
 }
 
 impl SyncStandby {
@@ -174,6 +182,7 @@ impl SyncStandby {
         SyncStandby {
             config,
             set: None,
+            value: None,
             reason: None,
             since: None,
             want: None,
@@ -185,6 +194,7 @@ impl SyncStandby {
             not_streaming_since: None,
             unreachable_since: None,
             peer: None,
+            answered_at: None,
         }
     }
 
@@ -224,6 +234,9 @@ impl SyncStandby {
             _ => {
                 self.unreachable_since = None;
                 self.peer = Some(sample);
+                if matches!(sample, PeerSample::Standby | PeerSample::DatabaseDown) {
+                    self.answered_at = Some(now);
+                }
             }
         }
     }
@@ -235,11 +248,12 @@ impl SyncStandby {
     }
 
     /// The job's answer to [`SyncStandby::decide`]'s setting.
-    pub fn finished(&mut self, target: SyncTarget, result: Result<(), String>, now: Instant) {
+    pub fn finished(&mut self, target: SyncTarget, result: Result<String, String>, now: Instant) {
         self.in_flight = None;
         match result {
-            Ok(()) => {
+            Ok(value) => {
                 self.set = Some(target);
+                self.value = Some(value);
                 self.reason = self.want.map(|(_, why)| why);
                 self.since = Some(now);
                 self.error = None;
@@ -258,9 +272,7 @@ impl SyncStandby {
         let caught_up = self.row.is_some_and(|row| {
             row.streaming
                 && match (row.flush, self.current) {
-                    (Some(flush), Some(current)) => {
-                        current.saturating_sub(flush) <= c.maximum_lag
-                    }
+                    (Some(flush), Some(current)) => current.saturating_sub(flush) <= c.maximum_lag,
                     // Hidden from our user: streaming is all that is known.
                     _ => true,
                 }
@@ -284,19 +296,20 @@ impl SyncStandby {
         if caught_up {
             return Some((SyncTarget::Standby, SyncReason::StandbyStreaming));
         }
+        // Evidence: the standby's host answered after its WAL sender had been gone for the
+        // whole grace, so its daemon, reaching this primary too, has marked it not promotable.
+        let since = self.not_streaming_since?;
+        let evidence = self
+            .answered_at
+            .is_some_and(|at| at >= since + c.not_streaming_grace);
         match self.peer {
-            Some(PeerSample::DatabaseDown) => {
+            Some(PeerSample::DatabaseDown) if evidence => {
                 Some((SyncTarget::Alone, SyncReason::StandbyDatabaseDown))
             }
-            Some(PeerSample::Standby) => self
-                .not_streaming_since
-                .filter(|&s| now.saturating_duration_since(s) >= c.not_streaming_grace)
-                .map(|since| {
-                    (
-                        SyncTarget::Alone,
-                        SyncReason::StandbyNotStreaming { for_ms: ms(since) },
-                    )
-                }),
+            Some(PeerSample::Standby) if evidence => Some((
+                SyncTarget::Alone,
+                SyncReason::StandbyNotStreaming { for_ms: ms(since) },
+            )),
             _ => None,
         }
     }
@@ -344,6 +357,7 @@ impl SyncStandby {
         SyncStatus {
             mode: self.config.mode,
             set: self.set,
+            value: self.value.clone(),
             reason: self.reason,
             since: self.since,
             error: self.error.clone(),
@@ -395,7 +409,7 @@ mod tests {
         s.local_primary(position(true, 5000, 4500), t);
         assert_eq!(s.decide(true, t), Some(SyncTarget::Standby));
         assert_eq!(s.decide(true, t), None, "in flight: not twice");
-        s.finished(SyncTarget::Standby, Ok(()), t);
+        s.finished(SyncTarget::Standby, Ok("\"b\"".into()), t);
         assert_eq!(s.status().set, Some(SyncTarget::Standby));
         assert_eq!(s.decide(true, t), None, "already set");
     }

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use whpg_policy::{
     Decision, FenceReason, Hold, Input, LocalSample, Notice, PeerSample, PlannedRefusal, Policy,
     PolicyConfig, PrimaryPosition, ReplicationConfig, StandbyRow, SyncConfig, SyncMode, SyncTarget,
-    Triggers, Unpromotable,
-    WalReceiver, WriteVerified,
+    Triggers, Unpromotable, WalReceiver, WriteVerified,
 };
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
@@ -32,6 +31,7 @@ fn config() -> PolicyConfig {
         replication: ReplicationConfig {
             maximum_lag: 1 << 20,
             maximum_lag_time: Duration::from_secs(1),
+            synchronous_required: false,
         },
         sync: whpg_policy::SyncConfig::disabled(),
     }
@@ -1267,12 +1267,16 @@ fn sync_primary(mode: SyncMode) -> Run {
     let mut run = Run::new(sync_config(mode));
     run.probes(0, 500, primary_with(true, 0), PeerSample::Standby);
     run.master(500, TransitionReason::MasterDown);
-    assert_eq!(set_at(&run, SyncTarget::Standby), vec![100], "healthy after rise 2");
+    assert_eq!(
+        set_at(&run, SyncTarget::Standby),
+        vec![100],
+        "healthy after rise 2"
+    );
     run.at(
         600,
         Input::SynchronousStandbySet {
             target: SyncTarget::Standby,
-            result: Ok(()),
+            result: Ok("\"b\"".into()),
         },
     );
     run
@@ -1286,12 +1290,16 @@ fn sync_a_streaming_standby_is_required_once_caught_up() {
     assert!(set_at(&run, SyncTarget::Standby).is_empty());
     run.probes(400, 500, primary_with(true, 100), PeerSample::Standby);
     assert_eq!(set_at(&run, SyncTarget::Standby), vec![400]);
-    assert_eq!(run.policy.status().sync.set, None, "not until the job says so");
+    assert_eq!(
+        run.policy.status().sync.set,
+        None,
+        "not until the job says so"
+    );
     run.at(
         450,
         Input::SynchronousStandbySet {
             target: SyncTarget::Standby,
-            result: Ok(()),
+            result: Ok("\"b\"".into()),
         },
     );
     assert_eq!(run.policy.status().sync.set, Some(SyncTarget::Standby));
@@ -1300,13 +1308,24 @@ fn sync_a_streaming_standby_is_required_once_caught_up() {
 }
 
 #[test]
-fn sync_a_standby_database_down_relaxes_at_once() {
+fn sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it() {
     for mode in [SyncMode::Sync, SyncMode::SyncStrict] {
         let mut run = sync_primary(mode);
-        run.at(1000, Input::Local(PRIMARY_ALONE));
-        run.at(1000, Input::Peer(PeerSample::DatabaseDown));
-        assert_eq!(set_at(&run, SyncTarget::Alone), vec![1000], "{mode:?}");
+        run.probes(1000, 3000, PRIMARY_ALONE, PeerSample::DatabaseDown);
+        // No WAL sender since 1000 ms; the answer at 1500 ms comes after the 500 ms grace.
+        assert_eq!(set_at(&run, SyncTarget::Alone), vec![1500], "{mode:?}");
     }
+}
+
+#[test]
+fn sync_an_answer_from_before_the_grace_is_no_evidence() {
+    // The WAL sender goes at 1000 ms, the standby answers at 1200 ms, then its host is silent:
+    // it may not have seen this primary without its WAL sender twice, so it may be promotable.
+    let mut run = sync_primary(SyncMode::SyncStrict);
+    run.at(1000, Input::Local(PRIMARY_ALONE));
+    run.at(1200, Input::Peer(PeerSample::DatabaseDown));
+    run.probes(1300, 20_000, PRIMARY_ALONE, PeerSample::Unreachable);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty());
 }
 
 #[test]
@@ -1325,7 +1344,12 @@ fn sync_an_unreachable_standby_relaxes_after_the_sync_timeout() {
     // A silent partition: the WAL sender still says streaming, commits wait.
     run.probes(1000, 10_900, primary_with(true, 0), PeerSample::Unreachable);
     assert!(set_at(&run, SyncTarget::Alone).is_empty(), "before 10 s");
-    run.probes(11_000, 12_000, primary_with(true, 0), PeerSample::Unreachable);
+    run.probes(
+        11_000,
+        12_000,
+        primary_with(true, 0),
+        PeerSample::Unreachable,
+    );
     assert_eq!(set_at(&run, SyncTarget::Alone), vec![11_000]);
 }
 
@@ -1359,20 +1383,24 @@ fn sync_strict_never_relaxes_for_an_unreachable_standby() {
 #[test]
 fn sync_relaxed_primary_requires_the_standby_again_once_it_streams() {
     let mut run = sync_primary(SyncMode::Sync);
-    run.at(1000, Input::Local(PRIMARY_ALONE));
-    run.at(1000, Input::Peer(PeerSample::DatabaseDown));
-    assert_eq!(set_at(&run, SyncTarget::Alone), vec![1000]);
+    run.probes(1000, 1500, PRIMARY_ALONE, PeerSample::DatabaseDown);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![1500]);
     run.at(
-        1100,
+        1550,
         Input::SynchronousStandbySet {
             target: SyncTarget::Alone,
-            result: Ok(()),
+            result: Ok(String::new()),
         },
     );
     assert_eq!(run.policy.status().sync.set, Some(SyncTarget::Alone));
     // It comes back and catches up: behind first, then within maximum_lag.
-    run.probes(1200, 1500, primary_with(false, 3 << 20), PeerSample::Standby);
-    run.probes(1600, 1700, primary_with(true, 3 << 20), PeerSample::Standby);
+    run.probes(
+        1600,
+        1700,
+        primary_with(false, 3 << 20),
+        PeerSample::Standby,
+    );
+    run.probes(1750, 1750, primary_with(true, 3 << 20), PeerSample::Standby);
     assert_eq!(set_at(&run, SyncTarget::Standby), vec![100]);
     run.probes(1800, 1800, primary_with(true, 10), PeerSample::Standby);
     assert_eq!(set_at(&run, SyncTarget::Standby), vec![100, 1800]);
@@ -1389,12 +1417,15 @@ fn sync_a_failed_setting_is_journalled_and_retried() {
             result: Err("permission denied to set parameter".into()),
         },
     );
-    assert!(out.iter().any(|d| matches!(
-        d,
-        Decision::Notice(Notice::SynchronousStandbyFailed { .. })
-    )));
+    assert!(out
+        .iter()
+        .any(|d| matches!(d, Decision::Notice(Notice::SynchronousStandbyFailed { .. }))));
     run.probes(400, 2300, primary_with(true, 0), PeerSample::Standby);
-    assert_eq!(set_at(&run, SyncTarget::Standby), vec![100], "not before 2350");
+    assert_eq!(
+        set_at(&run, SyncTarget::Standby),
+        vec![100],
+        "not before 2350"
+    );
     run.at(2350, Input::Tick);
     assert_eq!(set_at(&run, SyncTarget::Standby), vec![100, 2350]);
 }
@@ -1404,7 +1435,10 @@ fn sync_a_promoted_node_commits_alone_until_its_peer_streams() {
     for mode in [SyncMode::Sync, SyncMode::SyncStrict] {
         let mut run = Run::standby_settled(sync_config(mode));
         crash_of_the_primary(&mut run, 1000);
-        assert!(run.decided(|d| matches!(d, Decision::Promote { .. })), "{mode:?}");
+        assert!(
+            run.decided(|d| matches!(d, Decision::Promote { .. })),
+            "{mode:?}"
+        );
         run.at(
             1300,
             Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
