@@ -375,4 +375,22 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_replication_mode_and_whether_the_primary_waits_for_its_standby_appear() {
+        let mut status = crate::status::test_status();
+        status.database = Some(crate::status::test_sync_primary());
+        let (_tx, rx) = watch::channel(status);
+        let text = render(&registry(rx, &EventMetrics::default()));
+        for line in [
+            "whpg_ha_replication_mode 1",
+            "whpg_ha_replication_sync_standby_required 1",
+            "whpg_ha_replication_synchronous 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+    }
 }

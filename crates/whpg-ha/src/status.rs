@@ -465,6 +465,35 @@ impl NodeStatus {
     }
 }
 
+/// A primary's database status in `[replication] mode = "sync"`, waiting for its standby.
+#[cfg(test)]
+pub(crate) fn test_sync_primary() -> DatabaseStatus {
+    DatabaseStatus {
+        role: DbRoleStatus::Primary,
+        healthy: true,
+        timeline: Some(1),
+        needs_rejoin: false,
+        fenced: None,
+        isolated: false,
+        maintenance: false,
+        promoting: false,
+        promotion_gave_up: false,
+        promotion_hold: None,
+        wal_receiver: None,
+        replication: Some(ReplicationView {
+            primary_lsn: Some("0/3000060".into()),
+            standby_lsn: Some("0/3000060".into()),
+            lag_bytes: Some(0),
+            streaming: Some(true),
+            synchronous: Some(true),
+            mode: Some("sync".into()),
+            synchronous_standby_names: Some("\"b\"".into()),
+            sync_reason: Some("the standby streams and is caught up".into()),
+            ..ReplicationView::default()
+        }),
+    }
+}
+
 /// A status as a test of a reader needs one: node `a` of a two-node file, BACKUP.
 #[cfg(test)]
 pub(crate) fn test_status() -> NodeStatus {

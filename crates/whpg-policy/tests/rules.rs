@@ -1486,3 +1486,34 @@ fn a_standby_its_primary_waits_for_is_promotable_beyond_the_byte_lag() {
     crash_of_the_primary(&mut run, 1000);
     assert!(run.decided(|d| matches!(d, Decision::Promote { .. })));
 }
+
+#[test]
+fn with_synchronous_replication_a_standby_its_primary_does_not_wait_for_is_not_promoted() {
+    let mut config = sync_config(SyncMode::Sync);
+    config.replication.synchronous_required = true;
+    // Caught up, but listed async: the primary may have acknowledged commits alone since.
+    let mut run = Run::standby_settled(config.clone());
+    run.probes(600, 900, STANDBY_IDLE, PEER_PRIMARY);
+    crash_of_the_primary(&mut run, 1000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::NotPromotable(Unpromotable::NotSynchronous))
+    );
+    // Listed sync: promoted.
+    let waiting = PeerSample::Primary {
+        timeline: Some(1),
+        position: Some(PrimaryPosition {
+            current: WAL_AT,
+            standby: Some(StandbyRow {
+                streaming: true,
+                synchronous: true,
+                flush: Some(WAL_AT),
+            }),
+        }),
+    };
+    let mut run = Run::standby_settled(config);
+    run.probes(600, 900, STANDBY_IDLE, waiting);
+    crash_of_the_primary(&mut run, 1000);
+    assert!(run.decided(|d| matches!(d, Decision::Promote { .. })));
+}

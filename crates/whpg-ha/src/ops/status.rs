@@ -345,4 +345,20 @@ mod tests {
             "{table}"
         );
     }
+
+    #[test]
+    fn a_sync_primary_says_whom_its_commits_wait_for() {
+        let db = crate::status::test_sync_primary();
+        let cell = replication_cell(&db);
+        assert_eq!(
+            cell,
+            "standby streaming, sync, commits wait for \"b\", 0 bytes behind"
+        );
+        let mut alone = db;
+        if let Some(r) = &mut alone.replication {
+            r.synchronous_standby_names = Some(String::new());
+            r.synchronous = Some(false);
+        }
+        assert!(replication_cell(&alone).contains("async, commits alone"));
+    }
 }
