@@ -8,12 +8,13 @@
 //! in a partition acknowledges commits the new primary will never have. So the primary commits
 //! alone only on evidence that the standby cannot be promoted, or (`sync`) after `timeout`:
 //!
-//! | what the primary sees | `sync` | `sync-strict` |
+//! | what the primary sees (first row that applies) | `sync` | `sync-strict` |
 //! | --- | --- | --- |
+//! | the standby's host does not answer at all (`Unreachable`) for `timeout` | alone | (next rows) |
 //! | the standby streams, within `maximum_lag` | require it | require it |
 //! | this node was just promoted: the peer is the old primary (it needs a rejoin) | alone at once | alone at once |
 //! | the primary has listed no streaming WAL sender for the standby for `not_streaming_grace`, and after that the standby's host answers: its database refuses or is not accepting, or it is a standby | alone | alone |
-//! | the standby's host does not answer at all (`Unreachable`) | alone after `timeout` | never: writes wait |
+//! | the standby's host does not answer at all | unchanged: writes wait | unchanged: writes wait, for good |
 //! | anything else (a probe that failed for a local reason, an unreadable row) | unchanged | unchanged |
 //!
 //! Why such a standby cannot be promoted: a host that answers our probe can reach us (the TCP

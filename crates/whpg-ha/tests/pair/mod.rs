@@ -720,6 +720,8 @@ impl Pair {
                         db.role = Role::Primary;
                         db.timeline += 1;
                         db.primary_since = Some(self.now);
+                        // Nothing is acknowledged beyond what it has.
+                        db.acked = db.wal;
                     }
                     Ok(WriteVerified::assertion(Some(db.timeline)))
                 } else {
