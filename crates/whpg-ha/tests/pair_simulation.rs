@@ -565,6 +565,28 @@ fn sync_a_partition_longer_than_the_sync_timeout_loses_only_what_was_acknowledge
 }
 
 #[test]
+fn sync_a_link_loss_during_a_silent_cut_never_relaxes_on_answers_from_before_it() {
+    // Found by the property test: the WAL sender was gone only while the primary's link was
+    // down, so the standby never saw the primary without it; answers from before the silence are
+    // no evidence that the standby marked itself.
+    let pair = run_faults(
+        settled_sync(SYNC),
+        &[
+            (1551, Fault::Stream(Stream::SilentlyCut)),
+            (871, Fault::Link(A, false)),
+            (1478, Fault::Link(A, true)),
+            (106, Fault::CrashDb(A)),
+        ],
+    );
+    assert!(
+        pair.lost_bytes.iter().all(|&l| l == 0),
+        "{:?}",
+        pair.lost_bytes
+    );
+    pair.assert_safe();
+}
+
+#[test]
 fn the_checker_sees_a_sync_strict_primary_acknowledging_alone() {
     let mut pair = settled_sync(SYNC_STRICT);
     pair.check_single_holder = false;

@@ -13,7 +13,7 @@
 //! | the standby's host does not answer at all (`Unreachable`) for `timeout` | alone | (next rows) |
 //! | the standby streams, within `maximum_lag` | require it | require it |
 //! | this node was just promoted: the peer is the old primary (it needs a rejoin) | alone at once | alone at once |
-//! | the primary has listed no streaming WAL sender for the standby for `not_streaming_grace`, and after that the standby's host answers: its database refuses or is not accepting, or it is a standby | alone | alone |
+//! | for `not_streaming_grace`, the primary listed no streaming WAL sender for the standby while every probe of its host had an answer; the latest says its database refuses or is not accepting, or it is a standby | alone | alone |
 //! | the standby's host does not answer at all | unchanged: writes wait | unchanged: writes wait, for good |
 //! | anything else (a probe that failed for a local reason, an unreadable row) | unchanged | unchanged |
 //!
@@ -176,6 +176,8 @@ pub struct SyncStandby {
     peer: Option<PeerSample>,
     /// When its host last answered as a standby or with its database down.
     answered_at: Option<Instant>,
+    /// Since when every probe of its host has had an answer (`None`: the latest had none).
+    answering_since: Option<Instant>,
 }
 
 impl SyncStandby {
@@ -196,6 +198,7 @@ impl SyncStandby {
             unreachable_since: None,
             peer: None,
             answered_at: None,
+            answering_since: None,
         }
     }
 
@@ -230,10 +233,12 @@ impl SyncStandby {
             PeerSample::Unknown => {}
             PeerSample::Unreachable => {
                 self.unreachable_since.get_or_insert(now);
+                self.answering_since = None;
                 self.peer = Some(sample);
             }
             _ => {
                 self.unreachable_since = None;
+                self.answering_since.get_or_insert(now);
                 self.peer = Some(sample);
                 if matches!(sample, PeerSample::Standby | PeerSample::DatabaseDown) {
                     self.answered_at = Some(now);
@@ -297,9 +302,11 @@ impl SyncStandby {
         if caught_up {
             return Some((SyncTarget::Standby, SyncReason::StandbyStreaming));
         }
-        // Evidence: the standby's host answered after its WAL sender had been gone for the
-        // whole grace, so its daemon, reaching this primary too, has marked it not promotable.
-        let since = self.not_streaming_since?;
+        // Evidence: for the whole grace, the standby's host kept answering while the primary
+        // listed no streaming WAL sender for it, so its daemon, reaching this primary too, saw
+        // that twice and marked it not promotable. Answers from before a silence do not count:
+        // while the hosts could not reach each other, the standby saw nothing.
+        let since = self.not_streaming_since?.max(self.answering_since?);
         let evidence = self
             .answered_at
             .is_some_and(|at| at >= since + c.not_streaming_grace);

@@ -1329,6 +1329,19 @@ fn sync_an_answer_from_before_the_grace_is_no_evidence() {
 }
 
 #[test]
+fn sync_a_silence_in_between_restarts_the_grace() {
+    // No WAL sender from 1000 ms; the standby's host is silent from 1100 to 1800 ms: the standby
+    // saw nothing of this primary then. Its answers must span a whole grace after the silence.
+    let mut run = sync_primary(SyncMode::SyncStrict);
+    run.probes(1000, 1000, PRIMARY_ALONE, PeerSample::Standby);
+    run.probes(1100, 1800, PRIMARY_ALONE, PeerSample::Unreachable);
+    run.probes(1900, 2300, PRIMARY_ALONE, PeerSample::Standby);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty());
+    run.probes(2400, 2400, PRIMARY_ALONE, PeerSample::Standby);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![2400]);
+}
+
+#[test]
 fn sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace() {
     for mode in [SyncMode::Sync, SyncMode::SyncStrict] {
         let mut run = sync_primary(mode);
@@ -1375,9 +1388,10 @@ fn sync_strict_never_relaxes_for_an_unreachable_standby() {
     // A probe failing for a local reason is no evidence either.
     run.probes(60_100, 61_000, PRIMARY_ALONE, PeerSample::Unknown);
     assert!(set_at(&run, SyncTarget::Alone).is_empty());
-    // Once its host answers and its database is down, it cannot be promoted: alone.
-    run.at(61_100, Input::Peer(PeerSample::DatabaseDown));
-    assert_eq!(set_at(&run, SyncTarget::Alone), vec![61_100]);
+    // Its host answers again, its database down: once it has answered for the grace (its
+    // daemon has seen this primary without its WAL sender twice), alone.
+    run.probes(61_100, 62_000, PRIMARY_ALONE, PeerSample::DatabaseDown);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![61_600]);
 }
 
 #[test]

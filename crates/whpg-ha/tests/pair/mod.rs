@@ -40,7 +40,9 @@ const WAL_BYTES_PER_MS: u64 = 10;
 const MAXIMUM_LAG: u64 = 64 << 10;
 /// What the primary writes in `failover.maximum_lag_time` (1 s): the most a standby may lag by
 /// and still count as in step.
-const LAG_TIME_BYTES: u64 = 1000 * WAL_BYTES_PER_MS;
+/// Plus what is written while a probe's answer travels (the guard times a position from when
+/// the snapshot arrives, about 1 ms after the primary took it; WAL advances in whole ms).
+const LAG_TIME_BYTES: u64 = (1000 + 2) * WAL_BYTES_PER_MS;
 /// Commits waiting for a synchronous standby that does not answer: the WAL of the commits in
 /// flight (the clients wait for them, so they write no more).
 const IN_FLIGHT: u64 = 200;
@@ -172,6 +174,9 @@ pub struct Host {
     /// The primary's WAL position when this host's peer probe last saw it, and this host's own
     /// then (for the checker).
     pub peer_primary_wal_seen: Option<(u64, u64)>,
+    /// When the daemon last started (for the checker: a fresh daemon cannot yet tell how long
+    /// WAL has been missing).
+    pub daemon_since: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +268,7 @@ impl Pair {
             remembered_maintenance: false,
             remembered_not_promotable: None,
             peer_primary_wal_seen: None,
+            daemon_since: t0,
         };
         let mut pair = Pair {
             t0,
@@ -383,6 +389,7 @@ impl Pair {
         let now = self.now_of();
         let host = &mut self.hosts[i];
         host.node = Some(Node::new(&host.config, now));
+        host.daemon_since = self.now;
         host.next_local_probe = self.now;
         host.next_peer_probe = self.now;
         host.next_witness = self.now;
@@ -890,8 +897,19 @@ impl Pair {
                 });
             // Synchronous modes: nothing, except (`sync`) what the old primary acknowledged
             // alone after `sync_timeout` in a partition.
+            // `maximum_lag_time` bounds the lag only once the daemon has watched for that long
+            // (plus the probe that starts the watch): a daemon started during a silent cut
+            // cannot know since when WAL has been missing (`maximum_lag` still applies).
+            let watched = self
+                .now
+                .saturating_duration_since(self.hosts[i].daemon_since);
+            let lag_time_bound = if watched >= Duration::from_millis(1000) + PEER_SEEN_WITHIN {
+                LAG_TIME_BYTES
+            } else {
+                MAXIMUM_LAG
+            };
             let allowed = match self.mode(1 - i) {
-                ReplicationMode::Async => unseen + lag.min(MAXIMUM_LAG).min(LAG_TIME_BYTES),
+                ReplicationMode::Async => unseen + lag.min(MAXIMUM_LAG).min(lag_time_bound),
                 ReplicationMode::Sync => {
                     self.relaxed_unreachable_at[1 - i].map_or(0, |at| old.acked.saturating_sub(at))
                 }
