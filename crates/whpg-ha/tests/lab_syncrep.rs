@@ -21,10 +21,14 @@ const PREREQUISITES: &[&str] = &["user:postgres", "/usr/lib/postgresql/15/bin/in
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn start_sync_pair(lab: &Lab, p: &Pair) -> (Process, Process) {
+    start_pair_in(lab, p, "sync")
+}
+
+fn start_pair_in(lab: &Lab, p: &Pair, mode: &str) -> (Process, Process) {
     let settings = DbPairSettings::default();
     let config = |db: &PgNode| {
         db_pair_builder(&settings, db, &nodes(), Some(PG_BIN_DIR))
-            .set("replication", "mode", "sync")
+            .set("replication", "mode", mode)
             .set("replication", "sync_timeout", "5s")
             .to_toml()
     };
@@ -236,4 +240,98 @@ fn sync_mode_requires_the_standby_relaxes_when_it_dies_and_fails_over_without_lo
         .psql("SHOW synchronous_standby_names")
         .expect("query n2");
     assert_eq!(names.trim(), "", "n2 commits alone");
+}
+
+/// The standby's host is cut off entirely (its link down): `sync` commits alone after
+/// `sync_timeout`; `sync-strict` never does, and writes flow again once the standby is back.
+fn lost_standby_host(name: &str, mode: &str) {
+    let lab = lab_or_skip!(name, PREREQUISITES);
+    let p = pair(&lab);
+    let (d1, d2) = start_pair_in(&lab, &p, mode);
+    let daemons = [&d1, &d2];
+    wait_for("VIP on n1", Duration::from_secs(15), &daemons, || {
+        p.n1.has_address(VIP)
+    });
+    wait_for(
+        "n1 waits for its standby",
+        Duration::from_secs(15),
+        &daemons,
+        || primary_waits_for_standby(&p.primary),
+    );
+    assert!(write_through_vip(&p.client, 1), "a write while synchronous");
+    let cut = Instant::now();
+    lab.link_down(&p.n2).expect("n2's link down");
+    let mut id = 100;
+    let written = wait_until(
+        Duration::from_secs(if mode == "sync" { 12 } else { 8 }),
+        Duration::from_millis(20),
+        "a write through the VIP with the standby's host gone",
+        || {
+            id += 1;
+            write_through_vip(&p.client, id)
+        },
+    );
+    let took = cut.elapsed();
+    match mode {
+        "sync" => {
+            assert!(written.is_ok(), "{}", dump_logs(&daemons));
+            println!(
+                "sync mode: standby host lost: writes succeed again after {took:?} (target: \
+                 within sync_timeout {SYNC_TIMEOUT:?} + 1 s)"
+            );
+            // Counted from the standby's last answer, at most one probe interval (100 ms)
+            // before the cut.
+            assert!(
+                took + Duration::from_millis(100) >= SYNC_TIMEOUT,
+                "relaxed before sync_timeout: {took:?}"
+            );
+            assert!(took <= SYNC_TIMEOUT + Duration::from_secs(1), "{took:?}");
+        }
+        _ => {
+            assert!(
+                written.is_err(),
+                "sync-strict committed alone\n{}",
+                dump_logs(&daemons)
+            );
+            println!("sync-strict mode: standby host lost: no write committed in {took:?}");
+            let names = p
+                .primary
+                .psql("SHOW synchronous_standby_names")
+                .expect("n1");
+            assert!(
+                names.trim().starts_with('"'),
+                "still names the standby: {names:?}"
+            );
+            lab.link_up(&p.n2).expect("n2's link up");
+            let back = Instant::now();
+            let mut id = 1_000;
+            wait_for(
+                "a write once the standby is back",
+                Duration::from_secs(40),
+                &daemons,
+                || {
+                    id += 1;
+                    write_through_vip(&p.client, id)
+                },
+            );
+            println!(
+                "sync-strict mode: the standby's host is back: writes succeed after {:?}",
+                back.elapsed()
+            );
+            assert!(
+                p.standby.is_in_recovery().expect("n2"),
+                "n2 was never promoted"
+            );
+        }
+    }
+}
+
+#[test]
+fn sync_mode_commits_alone_after_the_sync_timeout_when_the_standby_host_is_lost() {
+    lost_standby_host("syncrep_host_lost", "sync");
+}
+
+#[test]
+fn sync_strict_mode_never_commits_alone_while_the_standby_host_is_lost() {
+    lost_standby_host("syncrep_strict_host_lost", "sync-strict");
 }

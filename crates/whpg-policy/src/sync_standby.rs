@@ -170,7 +170,7 @@ pub struct SyncStandby {
     current: Option<u64>,
     /// Since when the primary has listed no streaming WAL sender for the standby.
     not_streaming_since: Option<Instant>,
-    /// Since when the standby's host has not answered.
+    /// Since when the standby's host has not answered (its last answer before the silence).
     unreachable_since: Option<Instant>,
     /// The latest answer of the standby's host.
     peer: Option<PeerSample>,
@@ -178,6 +178,8 @@ pub struct SyncStandby {
     answered_at: Option<Instant>,
     /// Since when every probe of its host has had an answer (`None`: the latest had none).
     answering_since: Option<Instant>,
+    /// When its host last answered at all.
+    last_answer_at: Option<Instant>,
 }
 
 impl SyncStandby {
@@ -199,6 +201,7 @@ impl SyncStandby {
             peer: None,
             answered_at: None,
             answering_since: None,
+            last_answer_at: None,
         }
     }
 
@@ -232,13 +235,16 @@ impl SyncStandby {
             // Our own failure: evidence of nothing.
             PeerSample::Unknown => {}
             PeerSample::Unreachable => {
-                self.unreachable_since.get_or_insert(now);
+                // Silent since its last answer: this result comes a probe timeout later.
+                let since = self.last_answer_at.unwrap_or(now);
+                self.unreachable_since.get_or_insert(since);
                 self.answering_since = None;
                 self.peer = Some(sample);
             }
             _ => {
                 self.unreachable_since = None;
                 self.answering_since.get_or_insert(now);
+                self.last_answer_at = Some(now);
                 self.peer = Some(sample);
                 if matches!(sample, PeerSample::Standby | PeerSample::DatabaseDown) {
                     self.answered_at = Some(now);

@@ -1354,16 +1354,17 @@ fn sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace() {
 #[test]
 fn sync_an_unreachable_standby_relaxes_after_the_sync_timeout() {
     let mut run = sync_primary(SyncMode::Sync);
-    // A silent partition: the WAL sender still says streaming, commits wait.
-    run.probes(1000, 10_900, primary_with(true, 0), PeerSample::Unreachable);
+    // A silent partition: the WAL sender still says streaming, commits wait. Its host last
+    // answered at 500 ms: 10 s of silence end at 10.5 s.
+    run.probes(1000, 10_400, primary_with(true, 0), PeerSample::Unreachable);
     assert!(set_at(&run, SyncTarget::Alone).is_empty(), "before 10 s");
     run.probes(
-        11_000,
+        10_500,
         12_000,
         primary_with(true, 0),
         PeerSample::Unreachable,
     );
-    assert_eq!(set_at(&run, SyncTarget::Alone), vec![11_000]);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![10_500]);
 }
 
 #[test]
@@ -1377,7 +1378,8 @@ fn sync_the_sync_timeout_is_woken_for_without_a_new_probe() {
         let ms = at.duration_since(run.t0).as_millis() as u64;
         run.at(ms, Input::Tick);
     }
-    assert_eq!(set_at(&run, SyncTarget::Alone), vec![11_000]);
+    // 10 s after its last answer (500 ms).
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![10_500]);
 }
 
 #[test]
