@@ -546,10 +546,10 @@ fn sync_a_partition_longer_than_the_sync_timeout_loses_only_what_was_acknowledge
         vec![0],
         "the standby was promoted before the timeout"
     );
-    // Relaxed about 10.3 s into the partition (the first unanswered probe ends 300 ms in):
-    // about 9.7 s of commits at 10 bytes/ms, acknowledged alone.
+    // Relaxed 10 s after the standby's last answer (at most one probe interval before the
+    // partition): about 10 s of commits at 10 bytes/ms, acknowledged alone.
     assert!(
-        (90_000..=100_000).contains(&acked_alone),
+        (90_000..=101_000).contains(&acked_alone),
         "{acked_alone}\n{}",
         pair.trace_text()
     );
