@@ -502,8 +502,15 @@ impl Policy {
                 return out;
             }
             Input::SynchronousStandbySet { target, result } => {
+                // A failure that repeats (every retry delay) is said once.
+                let previous = self.sync.status().error;
                 let notice = match &result {
                     Ok(_) => None,
+                    Err(error) if previous.as_ref() == Some(error) => {
+                        self.sync.finished(target, result, now);
+                        out.extend(self.evaluate(now));
+                        return out;
+                    }
                     Err(error) => Some(Notice::SynchronousStandbyFailed {
                         target,
                         error: error.clone(),

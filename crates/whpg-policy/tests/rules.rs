@@ -1444,6 +1444,22 @@ fn sync_a_failed_setting_is_journalled_and_retried() {
     );
     run.at(2350, Input::Tick);
     assert_eq!(set_at(&run, SyncTarget::Standby), vec![100, 2350]);
+    // The same failure again is not said again; it stays in the status.
+    let out = run.at(
+        2400,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Standby,
+            result: Err("permission denied to set parameter".into()),
+        },
+    );
+    assert!(
+        !out.iter().any(|d| matches!(d, Decision::Notice(_))),
+        "{out:?}"
+    );
+    assert_eq!(
+        run.policy.status().sync.error.as_deref(),
+        Some("permission denied to set parameter")
+    );
 }
 
 #[test]

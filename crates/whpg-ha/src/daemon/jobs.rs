@@ -185,9 +185,7 @@ impl Jobs {
                         .map_err(|e| e.to_string())
                     }
                 };
-                if let Err(e) = &result {
-                    error!("setting synchronous_standby_names: {e}");
-                }
+                // A failure is logged and journalled by the node, once per distinct error.
                 let _ = tx
                     .send(Input::SynchronousStandbySet { target, result })
                     .await;
