@@ -312,6 +312,27 @@ impl Collector for SnapshotCollector {
                         i64::from(sync),
                     )?;
                 }
+                if let Some(names) = &r.synchronous_standby_names {
+                    gauge(
+                        e,
+                        "replication_sync_standby_required",
+                        "1 when this primary's daemon set synchronous_standby_names to its \
+                         standby ([replication] mode sync or sync-strict), 0 when it commits alone",
+                        i64::from(!names.is_empty()),
+                    )?;
+                }
+                if let Some(mode) = &r.mode {
+                    gauge(
+                        e,
+                        "replication_mode",
+                        "[replication] mode: 0 async, 1 sync, 2 sync-strict",
+                        match mode.as_str() {
+                            "sync" => 1,
+                            "sync-strict" => 2,
+                            _ => 0,
+                        },
+                    )?;
+                }
                 if let Some(promotable) = r.promotable {
                     gauge(
                         e,
@@ -347,6 +368,24 @@ mod tests {
             "whpg_ha_promotions_started_total 1",
             "whpg_ha_failover_duration_seconds_count 1",
             "whpg_ha_probe_duration_seconds_count{target=\"local\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_replication_mode_and_whether_the_primary_waits_for_its_standby_appear() {
+        let mut status = crate::status::test_status();
+        status.database = Some(crate::status::test_sync_primary());
+        let (_tx, rx) = watch::channel(status);
+        let text = render(&registry(rx, &EventMetrics::default()));
+        for line in [
+            "whpg_ha_replication_mode 1",
+            "whpg_ha_replication_sync_standby_required 1",
+            "whpg_ha_replication_synchronous 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

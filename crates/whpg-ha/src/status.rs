@@ -79,6 +79,19 @@ pub struct ReplicationView {
     pub not_promotable_since_unix_ms: Option<u64>,
     /// When the live primary was last seen (its WAL position read).
     pub primary_seen_ms_ago: Option<u64>,
+    /// `[replication] mode`: `async`, `sync` or `sync-strict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// On a primary in a sync mode: `synchronous_standby_names` as this daemon last set it (the
+    /// standby's quoted `application_name`, or `""`: it commits alone); absent until set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_standby_names: Option<String>,
+    /// Why it was set so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_reason: Option<String>,
+    /// The latest attempt to set it failed: why, and what to fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
 }
 
 impl ReplicationView {
@@ -100,6 +113,10 @@ impl ReplicationView {
                     lag_bytes: flush.map(|f| position.current.saturating_sub(f)),
                     streaming: Some(row.is_some_and(|r| r.streaming)),
                     synchronous: row.map(|r| r.synchronous),
+                    mode: Some(policy.sync.mode.as_str().to_string()),
+                    synchronous_standby_names: policy.sync.value.clone(),
+                    sync_reason: policy.sync.reason.map(|r| r.to_string()),
+                    sync_error: policy.sync.error.clone(),
                     ..ReplicationView::default()
                 })
             }
@@ -117,6 +134,8 @@ impl ReplicationView {
                     not_promotable: policy.promotable.err().map(|why| why.to_string()),
                     not_promotable_since_unix_ms: r.mark.and(not_promotable_since_unix_ms),
                     primary_seen_ms_ago: r.primary_seen_at.map(ms),
+                    mode: Some(policy.sync.mode.as_str().to_string()),
+                    ..ReplicationView::default()
                 })
             }
             None => None,
@@ -443,6 +462,35 @@ impl NodeStatus {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
         };
+    }
+}
+
+/// A primary's database status in `[replication] mode = "sync"`, waiting for its standby.
+#[cfg(test)]
+pub(crate) fn test_sync_primary() -> DatabaseStatus {
+    DatabaseStatus {
+        role: DbRoleStatus::Primary,
+        healthy: true,
+        timeline: Some(1),
+        needs_rejoin: false,
+        fenced: None,
+        isolated: false,
+        maintenance: false,
+        promoting: false,
+        promotion_gave_up: false,
+        promotion_hold: None,
+        wal_receiver: None,
+        replication: Some(ReplicationView {
+            primary_lsn: Some("0/3000060".into()),
+            standby_lsn: Some("0/3000060".into()),
+            lag_bytes: Some(0),
+            streaming: Some(true),
+            synchronous: Some(true),
+            mode: Some("sync".into()),
+            synchronous_standby_names: Some("\"b\"".into()),
+            sync_reason: Some("the standby streams and is caught up".into()),
+            ..ReplicationView::default()
+        }),
     }
 }
 

@@ -423,6 +423,36 @@ fn each_malformed_configuration_reports_its_specific_error() {
             "api.idle_timeout",
             "needs a unit",
         ),
+        (
+            "synchronous replication on WarehousePG",
+            add("[replication]\nmode = \"sync\""),
+            "replication.mode",
+            "a WarehousePG coordinator does its own waiting",
+        ),
+        (
+            "sync-strict on WarehousePG",
+            add("[replication]\nmode = \"sync-strict\""),
+            "replication.mode",
+            "commits alone once none does",
+        ),
+        (
+            "unknown replication mode",
+            add("[replication]\nmode = \"synchronous\""),
+            "replication.mode",
+            "unknown replication mode",
+        ),
+        (
+            "sync timeout too short",
+            add("[replication]\nsync_timeout = \"100ms\""),
+            "replication.sync_timeout",
+            "must be between 1s and 3600s",
+        ),
+        (
+            "unknown key in [replication]",
+            add("[replication]\nsync_standby = \"b\""),
+            "replication.sync_standby",
+            "",
+        ),
     ];
     assert!(cases.len() >= 14);
     let mut failures = Vec::new();

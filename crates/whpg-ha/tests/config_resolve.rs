@@ -229,6 +229,41 @@ fn postgres_defaults_differ_by_flavor() {
 }
 
 #[test]
+fn replication_defaults_to_async_and_reads_the_sync_modes_on_postgres() {
+    let c = parse(MINIMAL, Some("cdw")).expect("valid");
+    assert_eq!(c.replication.mode, ReplicationMode::Async);
+    assert_eq!(c.replication.sync_timeout, Duration::from_secs(10));
+    let postgres = MINIMAL.replace("\"warehousepg\"", "\"postgres\"");
+    for (mode, expected) in [
+        ("sync", ReplicationMode::Sync),
+        ("sync-strict", ReplicationMode::SyncStrict),
+        ("async", ReplicationMode::Async),
+    ] {
+        let text =
+            format!("{postgres}\n[replication]\nmode = \"{mode}\"\nsync_timeout = \"30s\"\n");
+        let c = parse(&text, Some("cdw")).expect("valid");
+        assert_eq!(c.replication.mode, expected);
+        assert_eq!(c.replication.sync_timeout, Duration::from_secs(30));
+        let rendered = c.render_effective();
+        assert!(
+            rendered.contains(&format!(
+                "[replication]\nmode = \"{mode}\"\nsync_timeout = \"30s\""
+            )),
+            "{rendered}"
+        );
+    }
+    // A sync_timeout that does not outlast the confirmation time is pointed out.
+    let text = format!("{postgres}\n[replication]\nmode = \"sync\"\nsync_timeout = \"2s\"\n");
+    let c = parse(&text, Some("cdw")).expect("legal");
+    let warning = c
+        .warnings
+        .iter()
+        .find(|w| w.key == "replication.sync_timeout")
+        .expect("a warning");
+    assert!(warning.message.contains("2000 ms"), "{}", warning.message);
+}
+
+#[test]
 fn witness_quorum_defaults_to_a_majority() {
     let text = format!("{MINIMAL}[witness]\nhosts = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"]\n");
     let c = parse(&text, Some("cdw")).expect("valid");
@@ -305,6 +340,13 @@ fn rendered_configuration_parses_back_to_the_same_config() {
             Some("scdw"),
         ),
         parse(&format!("{MINIMAL}{API_TLS}"), Some("cdw")),
+        parse(
+            &format!(
+                "{}\n[replication]\nmode = \"sync-strict\"\n",
+                MINIMAL.replace("\"warehousepg\"", "\"postgres\"")
+            ),
+            Some("scdw"),
+        ),
     ];
     for config in configs {
         let config = config.expect("valid");

@@ -7,11 +7,13 @@
 //!
 //! - [`observe`]: what is known, with fall/rise hysteresis and "last seen" times.
 //! - [`replication`]: whether the local standby holds everything the primary acknowledged.
+//! - [`sync_standby`]: on a primary, whether commits wait for the standby (`[replication] mode`).
 //! - [`policy`]: the rules.
 
 pub mod observe;
 pub mod policy;
 pub mod replication;
+pub mod sync_standby;
 
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
@@ -22,3 +24,4 @@ pub use replication::{
     Mark, MarkReason, PrimaryPosition, ReplicationConfig, ReplicationStatus, StandbyRow,
     Unpromotable,
 };
+pub use sync_standby::{SyncConfig, SyncMode, SyncReason, SyncStatus, SyncTarget};

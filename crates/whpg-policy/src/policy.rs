@@ -20,6 +20,8 @@
 //! | a priority-0 advert is certain only once the peer's database is seen down | `promotion_step` | `a_priority_zero_advert_is_certain_only_once_the_peers_database_is_seen_down`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
 //! | 6: a planned promotion only once the old primary stopped (as our probes see it) and its shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint`, `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance`; pair `a_planned_promotion_beside_a_live_primary_is_refused_whatever_the_caller_says` |
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
+//! | synchronous replication: require a streaming standby; alone on evidence it cannot be promoted (this node promoted; or its host answers, database down or not streaming, after the grace in which its own daemon marks it); `sync` alone after `sync_timeout` of silence, `sync-strict` never | `synchronous_standby` (`sync_standby.rs`) | `sync_a_streaming_standby_is_required_once_caught_up`, `sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it`, `sync_an_answer_from_before_the_grace_is_no_evidence`, `sync_a_silence_in_between_restarts_the_grace`, `sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace`, `sync_an_unreachable_standby_relaxes_after_the_sync_timeout`, `sync_strict_never_relaxes_for_an_unreachable_standby`, `sync_a_promoted_node_commits_alone_until_its_peer_streams`, `sync_relaxed_primary_requires_the_standby_again_once_it_streams`, `async_never_touches_synchronous_standby_names`; pair `sync_*` |
+//! | a standby its primary waits for (`sync_state` sync) is promotable whatever its byte lag; in a sync mode only such a standby is | `promotion_step`, `Replication::promotable` | `a_standby_its_primary_waits_for_is_promotable_beyond_the_byte_lag`, `with_synchronous_replication_a_standby_its_primary_does_not_wait_for_is_not_promoted`; pair `sync_a_primary_crash_and_a_primary_link_loss_lose_nothing`, `sync_a_dead_standby_database_relaxes_the_primary_at_once` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
@@ -32,6 +34,7 @@ use crate::replication::{
     Mark, MarkChange, PrimaryPosition, Replication, ReplicationConfig, ReplicationStatus,
     Unpromotable,
 };
+use crate::sync_standby::{SyncConfig, SyncReason, SyncStandby, SyncStatus, SyncTarget};
 
 /// Which failures may start an automatic promotion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +94,8 @@ pub struct PolicyConfig {
     pub startup_grace: Duration,
     /// How far behind the standby may be and still be promoted.
     pub replication: ReplicationConfig,
+    /// Synchronous replication managed on a primary (`[replication]`).
+    pub sync: SyncConfig,
 }
 
 /// Inputs.
@@ -138,6 +143,13 @@ pub enum Input {
     /// acknowledged. Every other rule still holds (never beside a live primary); it applies to
     /// this evaluation only and is never remembered.
     AcceptDataLoss,
+    /// The job that set `synchronous_standby_names` ([`Decision::SetSynchronousStandby`])
+    /// finished: `Err` says why not and what to fix.
+    SynchronousStandbySet {
+        target: SyncTarget,
+        /// The value set (`""`: alone).
+        result: Result<String, String>,
+    },
     /// Time passed; re-evaluate deadlines.
     Tick,
 }
@@ -226,6 +238,16 @@ pub enum Notice {
     StandbyMarkedBehind(Mark),
     /// It is streaming and caught up again.
     StandbyCaughtUp,
+    /// `synchronous_standby_names` was set: commits wait for the standby, or not.
+    SynchronousStandbySet {
+        target: SyncTarget,
+        reason: Option<SyncReason>,
+    },
+    /// Setting it failed; tried again after the retry delay.
+    SynchronousStandbyFailed {
+        target: SyncTarget,
+        error: String,
+    },
 }
 
 /// Why a planned promotion was refused. `NotMaster` is the one a caller may wait out: the
@@ -307,6 +329,10 @@ pub enum Decision {
     CheckWitnesses,
     /// Stop the local database and clean up after it.
     Fence(FenceReason),
+    /// Set `synchronous_standby_names` on the local primary (the standby's `application_name`
+    /// as the primary lists it, or empty) and reload; answer with
+    /// [`Input::SynchronousStandbySet`].
+    SetSynchronousStandby(SyncTarget),
     Notice(Notice),
 }
 
@@ -363,6 +389,8 @@ pub struct PolicyStatus {
     pub promotable: Result<(), Unpromotable>,
     /// While the local database is a primary: its position and its standby's walsender row.
     pub local_position: Option<PrimaryPosition>,
+    /// Synchronous replication as this node manages it (on a primary).
+    pub sync: SyncStatus,
 }
 
 pub struct Policy {
@@ -385,6 +413,7 @@ pub struct Policy {
     demoted: bool,
     startup_done: bool,
     replication: Replication,
+    sync: SyncStandby,
     /// The operator's override for the current evaluation only ([`Input::AcceptDataLoss`]).
     accept_data_loss: bool,
     local_position: Option<PrimaryPosition>,
@@ -398,6 +427,7 @@ impl Policy {
         Policy {
             local: LocalDb::new(config.fall, config.rise),
             replication: Replication::new(config.replication),
+            sync: SyncStandby::new(config.sync),
             config,
             started_at: now,
             peer: Peer::default(),
@@ -439,6 +469,7 @@ impl Policy {
             Input::PostmasterExited => self.local.crashed(),
             Input::Peer(sample) => {
                 self.peer.sample(sample, now);
+                self.sync.peer(sample, now);
                 if let PeerSample::Primary { position, .. } = sample {
                     let change = self.replication.primary_seen(position, now);
                     Self::mark_notice(change, &mut out);
@@ -470,6 +501,29 @@ impl Policy {
                 self.accept_data_loss = false;
                 return out;
             }
+            Input::SynchronousStandbySet { target, result } => {
+                // A failure that repeats (every retry delay) is said once.
+                let previous = self.sync.status().error;
+                let notice = match &result {
+                    Ok(_) => None,
+                    Err(error) if previous.as_ref() == Some(error) => {
+                        self.sync.finished(target, result, now);
+                        out.extend(self.evaluate(now));
+                        return out;
+                    }
+                    Err(error) => Some(Notice::SynchronousStandbyFailed {
+                        target,
+                        error: error.clone(),
+                    }),
+                };
+                self.sync.finished(target, result, now);
+                out.push(Decision::Notice(notice.unwrap_or(
+                    Notice::SynchronousStandbySet {
+                        target,
+                        reason: self.sync.status().reason,
+                    },
+                )));
+            }
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
@@ -481,10 +535,12 @@ impl Policy {
         match sample {
             LocalSample::Standby { received, .. } => {
                 self.local_position = None;
+                self.sync.local_not_primary();
                 self.replication.local_standby(received);
             }
             LocalSample::Primary { position, .. } => {
                 self.local_position = position;
+                self.sync.local_primary(position, now);
                 // A primary misses nothing: whatever marked it as a standby is over.
                 Self::mark_notice(self.replication.local_primary(), out);
             }
@@ -526,6 +582,7 @@ impl Policy {
         if let Some(at) = self.peer.reachable_at {
             times.push(at + self.config.isolation_after);
         }
+        times.extend(self.sync.wakeups());
         // Thresholds already behind the last evaluation have been acted on; returning them would
         // make the caller wake at once, again and again.
         times.into_iter().filter(|&t| t > self.evaluated_at).min()
@@ -551,6 +608,7 @@ impl Policy {
             replication: self.replication.status(),
             promotable: self.replication.promotable(),
             local_position: self.local_position,
+            sync: self.sync.status(),
         }
     }
 
@@ -607,6 +665,7 @@ impl Policy {
         match result {
             Ok(proof) => {
                 self.local.promoted(proof.timeline());
+                self.sync.promoted();
                 self.promotion = Promotion::Idle;
                 out.push(Decision::Notice(Notice::PromotionSucceeded { attempt }));
             }
@@ -657,6 +716,7 @@ impl Policy {
             }
         }
         self.vip(isolated, &mut out);
+        self.synchronous_standby(now, &mut out);
         out.extend(fences.into_iter().map(Decision::Fence));
         if self.startup_done && !self.sent.startup_done {
             self.sent.startup_done = true;
@@ -864,6 +924,19 @@ impl Policy {
             } else {
                 Decision::RemoveVip
             });
+        }
+    }
+
+    /// Synchronous replication (`[replication] mode`): on a healthy primary that serves, require
+    /// the streaming standby, or commit alone on evidence it cannot be promoted (the table in
+    /// [`crate::sync_standby`]).
+    fn synchronous_standby(&mut self, now: Instant, out: &mut Vec<Decision>) {
+        let serving = self.local.is_healthy(DbRole::Primary)
+            && !self.needs_rejoin
+            && !self.demoted
+            && self.fenced.is_none();
+        if let Some(target) = self.sync.decide(serving, now) {
+            out.push(Decision::SetSynchronousStandby(target));
         }
     }
 

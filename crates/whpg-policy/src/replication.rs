@@ -19,6 +19,12 @@
 //! caught up again. When the primary vanishes, the last observation decides: no mark and in sync,
 //! or the standby's own WAL reaches the primary's last known position (it caught up after all).
 //! Anything that cannot be read is unknown, and unknown is not promotable.
+//!
+//! A standby the primary lists as synchronous (`sync_state` sync or quorum, while streaming)
+//! holds every commit the primary acknowledged, whatever its byte lag: the bytes beyond it are
+//! WAL of transactions whose commits still wait for it. Neither lag limit marks it then (this
+//! assumes `synchronous_commit` is `on` or `remote_apply`; `remote_write` leaves a standby crash
+//! able to lose what its OS had not written, `local` and `off` do not wait at all).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,6 +36,9 @@ pub struct ReplicationConfig {
     pub maximum_lag: u64,
     /// WAL the primary had this long ago must be on the standby.
     pub maximum_lag_time: Duration,
+    /// `[replication] mode` is `sync` or `sync-strict`: the primary commits alone unless it
+    /// lists this standby as synchronous, so only a standby it listed so is promotable.
+    pub synchronous_required: bool,
 }
 
 /// The walsender row a primary lists for this standby (`pg_stat_replication`).
@@ -110,6 +119,9 @@ pub enum Unpromotable {
     Unreadable,
     /// The last observation found it not streaming, or behind, before the mark could be set.
     NotInSync,
+    /// Synchronous replication is configured, but the primary did not list this standby as
+    /// synchronous at the last observation: it may have acknowledged commits alone since.
+    NotSynchronous,
 }
 
 impl std::fmt::Display for Unpromotable {
@@ -126,6 +138,10 @@ impl std::fmt::Display for Unpromotable {
             Unpromotable::NotInSync => {
                 f.write_str("the last observation found the standby not streaming")
             }
+            Unpromotable::NotSynchronous => f.write_str(
+                "replication.mode is synchronous, but the primary did not list this standby as \
+                 synchronous at the last observation: it may have acknowledged commits alone",
+            ),
         }
     }
 }
@@ -177,6 +193,9 @@ pub struct Replication {
     /// The highest flush position the primary listed for the standby.
     flushed: Option<u64>,
     not_streaming_in_a_row: u32,
+    /// The latest row the primary listed for the standby said `sync_state` sync (cleared when
+    /// it listed no streaming WAL sender twice in a row).
+    synchronous_seen: bool,
     /// The last conclusive snapshot found the standby streaming and within both limits.
     in_sync: bool,
     mark: Option<Mark>,
@@ -192,6 +211,7 @@ impl Replication {
             local_received: None,
             flushed: None,
             not_streaming_in_a_row: 0,
+            synchronous_seen: false,
             in_sync: false,
             mark: None,
         }
@@ -267,6 +287,13 @@ impl Replication {
             self.pending.push_back((now, position.current));
         }
         self.prune_arrived();
+        if position
+            .standby
+            .is_some_and(|row| row.streaming && row.synchronous)
+        {
+            // Nothing acknowledged is missing: positions seen so far are not owed.
+            self.pending.clear();
+        }
         let have = self.have();
         let streaming = position.standby.is_some_and(|row| row.streaming);
         self.not_streaming_in_a_row = if streaming {
@@ -279,8 +306,21 @@ impl Replication {
             .pending
             .front()
             .map(|&(at, _)| now.saturating_duration_since(at));
+        // The primary waits for this standby (`sync_state` sync): every commit it acknowledged
+        // is on the standby's disk, so bytes beyond it are WAL of commits not yet acknowledged
+        // (in flight), and WAL that does not arrive holds commits back instead of losing them.
+        let synchronous = position
+            .standby
+            .is_some_and(|row| row.streaming && row.synchronous);
+        if streaming {
+            self.synchronous_seen = synchronous;
+        } else if self.not_streaming_in_a_row >= 2 {
+            self.synchronous_seen = false;
+        }
         let out = if self.not_streaming_in_a_row >= 2 {
             Some(MarkReason::NotStreaming)
+        } else if synchronous {
+            None
         } else if let Some(bytes) = lag.filter(|&l| l > self.config.maximum_lag) {
             Some(MarkReason::TooFarBehind { bytes })
         } else {
@@ -328,6 +368,18 @@ impl Replication {
 
     /// Whether the standby may be promoted, asked once the primary is known gone.
     pub fn promotable(&self) -> Result<(), Unpromotable> {
+        // Synchronous replication: only a standby the primary waited for holds every commit it
+        // acknowledged; once it stopped waiting, what it had when last seen proves nothing.
+        if self.config.synchronous_required && !self.synchronous_seen {
+            if let Some(mark) = self.mark {
+                return Err(Unpromotable::Behind(mark));
+            }
+            return Err(if self.latest.is_none() {
+                Unpromotable::NeverObserved
+            } else {
+                Unpromotable::NotSynchronous
+            });
+        }
         // It holds everything the primary was last seen with: nothing known is missing.
         if let (Some(have), Some((_, known))) = (self.have(), self.last_known) {
             if have >= known {
@@ -407,6 +459,7 @@ mod tests {
         ReplicationConfig {
             maximum_lag: 1000,
             maximum_lag_time: Duration::from_secs(1),
+            synchronous_required: false,
         }
     }
 
@@ -550,6 +603,64 @@ mod tests {
             r.primary_seen(streaming(7100, 7100), t),
             Some(MarkChange::Cleared)
         );
+    }
+
+    #[test]
+    fn a_synchronous_standby_beyond_the_byte_lag_is_still_promotable() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let sync = |current, flush| {
+            Some(PrimaryPosition {
+                current,
+                standby: Some(StandbyRow {
+                    streaming: true,
+                    synchronous: true,
+                    flush: Some(flush),
+                }),
+            })
+        };
+        let mut r = Replication::new(ReplicationConfig {
+            synchronous_required: true,
+            ..config()
+        });
+        // 4000 bytes in flight (more than maximum_lag 1000), for longer than maximum_lag_time.
+        assert_eq!(r.primary_seen(sync(9000, 5000), t), None);
+        assert_eq!(r.primary_seen(sync(9000, 5000), t + ms(1500)), None);
+        assert_eq!(r.mark(), None);
+        assert_eq!(r.promotable(), Ok(()));
+        // Once the primary stops waiting for it, it is not promotable at once, and the same lag
+        // marks it.
+        assert!(matches!(
+            r.primary_seen(streaming(9000, 5000), t + ms(1600)),
+            Some(MarkChange::Marked(_))
+        ));
+    }
+
+    #[test]
+    fn with_synchronous_replication_only_a_standby_listed_synchronous_is_promotable() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut r = Replication::new(ReplicationConfig {
+            synchronous_required: true,
+            ..config()
+        });
+        // Caught up, but the primary commits alone (async row): it may acknowledge more alone.
+        r.primary_seen(streaming(5000, 5000), t);
+        assert_eq!(r.promotable(), Err(Unpromotable::NotSynchronous));
+        let sync = Some(PrimaryPosition {
+            current: 5100,
+            standby: Some(StandbyRow {
+                streaming: true,
+                synchronous: true,
+                flush: Some(5100),
+            }),
+        });
+        r.primary_seen(sync, t + ms(100));
+        assert_eq!(r.promotable(), Ok(()));
+        // A primary being killed loses its WAL sender a moment before it stops answering: one
+        // snapshot without it changes nothing.
+        r.primary_seen(without_walsender(5100), t + ms(200));
+        assert_eq!(r.promotable(), Ok(()));
     }
 
     #[test]

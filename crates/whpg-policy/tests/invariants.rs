@@ -30,7 +30,9 @@ fn config(confirmation_ms: u64) -> PolicyConfig {
         replication: ReplicationConfig {
             maximum_lag: 1000,
             maximum_lag_time: Duration::from_millis(500),
+            synchronous_required: false,
         },
+        sync: whpg_policy::SyncConfig::disabled(),
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use whpg_policy::{
     Decision, FenceReason, Hold, Input, LocalSample, Notice, PeerSample, PlannedRefusal, Policy,
-    PolicyConfig, PrimaryPosition, ReplicationConfig, StandbyRow, Triggers, Unpromotable,
-    WalReceiver, WriteVerified,
+    PolicyConfig, PrimaryPosition, ReplicationConfig, StandbyRow, SyncConfig, SyncMode, SyncTarget,
+    Triggers, Unpromotable, WalReceiver, WriteVerified,
 };
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
@@ -31,7 +31,9 @@ fn config() -> PolicyConfig {
         replication: ReplicationConfig {
             maximum_lag: 1 << 20,
             maximum_lag_time: Duration::from_secs(1),
+            synchronous_required: false,
         },
+        sync: whpg_policy::SyncConfig::disabled(),
     }
 }
 
@@ -1210,4 +1212,340 @@ fn accepting_data_loss_never_promotes_beside_a_live_primary() {
     // The override is not remembered: once the primary is gone, the mark holds again.
     crash_of_the_primary(&mut run, 1000);
     assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+}
+
+// ---- synchronous replication managed by the primary ([replication] mode) --------------------
+
+fn sync_config(mode: SyncMode) -> PolicyConfig {
+    PolicyConfig {
+        sync: SyncConfig {
+            mode,
+            timeout: Duration::from_secs(10),
+            maximum_lag: 1 << 20,
+            not_streaming_grace: Duration::from_millis(500),
+            retry_delay: Duration::from_secs(2),
+        },
+        ..config()
+    }
+}
+
+/// The local primary with its standby's row: streaming or not, `behind` bytes behind.
+fn primary_with(streaming: bool, behind: u64) -> LocalSample {
+    LocalSample::Primary {
+        timeline: Some(1),
+        position: Some(PrimaryPosition {
+            current: WAL_AT,
+            standby: Some(StandbyRow {
+                streaming,
+                synchronous: false,
+                flush: Some(WAL_AT - behind),
+            }),
+        }),
+    }
+}
+
+/// A primary without a WAL sender for its standby.
+const PRIMARY_ALONE: LocalSample = LocalSample::Primary {
+    timeline: Some(1),
+    position: Some(PrimaryPosition {
+        current: WAL_AT,
+        standby: None,
+    }),
+};
+
+/// The times at which `synchronous_standby_names` was asked to become `target`.
+fn set_at(run: &Run, target: SyncTarget) -> Vec<u64> {
+    run.log
+        .iter()
+        .filter(|(_, d)| *d == Decision::SetSynchronousStandby(target))
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+/// A sync primary whose standby streamed and was required (set, confirmed at 600 ms).
+fn sync_primary(mode: SyncMode) -> Run {
+    let mut run = Run::new(sync_config(mode));
+    run.probes(0, 500, primary_with(true, 0), PeerSample::Standby);
+    run.master(500, TransitionReason::MasterDown);
+    assert_eq!(
+        set_at(&run, SyncTarget::Standby),
+        vec![100],
+        "healthy after rise 2"
+    );
+    run.at(
+        600,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Standby,
+            result: Ok("\"b\"".into()),
+        },
+    );
+    run
+}
+
+#[test]
+fn sync_a_streaming_standby_is_required_once_caught_up() {
+    let mut run = Run::new(sync_config(SyncMode::Sync));
+    // Two probes to be healthy (rise 2); streaming but 2 MB behind (over maximum_lag 1 MiB).
+    run.probes(0, 300, primary_with(true, 2 << 20), PeerSample::Standby);
+    assert!(set_at(&run, SyncTarget::Standby).is_empty());
+    run.probes(400, 500, primary_with(true, 100), PeerSample::Standby);
+    assert_eq!(set_at(&run, SyncTarget::Standby), vec![400]);
+    assert_eq!(
+        run.policy.status().sync.set,
+        None,
+        "not until the job says so"
+    );
+    run.at(
+        450,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Standby,
+            result: Ok("\"b\"".into()),
+        },
+    );
+    assert_eq!(run.policy.status().sync.set, Some(SyncTarget::Standby));
+    run.probes(600, 2000, primary_with(true, 0), PeerSample::Standby);
+    assert_eq!(set_at(&run, SyncTarget::Standby), vec![400], "once");
+}
+
+#[test]
+fn sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it() {
+    for mode in [SyncMode::Sync, SyncMode::SyncStrict] {
+        let mut run = sync_primary(mode);
+        run.probes(1000, 3000, PRIMARY_ALONE, PeerSample::DatabaseDown);
+        // No WAL sender since 1000 ms; the answer at 1500 ms comes after the 500 ms grace.
+        assert_eq!(set_at(&run, SyncTarget::Alone), vec![1500], "{mode:?}");
+    }
+}
+
+#[test]
+fn sync_an_answer_from_before_the_grace_is_no_evidence() {
+    // The WAL sender goes at 1000 ms, the standby answers at 1200 ms, then its host is silent:
+    // it may not have seen this primary without its WAL sender twice, so it may be promotable.
+    let mut run = sync_primary(SyncMode::SyncStrict);
+    run.at(1000, Input::Local(PRIMARY_ALONE));
+    run.at(1200, Input::Peer(PeerSample::DatabaseDown));
+    run.probes(1300, 20_000, PRIMARY_ALONE, PeerSample::Unreachable);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty());
+}
+
+#[test]
+fn sync_a_silence_in_between_restarts_the_grace() {
+    // No WAL sender from 1000 ms; the standby's host is silent from 1100 to 1800 ms: the standby
+    // saw nothing of this primary then. Its answers must span a whole grace after the silence.
+    let mut run = sync_primary(SyncMode::SyncStrict);
+    run.probes(1000, 1000, PRIMARY_ALONE, PeerSample::Standby);
+    run.probes(1100, 1800, PRIMARY_ALONE, PeerSample::Unreachable);
+    run.probes(1900, 2300, PRIMARY_ALONE, PeerSample::Standby);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty());
+    run.probes(2400, 2400, PRIMARY_ALONE, PeerSample::Standby);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![2400]);
+}
+
+#[test]
+fn sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace() {
+    for mode in [SyncMode::Sync, SyncMode::SyncStrict] {
+        let mut run = sync_primary(mode);
+        run.probes(1000, 3000, PRIMARY_ALONE, PeerSample::Standby);
+        // Not streaming since 1000 ms; the grace is 500 ms.
+        assert_eq!(set_at(&run, SyncTarget::Alone), vec![1500], "{mode:?}");
+    }
+}
+
+#[test]
+fn sync_an_unreachable_standby_relaxes_after_the_sync_timeout() {
+    let mut run = sync_primary(SyncMode::Sync);
+    // A silent partition: the WAL sender still says streaming, commits wait. Its host last
+    // answered at 500 ms: 10 s of silence end at 10.5 s.
+    run.probes(1000, 10_400, primary_with(true, 0), PeerSample::Unreachable);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty(), "before 10 s");
+    run.probes(
+        10_500,
+        12_000,
+        primary_with(true, 0),
+        PeerSample::Unreachable,
+    );
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![10_500]);
+}
+
+#[test]
+fn sync_the_sync_timeout_is_woken_for_without_a_new_probe() {
+    let mut run = sync_primary(SyncMode::Sync);
+    run.at(1000, Input::Local(PRIMARY_ALONE));
+    run.at(1000, Input::Peer(PeerSample::Unreachable));
+    // No more probes: only the wake-ups the policy asks for.
+    let end = run.t0 + Duration::from_millis(12_000);
+    while let Some(at) = run.policy.next_wakeup().filter(|&t| t <= end) {
+        let ms = at.duration_since(run.t0).as_millis() as u64;
+        run.at(ms, Input::Tick);
+    }
+    // 10 s after its last answer (500 ms).
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![10_500]);
+}
+
+#[test]
+fn sync_strict_never_relaxes_for_an_unreachable_standby() {
+    let mut run = sync_primary(SyncMode::SyncStrict);
+    run.probes(1000, 60_000, PRIMARY_ALONE, PeerSample::Unreachable);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty());
+    // A probe failing for a local reason is no evidence either.
+    run.probes(60_100, 61_000, PRIMARY_ALONE, PeerSample::Unknown);
+    assert!(set_at(&run, SyncTarget::Alone).is_empty());
+    // Its host answers again, its database down: once it has answered for the grace (its
+    // daemon has seen this primary without its WAL sender twice), alone.
+    run.probes(61_100, 62_000, PRIMARY_ALONE, PeerSample::DatabaseDown);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![61_600]);
+}
+
+#[test]
+fn sync_relaxed_primary_requires_the_standby_again_once_it_streams() {
+    let mut run = sync_primary(SyncMode::Sync);
+    run.probes(1000, 1500, PRIMARY_ALONE, PeerSample::DatabaseDown);
+    assert_eq!(set_at(&run, SyncTarget::Alone), vec![1500]);
+    run.at(
+        1550,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Alone,
+            result: Ok(String::new()),
+        },
+    );
+    assert_eq!(run.policy.status().sync.set, Some(SyncTarget::Alone));
+    // It comes back and catches up: behind first, then within maximum_lag.
+    run.probes(
+        1600,
+        1700,
+        primary_with(false, 3 << 20),
+        PeerSample::Standby,
+    );
+    run.probes(1750, 1750, primary_with(true, 3 << 20), PeerSample::Standby);
+    assert_eq!(set_at(&run, SyncTarget::Standby), vec![100]);
+    run.probes(1800, 1800, primary_with(true, 10), PeerSample::Standby);
+    assert_eq!(set_at(&run, SyncTarget::Standby), vec![100, 1800]);
+}
+
+#[test]
+fn sync_a_failed_setting_is_journalled_and_retried() {
+    let mut run = Run::new(sync_config(SyncMode::Sync));
+    run.probes(0, 300, primary_with(true, 0), PeerSample::Standby);
+    let out = run.at(
+        350,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Standby,
+            result: Err("permission denied to set parameter".into()),
+        },
+    );
+    assert!(out
+        .iter()
+        .any(|d| matches!(d, Decision::Notice(Notice::SynchronousStandbyFailed { .. }))));
+    run.probes(400, 2300, primary_with(true, 0), PeerSample::Standby);
+    assert_eq!(
+        set_at(&run, SyncTarget::Standby),
+        vec![100],
+        "not before 2350"
+    );
+    run.at(2350, Input::Tick);
+    assert_eq!(set_at(&run, SyncTarget::Standby), vec![100, 2350]);
+    // The same failure again is not said again; it stays in the status.
+    let out = run.at(
+        2400,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Standby,
+            result: Err("permission denied to set parameter".into()),
+        },
+    );
+    assert!(
+        !out.iter().any(|d| matches!(d, Decision::Notice(_))),
+        "{out:?}"
+    );
+    assert_eq!(
+        run.policy.status().sync.error.as_deref(),
+        Some("permission denied to set parameter")
+    );
+}
+
+#[test]
+fn sync_a_promoted_node_commits_alone_until_its_peer_streams() {
+    for mode in [SyncMode::Sync, SyncMode::SyncStrict] {
+        let mut run = Run::standby_settled(sync_config(mode));
+        crash_of_the_primary(&mut run, 1000);
+        assert!(
+            run.decided(|d| matches!(d, Decision::Promote { .. })),
+            "{mode:?}"
+        );
+        run.at(
+            1300,
+            Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
+        );
+        // The old primary's node is gone entirely: no answer at all.
+        run.at(1300, Input::Peer(PeerSample::Unreachable));
+        assert_eq!(set_at(&run, SyncTarget::Alone), vec![1300], "{mode:?}");
+        assert!(set_at(&run, SyncTarget::Standby).is_empty());
+    }
+}
+
+#[test]
+fn sync_a_standby_is_never_touched_and_a_primary_only_while_it_serves() {
+    let mut run = Run::standby_settled(sync_config(SyncMode::SyncStrict));
+    run.probes(600, 2000, STANDBY_IDLE, PeerSample::DatabaseDown);
+    assert!(!run.decided(|d| matches!(d, Decision::SetSynchronousStandby(_))));
+}
+
+#[test]
+fn async_never_touches_synchronous_standby_names() {
+    let mut run = Run::new(config());
+    run.probes(0, 500, primary_with(true, 0), PeerSample::Standby);
+    run.master(500, TransitionReason::MasterDown);
+    run.probes(600, 20_000, PRIMARY_ALONE, PeerSample::DatabaseDown);
+    assert!(!run.decided(|d| matches!(d, Decision::SetSynchronousStandby(_))));
+}
+
+#[test]
+fn a_standby_its_primary_waits_for_is_promotable_beyond_the_byte_lag() {
+    let mut run = Run::standby_settled(config());
+    // 4 MB of WAL in flight (over maximum_lag 1 MiB): uncommitted, the primary waits for us.
+    let waiting = PeerSample::Primary {
+        timeline: Some(1),
+        position: Some(PrimaryPosition {
+            current: WAL_AT + (4 << 20),
+            standby: Some(StandbyRow {
+                streaming: true,
+                synchronous: true,
+                flush: Some(WAL_AT),
+            }),
+        }),
+    };
+    run.probes(600, 900, standby_received(WAL_AT), waiting);
+    assert_eq!(run.policy.status().replication.mark, None);
+    crash_of_the_primary(&mut run, 1000);
+    assert!(run.decided(|d| matches!(d, Decision::Promote { .. })));
+}
+
+#[test]
+fn with_synchronous_replication_a_standby_its_primary_does_not_wait_for_is_not_promoted() {
+    let mut config = sync_config(SyncMode::Sync);
+    config.replication.synchronous_required = true;
+    // Caught up, but listed async: the primary may have acknowledged commits alone since.
+    let mut run = Run::standby_settled(config.clone());
+    run.probes(600, 900, STANDBY_IDLE, PEER_PRIMARY);
+    crash_of_the_primary(&mut run, 1000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::NotPromotable(Unpromotable::NotSynchronous))
+    );
+    // Listed sync: promoted.
+    let waiting = PeerSample::Primary {
+        timeline: Some(1),
+        position: Some(PrimaryPosition {
+            current: WAL_AT,
+            standby: Some(StandbyRow {
+                streaming: true,
+                synchronous: true,
+                flush: Some(WAL_AT),
+            }),
+        }),
+    };
+    let mut run = Run::standby_settled(config);
+    run.probes(600, 900, STANDBY_IDLE, waiting);
+    crash_of_the_primary(&mut run, 1000);
+    assert!(run.decided(|d| matches!(d, Decision::Promote { .. })));
 }

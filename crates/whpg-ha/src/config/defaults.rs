@@ -46,6 +46,14 @@ pub const WAL_FRESHNESS: Duration = Duration::from_secs(1);
 pub const FENCE_WHEN_ISOLATED: bool = true;
 pub const MAXIMUM_LAG_TIME: Duration = Duration::from_secs(1);
 
+/// `replication.sync_timeout`: how long a `sync` primary waits for a standby whose host does not
+/// answer before it commits alone. It must outlast the standby's promotion in a partition (the
+/// confirmation time, 3 s, plus a witness round and the promotion itself), so that a partition
+/// in which the standby is promoted loses nothing until then: the old primary's commits wait
+/// instead of being acknowledged. 10 s is three times that, and is still short enough that a
+/// lost standby host stalls writes for seconds, not minutes.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `failover.maximum_lag` of a flavor. A PostgreSQL primary writes all of its data's WAL, and a
 /// busy one keeps hundreds of kB in flight to a healthy streaming standby: 1 MiB (Patroni's
 /// `maximum_lag_on_failover`) tolerates that and nothing more. A WarehousePG coordinator writes

@@ -23,6 +23,7 @@ pub struct Config {
     pub database: Database,
     pub health: Health,
     pub failover: Failover,
+    pub replication: Replication,
     pub commands: Commands,
     pub witness: Witness,
     pub api: Api,
@@ -352,6 +353,42 @@ pub struct Failover {
     pub maximum_lag: u64,
     /// WAL the primary had this long ago must be on the standby, or it is not promotable.
     pub maximum_lag_time: Duration,
+}
+
+/// `[replication] mode`: who waits for the standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationMode {
+    /// The daemon never touches `synchronous_standby_names`.
+    Async,
+    /// The primary's daemon names the streaming standby in `synchronous_standby_names`;
+    /// commits alone on evidence the standby cannot be promoted, or after `sync_timeout`.
+    Sync,
+    /// Like `sync`, but never alone while the standby's host does not answer.
+    SyncStrict,
+}
+
+impl ReplicationMode {
+    pub const ALL: [ReplicationMode; 3] = [
+        ReplicationMode::Async,
+        ReplicationMode::Sync,
+        ReplicationMode::SyncStrict,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationMode::Async => "async",
+            ReplicationMode::Sync => "sync",
+            ReplicationMode::SyncStrict => "sync-strict",
+        }
+    }
+}
+
+/// `[replication]`: synchronous replication managed by the primary's daemon (postgres flavor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    pub mode: ReplicationMode,
+    /// `sync`: how long the standby's host may not answer before the primary commits alone.
+    pub sync_timeout: Duration,
 }
 
 impl Failover {

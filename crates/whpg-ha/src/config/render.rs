@@ -137,6 +137,11 @@ impl Config {
         writeln!(o, "maximum_lag = {}", f.maximum_lag)?;
         writeln!(o, "maximum_lag_time = {}", dur(f.maximum_lag_time))?;
 
+        let r = &self.replication;
+        writeln!(o, "\n[replication]")?;
+        writeln!(o, "mode = {}", quote(r.mode.as_str()))?;
+        writeln!(o, "sync_timeout = {}", dur(r.sync_timeout))?;
+
         let c = &self.commands;
         for (name, spec) in [
             ("promote", &c.promote),

@@ -57,6 +57,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub failover: RawFailover,
     #[serde(default)]
+    pub replication: RawReplication,
+    #[serde(default)]
     pub commands: RawCommands,
     #[serde(default)]
     pub witness: RawWitness,
@@ -147,6 +149,13 @@ pub(crate) struct RawFailover {
     /// A size: an integer (bytes) or a string with a unit; read like a duration, as written.
     pub maximum_lag: Option<RawDuration>,
     pub maximum_lag_time: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplication {
+    pub mode: Option<String>,
+    pub sync_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -50,6 +50,7 @@ pub(crate) fn resolve(
     let health = c.health(&raw.health);
     let witness = c.witness(&raw.witness, &nodes);
     let failover = c.failover(&raw.failover, &witness, database.flavor);
+    let replication = c.replication(&raw.replication, &failover, database.flavor);
     let commands = c.commands(&raw.commands, &database);
     let mut api = c.api(&raw.api);
     let journal = c.journal(&raw.journal);
@@ -95,6 +96,7 @@ pub(crate) fn resolve(
         database,
         health,
         failover,
+        replication,
         commands,
         witness,
         api,
@@ -1216,6 +1218,69 @@ impl Checker<'_> {
                 "the maximum lag time",
             ),
         }
+    }
+
+    fn replication(
+        &mut self,
+        raw: &RawReplication,
+        failover: &Failover,
+        flavor: Flavor,
+    ) -> Replication {
+        let mode = match raw.mode.as_deref() {
+            None => ReplicationMode::Async,
+            Some(name) => match ReplicationMode::ALL
+                .into_iter()
+                .find(|m| m.as_str() == name)
+            {
+                Some(mode) => mode,
+                None => {
+                    self.error(
+                        "replication.mode",
+                        Some(quote(name)),
+                        "unknown replication mode",
+                        "use \"async\", \"sync\" or \"sync-strict\" (see docs/configuration.md, \
+                         [replication])",
+                    );
+                    ReplicationMode::Async
+                }
+            },
+        };
+        if mode != ReplicationMode::Async && flavor == Flavor::WarehousePg {
+            self.error(
+                "replication.mode",
+                Some(quote(mode.as_str())),
+                "a WarehousePG coordinator does its own waiting: it waits for its standby while a \
+                 WAL sender streams to it and commits alone once none does, whatever \
+                 synchronous_standby_names says, so the daemon has nothing to manage",
+                "remove replication.mode (or set \"async\") with database.flavor = \"warehousepg\"; \
+                 docs/configuration.md ([replication]) says what each fault can lose there",
+            );
+        }
+        let sync_timeout = self.duration(
+            "replication.sync_timeout",
+            raw.sync_timeout.as_ref(),
+            defaults::SYNC_TIMEOUT,
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+            "the synchronous replication timeout",
+        );
+        if mode == ReplicationMode::Sync && sync_timeout <= failover.confirmation {
+            self.warn(
+                "replication.sync_timeout",
+                format!(
+                    "sync_timeout ({} ms) is not longer than failover.confirmation ({} ms): in a \
+                     partition the primary commits alone before the standby can have been \
+                     promoted, and the promoted standby lacks those commits",
+                    sync_timeout.as_millis(),
+                    failover.confirmation.as_millis()
+                ),
+                format!(
+                    "use a sync_timeout well above {} ms (the default is {} s)",
+                    failover.confirmation.as_millis(),
+                    defaults::SYNC_TIMEOUT.as_secs()
+                ),
+            );
+        }
+        Replication { mode, sync_timeout }
     }
 
     /// A size in bytes: an integer, or a string with a unit (`"64kB"`, `"1MiB"`, `"16 MB"`).

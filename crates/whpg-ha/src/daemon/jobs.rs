@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
-use whpg_policy::{FenceReason, Input, WriteVerified};
+use whpg_policy::{FenceReason, Input, SyncTarget, WriteVerified};
 
 use crate::config::{CommandKind, Config, Flavor};
 use crate::db::{observe, write_check, ConnParams};
@@ -32,6 +32,9 @@ const EARLY_POLL_FOR: Duration = Duration::from_secs(2);
 /// Beyond a job's own bounds (command timeout, verification): its polls and the fence's kill
 /// rounds, so a job that keeps to its bounds is never cut short on shutdown.
 const JOB_MARGIN: Duration = Duration::from_secs(15);
+/// Setting `synchronous_standby_names` (three short statements); the policy tries again after
+/// its retry delay when this passes.
+const SYNC_SET_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub use crate::node::JobReport;
 
@@ -149,6 +152,45 @@ impl Jobs {
                 detail,
             });
         });
+    }
+
+    /// Set `synchronous_standby_names` on the local primary, report `SynchronousStandbySet`.
+    pub fn set_synchronous_standby(&mut self, target: SyncTarget) {
+        let config = self.config.clone();
+        let tx = self.tx.clone();
+        let what = match target {
+            SyncTarget::Standby => "synchronous_standby_names = the standby",
+            SyncTarget::Alone => "synchronous_standby_names = ''",
+        };
+        self.own(
+            what.to_string(),
+            SYNC_SET_TIMEOUT + JOB_MARGIN,
+            async move {
+                let result = match config.peer() {
+                    None => Err("no peer node in [nodes]: no standby to name".to_string()),
+                    Some(peer) => {
+                        let standby = crate::db::query::StandbyIdentity {
+                            address: peer.address.to_string(),
+                            application_name: peer.application_name.clone(),
+                        };
+                        let params = ConnParams::local(&config.database);
+                        crate::db::sync_standby::set_synchronous_standby(
+                            &params,
+                            &standby,
+                            target,
+                            SYNC_SET_TIMEOUT,
+                        )
+                        .await
+                        .inspect(|value| info!("synchronous_standby_names = '{value}' (reloaded)"))
+                        .map_err(|e| e.to_string())
+                    }
+                };
+                // A failure is logged and journalled by the node, once per distinct error.
+                let _ = tx
+                    .send(Input::SynchronousStandbySet { target, result })
+                    .await;
+            },
+        );
     }
 
     /// Wait for the running jobs, each until its own bound at most; abort the rest. Returns

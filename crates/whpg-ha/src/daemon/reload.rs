@@ -70,6 +70,7 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     restart(old.database != new.database, "database");
     restart(old.health != new.health, "health");
     restart(old.failover != new.failover, "failover");
+    restart(old.replication != new.replication, "replication");
     restart(old.commands != new.commands, "commands");
     restart(old.witness != new.witness, "witness");
     restart(old.api != new.api, "api");
@@ -118,10 +119,11 @@ mod tests {
         new.vrrp.garp.repeat += 1;
         new.vrrp.vrid = 52;
         new.vips.clear();
+        new.replication.mode = config::ReplicationMode::Sync;
         let p = plan(&old, &new);
         assert_eq!(p.priority, Some(120));
         assert!(p.garp);
-        assert_eq!(p.needs_restart, vec!["vrrp.vrid", "vip"]);
+        assert_eq!(p.needs_restart, vec!["vrrp.vrid", "vip", "replication"]);
     }
 
     #[test]

@@ -335,6 +335,11 @@ impl Runner {
                     s.jobs.fence(reason);
                 }
             }
+            Effect::SetSynchronousStandby(target) => {
+                if let Some(s) = &mut self.supervision {
+                    s.jobs.set_synchronous_standby(target);
+                }
+            }
             Effect::CheckWitnesses => {
                 if let Some(s) = &self.supervision {
                     s.witness_now.notify_one();

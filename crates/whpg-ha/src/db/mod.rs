@@ -10,6 +10,7 @@
 //! - [`local_failure`]: which errors are our own (descriptors, memory): "unknown", never "down".
 //! - [`postmaster`]: `postmaster.pid` and a pidfd watch that sees the postmaster die at once.
 //! - [`wire`]: the few protocol messages the probe needs, as pure byte functions.
+//! - [`sync_standby`]: sets `synchronous_standby_names` on the local primary (`[replication]`).
 //! - [`lsn`]: WAL positions.
 
 pub mod local_failure;
@@ -18,6 +19,7 @@ pub mod postmaster;
 pub mod query;
 pub mod session;
 pub mod startup_probe;
+pub mod sync_standby;
 pub mod wire;
 
 pub use lsn::Lsn;

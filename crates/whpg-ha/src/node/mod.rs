@@ -25,7 +25,7 @@ use tracing::Level;
 use whpg_policy::replication::{bytes_text, lsn_text};
 use whpg_policy::{
     DbRole, Decision, FenceReason, Hold, Input, Mark, Notice, PlannedRefusal, Policy, PolicyStatus,
-    Unpromotable,
+    SyncTarget, Unpromotable,
 };
 use whpg_vrrp::{Action, Event, FaultSource, Instance, State};
 
@@ -150,6 +150,10 @@ pub enum Effect {
     /// Remember that the standby is not promotable (`None`: it caught up), on disk, so a
     /// restarted daemon cannot forget it.
     RememberNotPromotable(Option<NotPromotableRecord>),
+    /// Set `synchronous_standby_names` on the local primary (the standby's `application_name`
+    /// as the primary lists it, or empty) and reload; answer with
+    /// `Input::SynchronousStandbySet`.
+    SetSynchronousStandby(SyncTarget),
 }
 
 /// Metric events; the daemon keeps the counters and histograms.
@@ -806,6 +810,21 @@ impl Node {
                 self.log(Level::DEBUG, "policy: probing the witnesses now");
                 self.effects.push(Effect::CheckWitnesses);
             }
+            Decision::SetSynchronousStandby(target) => {
+                let detail = match target {
+                    SyncTarget::Standby => {
+                        "commits wait for the standby: synchronous_standby_names = its \
+                         application_name"
+                    }
+                    SyncTarget::Alone => "commit alone: synchronous_standby_names = ''",
+                };
+                self.log(Level::INFO, format!("policy: {detail}"));
+                let entry = self
+                    .entry(Kind::Decision, detail)
+                    .with("synchronous_standby", target == SyncTarget::Standby);
+                self.record(None, entry);
+                self.effects.push(Effect::SetSynchronousStandby(target));
+            }
             Decision::Notice(notice) => self.notice(notice),
         }
     }
@@ -891,12 +910,35 @@ impl Node {
             }
             Notice::Isolated => "isolated: neither the peer nor the witnesses answer".to_string(),
             Notice::IsolationEnded => "no longer isolated".to_string(),
+            Notice::SynchronousStandbySet { target, reason } => {
+                let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+                match target {
+                    SyncTarget::Standby => {
+                        format!("commits now wait for the standby (synchronous){why}")
+                    }
+                    SyncTarget::Alone => format!(
+                        "the primary commits alone now (synchronous_standby_names = ''){why}"
+                    ),
+                }
+            }
+            Notice::SynchronousStandbyFailed { target, error } => format!(
+                "could not set synchronous_standby_names {}: {error}; trying again",
+                match target {
+                    SyncTarget::Standby => "to the standby",
+                    SyncTarget::Alone => "to '' (commit alone)",
+                }
+            ),
         };
         let level = match notice {
             Notice::PromotionFailed { .. }
             | Notice::NeedsRejoin { .. }
             | Notice::Isolated
+            | Notice::SynchronousStandbyFailed { .. }
             | Notice::PromotionHeld(Hold::NotPromotable(_)) => Level::ERROR,
+            Notice::SynchronousStandbySet {
+                target: SyncTarget::Standby,
+                ..
+            } => Level::INFO,
             Notice::PromotionHeld(_) | Notice::StartupChecksDone => Level::INFO,
             _ => Level::WARN,
         };

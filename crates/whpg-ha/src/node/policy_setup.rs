@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use whpg_policy::{PolicyConfig, ReplicationConfig, Triggers};
+use whpg_policy::{PolicyConfig, ReplicationConfig, SyncConfig, SyncMode, Triggers};
 
-use crate::config::{Config, Trigger};
+use crate::config::{Config, ReplicationMode, Trigger};
 
 /// Added to the priority of a node whose database is a healthy primary: larger than any gap
 /// between configured priorities, so a primary always outranks a standby.
@@ -12,6 +12,8 @@ pub(crate) const PRIMARY_BONUS: u8 = 100;
 /// Promotion attempts before the mastership is released (invariant 3).
 const PROMOTION_ATTEMPTS: u32 = 3;
 const PROMOTION_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// A failed setting of `synchronous_standby_names` is tried again after this.
+const SYNC_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 pub fn policy_config(config: &Config) -> PolicyConfig {
     let failover = &config.failover;
@@ -50,6 +52,21 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
         replication: ReplicationConfig {
             maximum_lag: failover.maximum_lag,
             maximum_lag_time: failover.maximum_lag_time,
+            synchronous_required: config.replication.mode != ReplicationMode::Async,
+        },
+        sync: SyncConfig {
+            mode: match config.replication.mode {
+                ReplicationMode::Async => SyncMode::Async,
+                ReplicationMode::Sync => SyncMode::Sync,
+                ReplicationMode::SyncStrict => SyncMode::SyncStrict,
+            },
+            timeout: config.replication.sync_timeout,
+            maximum_lag: failover.maximum_lag,
+            // The standby's own daemon marks itself not promotable after two snapshots of this
+            // primary without its WAL sender: two of its probe intervals, and one still in
+            // flight (the same health settings on both nodes).
+            not_streaming_grace: health.interval * 2 + health.timeout,
+            retry_delay: SYNC_RETRY_DELAY,
         },
     }
 }

@@ -199,6 +199,17 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
                     .unwrap_or_default();
                 notes.push(format!("not promotable: {why}{since}"));
             }
+            if let Some(mode) = r.mode.as_deref().filter(|m| *m != "async") {
+                let why = r
+                    .sync_reason
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default();
+                notes.push(format!("replication {mode}{why}"));
+            }
+            if let Some(error) = &r.sync_error {
+                notes.push(format!("synchronous_standby_names not set: {error}"));
+            }
         }
     }
     for fault in &vrrp.faults {
@@ -250,6 +261,11 @@ fn replication_cell(db: &crate::status::DatabaseStatus) -> String {
     });
     if let Some(sync) = r.synchronous {
         parts.push(if sync { "sync" } else { "async" }.to_string());
+    }
+    match r.synchronous_standby_names.as_deref() {
+        Some("") => parts.push("commits alone".to_string()),
+        Some(names) => parts.push(format!("commits wait for {names}")),
+        None => {}
     }
     if let Some(lag) = r.lag_bytes {
         let time = match r.lag_ms {
@@ -328,5 +344,21 @@ mod tests {
             lines[2].contains("UNREACHABLE") && lines[2].contains("no answer"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_sync_primary_says_whom_its_commits_wait_for() {
+        let db = crate::status::test_sync_primary();
+        let cell = replication_cell(&db);
+        assert_eq!(
+            cell,
+            "standby streaming, sync, commits wait for \"b\", 0 bytes behind"
+        );
+        let mut alone = db;
+        if let Some(r) = &mut alone.replication {
+            r.synchronous_standby_names = Some(String::new());
+            r.synchronous = Some(false);
+        }
+        assert!(replication_cell(&alone).contains("async, commits alone"));
     }
 }

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use whpg_ha::config::testing::TestConfig;
 use whpg_ha::config::Config;
+use whpg_ha::config::ReplicationMode;
 use whpg_ha::node::{Effect, Node, NodeInput, NotPromotableRecord, Now, Request};
 use whpg_policy::{
-    Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow, WalReceiver, WriteVerified,
+    Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow, SyncTarget, WalReceiver,
+    WriteVerified,
 };
 use whpg_vrrp::receive::PacketMeta;
 use whpg_vrrp::State;
@@ -38,11 +40,23 @@ const WAL_BYTES_PER_MS: u64 = 10;
 const MAXIMUM_LAG: u64 = 64 << 10;
 /// What the primary writes in `failover.maximum_lag_time` (1 s): the most a standby may lag by
 /// and still count as in step.
-const LAG_TIME_BYTES: u64 = 1000 * WAL_BYTES_PER_MS;
+/// Plus what is written while a probe's answer travels (the guard times a position from when
+/// the snapshot arrives, about 1 ms after the primary took it; WAL advances in whole ms).
+const LAG_TIME_BYTES: u64 = (1000 + 2) * WAL_BYTES_PER_MS;
+/// Commits waiting for a synchronous standby that does not answer: the WAL of the commits in
+/// flight (the clients wait for them, so they write no more).
+const IN_FLIGHT: u64 = 200;
+/// The job that sets `synchronous_standby_names` (ALTER SYSTEM and a reload).
+const SYNC_SET_TAKES: Duration = Duration::from_millis(5);
 
 /// The pair's configuration (the shared test builder's lab pair, with the database monitor on,
 /// 100 ms probes and one witness), with `failover.confirmation` as given.
 pub fn configs(confirmation: &str) -> [Config; 2] {
+    configs_with(confirmation, "async", "10s")
+}
+
+/// [`configs`] with `[replication] mode` and `sync_timeout` as given.
+pub fn configs_with(confirmation: &str, mode: &str, sync_timeout: &str) -> [Config; 2] {
     let pair = TestConfig::pair()
         .version(3)
         .advert_interval("100ms")
@@ -51,7 +65,9 @@ pub fn configs(confirmation: &str) -> [Config; 2] {
         .monitor(true)
         .health("100ms", "300ms", 2, 2)
         .witness(&["10.77.0.1"], 1, "500ms", "200ms")
-        .set("failover", "confirmation", confirmation);
+        .set("failover", "confirmation", confirmation)
+        .set("replication", "mode", mode)
+        .set("replication", "sync_timeout", sync_timeout);
     ["a", "b"].map(|name| pair.parse(name))
 }
 
@@ -84,9 +100,14 @@ pub struct FakeDb {
     pub timeline: u32,
     /// When it last became a running primary (for the checker).
     pub primary_since: Option<Instant>,
-    /// The WAL position: written (and acknowledged to clients) on a primary, received and
-    /// flushed on a standby.
+    /// The WAL position: written on a primary, received and flushed on a standby.
     pub wal: u64,
+    /// On a primary: the WAL of commits acknowledged to clients. Without a synchronous standby
+    /// that is all it wrote; with one, only what the standby has too.
+    pub acked: u64,
+    /// `synchronous_standby_names` names the peer (kept in the data directory, like
+    /// `postgresql.auto.conf`): commits wait for it.
+    pub sync_standby: bool,
 }
 
 /// The WAL stream from the primary to the standby.
@@ -117,6 +138,10 @@ enum Pending {
         mode: PromoteMode,
     },
     FenceEnds,
+    /// The job that sets `synchronous_standby_names` ends.
+    SyncSetEnds {
+        target: SyncTarget,
+    },
 }
 
 struct Timed {
@@ -149,6 +174,9 @@ pub struct Host {
     /// The primary's WAL position when this host's peer probe last saw it, and this host's own
     /// then (for the checker).
     pub peer_primary_wal_seen: Option<(u64, u64)>,
+    /// When the daemon last started (for the checker: a fresh daemon cannot yet tell how long
+    /// WAL has been missing).
+    pub daemon_since: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +213,12 @@ pub struct Pair {
     pub loss_accepted: [bool; 2],
     /// Acknowledged commits (bytes of WAL) lost by each promotion, in order.
     pub lost_bytes: Vec<u64>,
+    /// Where each host's acknowledged WAL was when it last set `synchronous_standby_names` to
+    /// empty while the hosts could not reach each other (`sync`: after `sync_timeout`).
+    relaxed_unreachable_at: [Option<u64>; 2],
+    /// A primary that required its standby when the hosts lost each other: its acknowledged
+    /// WAL then.
+    acked_at_cut: [Option<u64>; 2],
 }
 
 /// How long a double VIP may last once the hosts reach each other (an election takes a few
@@ -200,8 +234,16 @@ impl Pair {
     /// A settled-to-be pair: `a` primary on timeline 1, `b` its streaming standby, both daemons
     /// started at the same instant, with `failover.confirmation` as given.
     pub fn new(confirmation: &str) -> Pair {
+        Pair::with_configs(configs(confirmation))
+    }
+
+    /// A pair in `[replication] mode` (`async`, `sync`, `sync-strict`) with `sync_timeout`.
+    pub fn with_replication(confirmation: &str, mode: &str, sync_timeout: &str) -> Pair {
+        Pair::with_configs(configs_with(confirmation, mode, sync_timeout))
+    }
+
+    fn with_configs([ca, cb]: [Config; 2]) -> Pair {
         let t0 = Instant::now();
-        let [ca, cb] = configs(confirmation);
         let host = |config: Config, role: Role| Host {
             config,
             node: None,
@@ -211,6 +253,8 @@ impl Pair {
                 timeline: 1,
                 primary_since: (role == Role::Primary).then_some(t0),
                 wal: 0x300_0000,
+                acked: 0x300_0000,
+                sync_standby: false,
             },
             link_up: true,
             promote_mode: PromoteMode::Succeeds,
@@ -224,6 +268,7 @@ impl Pair {
             remembered_maintenance: false,
             remembered_not_promotable: None,
             peer_primary_wal_seen: None,
+            daemon_since: t0,
         };
         let mut pair = Pair {
             t0,
@@ -243,6 +288,8 @@ impl Pair {
             wal_at: t0,
             loss_accepted: [false; 2],
             lost_bytes: Vec::new(),
+            relaxed_unreachable_at: [None; 2],
+            acked_at_cut: [None; 2],
         };
         pair.start_daemon(A);
         pair.start_daemon(B);
@@ -342,6 +389,7 @@ impl Pair {
         let now = self.now_of();
         let host = &mut self.hosts[i];
         host.node = Some(Node::new(&host.config, now));
+        host.daemon_since = self.now;
         host.next_local_probe = self.now;
         host.next_peer_probe = self.now;
         host.next_witness = self.now;
@@ -407,20 +455,30 @@ impl Pair {
             _ if !connected => None,
             Stream::Connected | Stream::SilentlyCut => Some(StandbyRow {
                 streaming: true,
-                synchronous: false,
+                synchronous: self.hosts[from].db.sync_standby,
                 flush: Some(standby.wal),
             }),
         }
         .filter(|_| self.hosts[from].db.writable())
     }
 
-    /// Clients commit on every writable primary; the stream carries it to the standby.
+    /// Clients commit on every writable primary; the stream carries it to the standby. A
+    /// primary whose `synchronous_standby_names` names its standby acknowledges only WAL the
+    /// standby has; while the standby does not take it, its clients wait (one commit each in
+    /// flight) instead of writing more.
     fn advance_wal(&mut self) {
         let ms = self.now.saturating_duration_since(self.wal_at).as_millis() as u64;
         self.wal_at = self.now;
         for i in [A, B] {
-            if self.hosts[i].db.writable() {
-                self.hosts[i].db.wal += ms * WAL_BYTES_PER_MS;
+            if !self.hosts[i].db.writable() {
+                continue;
+            }
+            let waits = self.hosts[i].db.sync_standby && !self.streaming(i, 1 - i);
+            let db = &mut self.hosts[i].db;
+            if waits {
+                db.wal = db.wal.max(db.acked + IN_FLIGHT);
+            } else {
+                db.wal += ms * WAL_BYTES_PER_MS;
             }
         }
         for (from, to) in [(A, B), (B, A)] {
@@ -430,6 +488,30 @@ impl Pair {
                 standby.wal = standby.wal.max(primary);
             }
         }
+        for i in [A, B] {
+            if !self.hosts[i].db.writable() {
+                continue;
+            }
+            let peer = &self.hosts[1 - i].db;
+            let standby_has = (peer.role == Role::Standby).then_some(peer.wal);
+            let db = &mut self.hosts[i].db;
+            db.acked = if db.sync_standby {
+                db.acked.max(standby_has.map_or(0, |has| has.min(db.wal)))
+            } else {
+                db.wal
+            };
+        }
+    }
+
+    /// What host `i` acknowledged alone since it stopped waiting for an unreachable standby
+    /// (`sync` after `sync_timeout`): in a partition, commits the promoted standby never gets.
+    pub fn acknowledged_alone(&self, i: usize) -> Option<u64> {
+        self.relaxed_unreachable_at[i].map(|at| self.hosts[i].db.acked.saturating_sub(at))
+    }
+
+    /// The host's `[replication] mode`.
+    pub fn mode(&self, i: usize) -> ReplicationMode {
+        self.hosts[i].config.replication.mode
     }
 
     pub fn set_promote_mode(&mut self, i: usize, mode: PromoteMode) {
@@ -503,6 +585,12 @@ impl Pair {
                 Effect::RememberMaintenance { on } => self.hosts[i].remembered_maintenance = on,
                 Effect::RememberNotPromotable(record) => {
                     self.hosts[i].remembered_not_promotable = record
+                }
+                Effect::SetSynchronousStandby(target) => {
+                    self.note(format!(
+                        "host {i}: set synchronous_standby_names ({target:?})"
+                    ));
+                    self.push(SYNC_SET_TAKES, i, Pending::SyncSetEnds { target });
                 }
                 Effect::Garp { .. }
                 | Effect::Journal(_)
@@ -639,6 +727,8 @@ impl Pair {
                         db.role = Role::Primary;
                         db.timeline += 1;
                         db.primary_since = Some(self.now);
+                        // Nothing is acknowledged beyond what it has.
+                        db.acked = db.wal;
                     }
                     Ok(WriteVerified::assertion(Some(db.timeline)))
                 } else {
@@ -656,6 +746,32 @@ impl Pair {
                 db.up = false;
                 db.primary_since = None;
                 self.note(format!("host {to}: database fenced (stopped)"));
+            }
+            Pending::SyncSetEnds { target } => {
+                let reachable = self.reachable();
+                let db = &mut self.hosts[to].db;
+                let result = if db.writable() {
+                    db.sync_standby = target == SyncTarget::Standby;
+                    if target == SyncTarget::Alone && !reachable {
+                        self.relaxed_unreachable_at[to] = Some(db.acked);
+                    }
+                    Ok(if target == SyncTarget::Standby {
+                        "\"standby\"".to_string()
+                    } else {
+                        String::new()
+                    })
+                } else {
+                    Err("the database is not a running primary".to_string())
+                };
+                self.note(format!(
+                    "host {to}: synchronous_standby_names set: {result:?}"
+                ));
+                self.input(to, |node, now| {
+                    node.handle(
+                        NodeInput::Observe(Input::SynchronousStandbySet { target, result }),
+                        now,
+                    )
+                });
             }
         }
     }
@@ -773,20 +889,39 @@ impl Pair {
     fn check_promotion(&mut self, i: usize) {
         let old = &self.hosts[1 - i].db;
         if old.role == Role::Primary {
-            let lost = old.wal.saturating_sub(self.hosts[i].db.wal);
+            let lost = old.acked.saturating_sub(self.hosts[i].db.wal);
             let (unseen, lag) = self.hosts[i]
                 .peer_primary_wal_seen
-                .map_or((old.wal, 0), |(seen, had)| {
-                    (old.wal.saturating_sub(seen), seen.saturating_sub(had))
+                .map_or((old.acked, 0), |(seen, had)| {
+                    (old.acked.saturating_sub(seen), seen.saturating_sub(had))
                 });
-            let allowed = unseen + lag.min(MAXIMUM_LAG).min(LAG_TIME_BYTES);
+            // Synchronous modes: nothing, except (`sync`) what the old primary acknowledged
+            // alone after `sync_timeout` in a partition.
+            // `maximum_lag_time` bounds the lag only once the daemon has watched for that long
+            // (plus the probe that starts the watch): a daemon started during a silent cut
+            // cannot know since when WAL has been missing (`maximum_lag` still applies).
+            let watched = self
+                .now
+                .saturating_duration_since(self.hosts[i].daemon_since);
+            let lag_time_bound = if watched >= Duration::from_millis(1000) + PEER_SEEN_WITHIN {
+                LAG_TIME_BYTES
+            } else {
+                MAXIMUM_LAG
+            };
+            let allowed = match self.mode(1 - i) {
+                ReplicationMode::Async => unseen + lag.min(MAXIMUM_LAG).min(lag_time_bound),
+                ReplicationMode::Sync => {
+                    self.relaxed_unreachable_at[1 - i].map_or(0, |at| old.acked.saturating_sub(at))
+                }
+                ReplicationMode::SyncStrict => 0,
+            };
             self.lost_bytes.push(lost);
             if lost > allowed && !self.loss_accepted[i] {
                 self.violation(
-                    "no acknowledged commit lost beyond the asynchronous allowance",
+                    "no acknowledged commit lost beyond the mode's allowance",
                     format!(
-                        "host {i} promotes missing {lost} bytes of the old primary's WAL; it saw \
-                         all but {unseen} of them"
+                        "host {i} promotes missing {lost} bytes of the old primary's \
+                         acknowledged WAL (allowed {allowed}); it saw all but {unseen} of them"
                     ),
                 );
             }
@@ -832,6 +967,30 @@ impl Pair {
                     "one VIP holder",
                     "both hosts hold the VIP while they reach each other".into(),
                 );
+            }
+        }
+        // A sync-strict primary that required its standby when the hosts lost each other never
+        // acknowledges a commit its standby lacks until they meet again (or it is promoted over:
+        // then its peer is no standby).
+        for i in [A, B] {
+            let db = &self.hosts[i].db;
+            let peer = &self.hosts[1 - i].db;
+            if self.reachable() || !db.writable() {
+                self.acked_at_cut[i] = None;
+                continue;
+            }
+            if self.acked_at_cut[i].is_none() && db.sync_standby {
+                self.acked_at_cut[i] = Some(db.acked);
+            }
+            if let Some(at_cut) = self.acked_at_cut[i] {
+                let alone = db.acked > at_cut.max(peer.wal) && peer.role == Role::Standby;
+                if alone && self.mode(i) == ReplicationMode::SyncStrict {
+                    let detail = format!(
+                        "host {i} acknowledged WAL up to {:#x}, its standby has {:#x}",
+                        db.acked, peer.wal
+                    );
+                    self.violation("a sync-strict primary never acknowledges alone", detail);
+                }
             }
         }
         let newest = self
