@@ -7,15 +7,18 @@
 //!
 //! - [`observe`]: what is known, with fall/rise hysteresis and "last seen" times.
 //! - [`replication`]: whether the local standby holds everything the primary acknowledged.
+//! - [`arbiter`]: the optional etcd leader key, as last reported.
 //! - [`policy`]: the rules.
 
+pub mod arbiter;
 pub mod observe;
 pub mod policy;
 pub mod replication;
 
+pub use arbiter::{ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
-    Decision, FenceReason, Hold, Input, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
+    Decision, FenceReason, Hold, Input, KeyState, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
     Triggers, WriteVerified,
 };
 pub use replication::{

@@ -20,6 +20,7 @@
 //! | a priority-0 advert is certain only once the peer's database is seen down | `promotion_step` | `a_priority_zero_advert_is_certain_only_once_the_peers_database_is_seen_down`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
 //! | 6: a planned promotion only once the old primary stopped (as our probes see it) and its shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint`, `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance`; pair `a_planned_promotion_beside_a_live_primary_is_refused_whatever_the_caller_says` |
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
+//! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once`, `the_key_held_by_the_peer_keeps_the_vip_off`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
+use crate::arbiter::{Arbiter, ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
 use crate::observe::{DbRole, LocalDb, LocalSample, Peer, PeerSample, Witnesses};
 use crate::replication::{
     Mark, MarkChange, PrimaryPosition, Replication, ReplicationConfig, ReplicationStatus,
@@ -138,6 +140,8 @@ pub enum Input {
     /// acknowledged. Every other rule still holds (never beside a live primary); it applies to
     /// this evaluation only and is never remembered.
     AcceptDataLoss,
+    /// What the arbiter's etcd client found (only with [`Policy::with_arbiter`]).
+    Arbiter(ArbiterSample),
     /// Time passed; re-evaluate deadlines.
     Tick,
 }
@@ -170,6 +174,9 @@ pub enum FenceReason {
     Isolated,
     /// The peer is a primary on a newer timeline: this database is an old primary.
     OlderTimeline { local: u32, peer: u32 },
+    /// Invariant 10: the arbiter's lease ran out under this primary (or the key went to another
+    /// node) and the peer did not confirm it is not taking over.
+    LeaseLost,
 }
 
 /// Why a promotion is not happening now.
@@ -195,6 +202,20 @@ pub enum Hold {
     /// The standby is not known to hold everything the primary acknowledged: promoting it would
     /// lose commits (`whpg-ha promote --accept-data-loss` overrides).
     NotPromotable(Unpromotable),
+    /// Invariant 10: the arbiter's leader key is not ours (yet): asked for, held by the other
+    /// node, or etcd gave no answer (unknown is not free).
+    ArbiterKey(KeyState),
+}
+
+/// Why the arbiter's key is not ours, for [`Hold::ArbiterKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Asked for; no answer yet.
+    Campaigning,
+    /// etcd says the other node holds it: its lease has not run out.
+    HeldByOther,
+    /// etcd did not answer (or failed): nothing may be concluded.
+    Unknown,
 }
 
 /// Things worth a line in the log and the journal.
@@ -226,6 +247,9 @@ pub enum Notice {
     StandbyMarkedBehind(Mark),
     /// It is streaming and caught up again.
     StandbyCaughtUp,
+    /// Invariant 10: the arbiter's lease ran out under this serving master (or the key went
+    /// elsewhere) with no confirmation from the peer: the VIP goes.
+    LeaseLost,
 }
 
 /// Why a planned promotion was refused. `NotMaster` is the one a caller may wait out: the
@@ -305,6 +329,8 @@ pub enum Decision {
     /// Probe the witnesses now, without waiting for the next round; answer with
     /// [`Input::Witness`].
     CheckWitnesses,
+    /// Tell the arbiter's etcd client to campaign for (and keep) the leader key, or to release it.
+    Arbiter(ArbiterAction),
     /// Stop the local database and clean up after it.
     Fence(FenceReason),
     Notice(Notice),
@@ -363,6 +389,8 @@ pub struct PolicyStatus {
     pub promotable: Result<(), Unpromotable>,
     /// While the local database is a primary: its position and its standby's walsender row.
     pub local_position: Option<PrimaryPosition>,
+    /// The arbiter, when one is configured.
+    pub arbiter: Option<ArbiterStatus>,
 }
 
 pub struct Policy {
@@ -388,6 +416,11 @@ pub struct Policy {
     /// The operator's override for the current evaluation only ([`Input::AcceptDataLoss`]).
     accept_data_loss: bool,
     local_position: Option<PrimaryPosition>,
+    /// When `local_position` was sampled.
+    local_position_at: Option<Instant>,
+    arbiter: Option<Arbiter>,
+    /// The failsafe kept the VIP past the lease at the latest evaluation.
+    failsafe_active: bool,
     /// The latest time the rules were evaluated at.
     evaluated_at: Instant,
     sent: Sent,
@@ -414,9 +447,18 @@ impl Policy {
             startup_done: false,
             accept_data_loss: false,
             local_position: None,
+            local_position_at: None,
+            arbiter: None,
+            failsafe_active: false,
             evaluated_at: now,
             sent: Sent::default(),
         }
+    }
+
+    /// With an arbiter (invariant 10): the VIP and promotion only while holding its leader key.
+    pub fn with_arbiter(mut self, rules: ArbiterRules) -> Policy {
+        self.arbiter = Some(Arbiter::new(rules));
+        self
     }
 
     /// Decisions to apply before the VRRP instance starts (start-up gate, initial priority).
@@ -470,6 +512,11 @@ impl Policy {
                 self.accept_data_loss = false;
                 return out;
             }
+            Input::Arbiter(sample) => {
+                if let Some(arbiter) = &mut self.arbiter {
+                    arbiter.sample(sample);
+                }
+            }
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
@@ -485,6 +532,7 @@ impl Policy {
             }
             LocalSample::Primary { position, .. } => {
                 self.local_position = position;
+                self.local_position_at = Some(now);
                 // A primary misses nothing: whatever marked it as a standby is over.
                 Self::mark_notice(self.replication.local_primary(), out);
             }
@@ -526,6 +574,18 @@ impl Policy {
         if let Some(at) = self.peer.reachable_at {
             times.push(at + self.config.isolation_after);
         }
+        if let Some(until) = self.arbiter.as_ref().and_then(|a| a.held_until) {
+            times.push(until);
+        }
+        if self.failsafe_active {
+            // The confirmation ages out with the peer's last answer.
+            if let Some(at) = self.peer.reachable_at {
+                times.push(at + self.config.peer_alive_window);
+            }
+            if let Some(at) = self.local_position_at {
+                times.push(at + self.config.peer_alive_window);
+            }
+        }
         // Thresholds already behind the last evaluation have been acted on; returning them would
         // make the caller wake at once, again and again.
         times.into_iter().filter(|&t| t > self.evaluated_at).min()
@@ -551,6 +611,13 @@ impl Policy {
             replication: self.replication.status(),
             promotable: self.replication.promotable(),
             local_position: self.local_position,
+            arbiter: self.arbiter.as_ref().map(|a| ArbiterStatus {
+                latest: a.latest.clone(),
+                held: a.held(self.evaluated_at),
+                held_until: a.held_until,
+                lost: a.lost,
+                failsafe_active: self.failsafe_active,
+            }),
         }
     }
 
@@ -650,13 +717,17 @@ impl Policy {
         self.priority(now, &mut out);
         self.faults(isolated, &mut out);
         let hold = self.promotion_step(now, &mut out);
+        let mut release = Vec::new();
+        let arbiter_allows_vip = self.arbiter(now, hold, &mut out, &mut release, &mut fences);
         if hold != self.sent.hold {
             self.sent.hold = hold;
             if let Some(hold) = hold {
                 out.push(Decision::Notice(Notice::PromotionHeld(hold)));
             }
         }
-        self.vip(isolated, &mut out);
+        self.vip(isolated, arbiter_allows_vip, &mut out);
+        // The key is given up after the VIP is gone: the peer may take over once it is free.
+        out.extend(release);
         out.extend(fences.into_iter().map(Decision::Fence));
         if self.startup_done && !self.sent.startup_done {
             self.sent.startup_done = true;
@@ -848,8 +919,9 @@ impl Policy {
     /// Invariant 1: the VIP only on the master whose database is writable. While a promotion
     /// runs, its own write check decides ([`WriteVerified`]): on WarehousePG "not in recovery"
     /// comes before the coordinator can dispatch, so a probe's word is not enough.
-    fn vip(&mut self, isolated: bool, out: &mut Vec<Decision>) {
+    fn vip(&mut self, isolated: bool, arbiter_allows: bool, out: &mut Vec<Decision>) {
         let vip = self.vrrp == State::Master
+            && arbiter_allows
             && self.startup_done
             && !matches!(self.promotion, Promotion::Running { .. })
             && self.local.is_healthy(DbRole::Primary)
@@ -865,6 +937,98 @@ impl Policy {
                 Decision::RemoveVip
             });
         }
+    }
+
+    /// Invariant 10, with an arbiter: who asks for the leader key, what a lease that ran out
+    /// does, and whether the VIP is allowed (returned).
+    ///
+    /// - A healthy primary (or a promotion under way) keeps the key; a standby asks for it only
+    ///   once its promotion is held by nothing else (`hold` is the arbiter's own).
+    /// - Anything else releases it at once: a crashed database resigns the key without waiting
+    ///   for its lease, so the standby can take over as fast as without an arbiter.
+    /// - The VIP only while the key is ours, or, with `failsafe`, past its lease while etcd gives
+    ///   no answer and the peer confirms it is not taking over: its database answered as a
+    ///   standby within the alive window, and our primary lists its WAL receiver streaming from
+    ///   us — a standby that hears its primary never promotes (invariant 2).
+    /// - A master that served and lost the VIP this way fences its database, if configured.
+    fn arbiter(
+        &mut self,
+        now: Instant,
+        hold: Option<Hold>,
+        out: &mut Vec<Decision>,
+        release: &mut Vec<Decision>,
+        fences: &mut Vec<FenceReason>,
+    ) -> bool {
+        let window = self.config.peer_alive_window;
+        let peer_confirms = self.peer.latest_not_serving
+            && !self.peer.latest_primary
+            && self
+                .peer
+                .reachable_at
+                .is_some_and(|at| now.saturating_duration_since(at) < window)
+            && self
+                .local_position_at
+                .is_some_and(|at| now.saturating_duration_since(at) < window)
+            && self
+                .local_position
+                .and_then(|p| p.standby)
+                .is_some_and(|row| row.streaming);
+        let local_primary = self.local.is_healthy(DbRole::Primary);
+        let in_service =
+            self.startup_done && !self.needs_rejoin && self.fenced.is_none() && !self.demoted;
+        let promoting = matches!(self.promotion, Promotion::Running { .. });
+        let Some(arbiter) = &mut self.arbiter else {
+            return true;
+        };
+        // A database fenced for a lost lease that an operator starts again, with no live primary
+        // beside it, may ask for the key again (the compare-and-set decides).
+        if self.fenced == Some(FenceReason::LeaseLost)
+            && local_primary
+            && !self
+                .peer
+                .primary_within(window, self.config.peer_probe_timeout, now)
+        {
+            self.fenced = None;
+        }
+        let candidate = matches!(hold, Some(Hold::ArbiterKey(_)));
+        let want = in_service && (local_primary || promoting || candidate);
+        let action = if want {
+            ArbiterAction::Campaign
+        } else {
+            ArbiterAction::Release
+        };
+        // Nothing to release before anything was asked for.
+        if arbiter.asked != Some(action) && (want || arbiter.asked.is_some()) {
+            arbiter.asked = Some(action);
+            if want {
+                out.push(Decision::Arbiter(action));
+            } else {
+                release.push(Decision::Arbiter(action));
+            }
+        }
+        let held = arbiter.held(now);
+        let etcd_silent = matches!(arbiter.latest, Some(ArbiterSample::Unknown { .. }));
+        let failsafe = !held
+            && arbiter.rules.failsafe
+            && etcd_silent
+            && arbiter.held_until.is_some()
+            && peer_confirms;
+        self.failsafe_active = failsafe;
+        let allowed = held || failsafe;
+        // Only a master that would otherwise keep serving has lost something to the arbiter (a
+        // crashed database loses the VIP to its own rule).
+        if !allowed && self.sent.vip && local_primary && !arbiter.lost {
+            arbiter.lost = true;
+            out.push(Decision::Notice(Notice::LeaseLost));
+            if arbiter.rules.fence_on_loss
+                && self.local.role == Some(DbRole::Primary)
+                && self.fenced.is_none()
+            {
+                self.fenced = Some(FenceReason::LeaseLost);
+                fences.push(FenceReason::LeaseLost);
+            }
+        }
+        allowed
     }
 
     /// Invariants 2 and 3: start or continue a promotion when this node is master over a
@@ -957,6 +1121,17 @@ impl Policy {
         if let Err(why) = self.replication.promotable() {
             if !self.accept_data_loss {
                 return Some(Hold::NotPromotable(why));
+            }
+        }
+        // Invariant 10: with an arbiter, the last gate is its key. Asking for it only here, past
+        // every other hold, keeps a standby from taking it while the old primary is seen alive.
+        if let Some(arbiter) = &self.arbiter {
+            if !arbiter.held(now) {
+                return Some(Hold::ArbiterKey(match arbiter.latest {
+                    Some(ArbiterSample::Unknown { .. }) => KeyState::Unknown,
+                    Some(ArbiterSample::HeldByOther { .. }) => KeyState::HeldByOther,
+                    _ => KeyState::Campaigning,
+                }));
             }
         }
         self.promotion = Promotion::Running { attempt };

@@ -18,6 +18,8 @@ use super::schema::*;
 use super::spans::{segment, SpanIndex};
 use super::template::{is_placeholder, placeholders_in, PLACEHOLDERS};
 
+mod arbiter;
+
 /// Linux limit on interface names and address labels (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 
@@ -53,6 +55,7 @@ pub(crate) fn resolve(
     let commands = c.commands(&raw.commands, &database);
     let mut api = c.api(&raw.api);
     let journal = c.journal(&raw.journal);
+    let arbiter = raw.arbiter.as_ref().map(|a| c.arbiter(a, vrrp.vrid));
 
     let Checker {
         mut errors,
@@ -99,6 +102,7 @@ pub(crate) fn resolve(
         witness,
         api,
         journal,
+        arbiter,
         warnings,
     })
 }

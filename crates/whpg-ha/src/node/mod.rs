@@ -147,6 +147,9 @@ pub enum Effect {
     Measure(Measure),
     /// Remember maintenance mode across restarts (on disk, before the request is answered).
     RememberMaintenance { on: bool },
+    /// Campaign for / keep the arbiter's leader key, or release it; the etcd client answers
+    /// with `Input::Arbiter`.
+    Arbiter(whpg_policy::ArbiterAction),
     /// Remember that the standby is not promotable (`None`: it caught up), on disk, so a
     /// restarted daemon cannot forget it.
     RememberNotPromotable(Option<NotPromotableRecord>),
@@ -236,6 +239,15 @@ impl std::fmt::Display for HoldText {
             Hold::TriggerNotConfigured => "this failure is not in failover.triggers",
             Hold::Maintenance => "maintenance mode is on",
             Hold::NotPromotable(_) => "the standby is not known to hold every acknowledged commit",
+            Hold::ArbiterKey(whpg_policy::KeyState::Campaigning) => {
+                "asking the arbiter (etcd) for the leader key"
+            }
+            Hold::ArbiterKey(whpg_policy::KeyState::HeldByOther) => {
+                "the other node holds the arbiter's leader key (its lease has not run out)"
+            }
+            Hold::ArbiterKey(whpg_policy::KeyState::Unknown) => {
+                "the arbiter (etcd) does not answer: unknown is not free, no promotion"
+            }
         })
     }
 }
@@ -281,7 +293,11 @@ impl Node {
         let policy = config
             .database
             .monitor
-            .then(|| Policy::new(policy_setup::policy_config(config), now.at));
+            .then(|| Policy::new(policy_setup::policy_config(config), now.at))
+            .map(|policy| match policy_setup::arbiter_rules(config) {
+                Some(rules) => policy.with_arbiter(rules),
+                None => policy,
+            });
         Node::with_policy(config, policy, now)
     }
 
@@ -806,6 +822,16 @@ impl Node {
                 self.log(Level::DEBUG, "policy: probing the witnesses now");
                 self.effects.push(Effect::CheckWitnesses);
             }
+            Decision::Arbiter(action) => {
+                let text = match action {
+                    whpg_policy::ArbiterAction::Campaign => "policy: campaign for the arbiter's leader key",
+                    whpg_policy::ArbiterAction::Release => "policy: release the arbiter's leader key",
+                };
+                self.log(Level::INFO, text);
+                let entry = self.entry(Kind::Decision, text);
+                self.record(Some(("arbiter", text)), entry);
+                self.effects.push(Effect::Arbiter(action));
+            }
             Decision::Notice(notice) => self.notice(notice),
         }
     }
@@ -891,11 +917,15 @@ impl Node {
             }
             Notice::Isolated => "isolated: neither the peer nor the witnesses answer".to_string(),
             Notice::IsolationEnded => "no longer isolated".to_string(),
+            Notice::LeaseLost => "the arbiter's lease ran out (or the key went elsewhere) and the \
+                                  peer did not confirm it stays a standby: the VIP goes"
+                .to_string(),
         };
         let level = match notice {
             Notice::PromotionFailed { .. }
             | Notice::NeedsRejoin { .. }
             | Notice::Isolated
+            | Notice::LeaseLost
             | Notice::PromotionHeld(Hold::NotPromotable(_)) => Level::ERROR,
             Notice::PromotionHeld(_) | Notice::StartupChecksDone => Level::INFO,
             _ => Level::WARN,

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use whpg_policy::{PolicyConfig, ReplicationConfig, Triggers};
+use whpg_policy::{ArbiterRules, PolicyConfig, ReplicationConfig, Triggers};
 
-use crate::config::{Config, Trigger};
+use crate::config::{Config, LeaseLoss, Trigger};
 
 /// Added to the priority of a node whose database is a healthy primary: larger than any gap
 /// between configured priorities, so a primary always outranks a standby.
@@ -52,4 +52,12 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
             maximum_lag_time: failover.maximum_lag_time,
         },
     }
+}
+
+/// The arbiter's rules, when `[arbiter]` is configured (invariant 10).
+pub fn arbiter_rules(config: &Config) -> Option<ArbiterRules> {
+    config.arbiter.as_ref().map(|a| ArbiterRules {
+        fence_on_loss: a.on_lease_loss == LeaseLoss::Fence,
+        failsafe: a.failsafe,
+    })
 }
