@@ -183,7 +183,8 @@ impl Task {
                     )
                 })
             };
-            let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
+            let mut t =
+                TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
             if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
                 t = t.identity(Identity::from_pem(read(cert)?, read(key)?));
             }
@@ -239,7 +240,9 @@ impl Task {
         let sent = Instant::now();
         let client = self.client().await?.clone();
         let mut c = client.clone();
-        let grant = self.timed("lease grant", c.lease_grant(asked, None)).await?;
+        let grant = self
+            .timed("lease grant", c.lease_grant(asked, None))
+            .await?;
         let id = grant.id();
         let ttl = Duration::from_secs(grant.ttl().max(0) as u64);
         let txn = Txn::new()
@@ -269,7 +272,10 @@ impl Task {
             }
         };
         if answer.succeeded() {
-            info!("arbiter: took the leader key {} (lease TTL {ttl:?})", self.key);
+            info!(
+                "arbiter: took the leader key {} (lease TTL {ttl:?})",
+                self.key
+            );
             self.lease = Some(Lease {
                 id,
                 ttl,
@@ -305,7 +311,9 @@ impl Task {
         let id = self.lease.as_ref().map(|l| l.id).expect("holding a lease");
         if self.lease.as_ref().is_some_and(|l| l.stream.is_none()) {
             let mut c = self.client().await?.clone();
-            let stream = self.timed("lease keep-alive", c.lease_keep_alive(id)).await?;
+            let stream = self
+                .timed("lease keep-alive", c.lease_keep_alive(id))
+                .await?;
             if let Some(lease) = &mut self.lease {
                 lease.stream = Some(stream);
             }

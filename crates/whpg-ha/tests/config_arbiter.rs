@@ -35,7 +35,10 @@ fn the_defaults_are_filled_in() {
     let a = config.arbiter.expect("an arbiter");
     assert_eq!(a.endpoints.len(), 3);
     assert_eq!(a.key_prefix, format!("/whpg-ha/vrid-{}", config.vrrp.vrid));
-    assert_eq!(a.leader_key(), format!("/whpg-ha/vrid-{}/leader", config.vrrp.vrid));
+    assert_eq!(
+        a.leader_key(),
+        format!("/whpg-ha/vrid-{}/leader", config.vrrp.vrid)
+    );
     assert_eq!(a.lease_ttl, Duration::from_secs(5));
     assert_eq!(a.timeout, Duration::from_secs(1));
     assert_eq!(a.keepalive_interval, Duration::from_millis(1666));
@@ -55,15 +58,30 @@ fn the_password_is_masked_and_the_effective_configuration_parses_back() {
     assert_eq!(a.password.as_ref().map(|p| p.expose()), Some("s3cret-etcd"));
     assert_eq!(a.key_prefix, "/ha/pair1", "a trailing slash is dropped");
     assert_eq!(a.on_lease_loss, LeaseLoss::RemoveVip);
-    assert!(!format!("{a:?}").contains("s3cret"), "Debug shows the secret");
+    assert!(
+        !format!("{a:?}").contains("s3cret"),
+        "Debug shows the secret"
+    );
     let rendered = config.render_effective();
     assert!(!rendered.contains("s3cret"), "{rendered}");
     assert!(rendered.contains("password = \"********\""), "{rendered}");
     let again = parse(&rendered, None).expect("the rendered configuration parses");
     let b = again.arbiter.expect("an arbiter");
     assert_eq!(
-        (b.endpoints, b.key_prefix, b.lease_ttl, b.keepalive_interval, b.failsafe),
-        (a.endpoints, a.key_prefix, a.lease_ttl, a.keepalive_interval, a.failsafe)
+        (
+            b.endpoints,
+            b.key_prefix,
+            b.lease_ttl,
+            b.keepalive_interval,
+            b.failsafe
+        ),
+        (
+            a.endpoints,
+            a.key_prefix,
+            a.lease_ttl,
+            a.keepalive_interval,
+            a.failsafe
+        )
     );
 }
 
@@ -79,15 +97,30 @@ fn an_error_about_the_password_never_echoes_it() {
 fn each_malformed_arbiter_reports_its_own_key_and_fix() {
     // (what is wrong, [arbiter] body, key expected, part of the message expected)
     let cases: Vec<(&str, String, &str, &str)> = vec![
-        ("no kind", "endpoints = [\"http://10.0.0.1:2379\"]".into(), "arbiter.kind", "needs its kind"),
+        (
+            "no kind",
+            "endpoints = [\"http://10.0.0.1:2379\"]".into(),
+            "arbiter.kind",
+            "needs its kind",
+        ),
         (
             "unknown kind",
             "kind = \"consul\"\nendpoints = [\"http://10.0.0.1:2379\"]".into(),
             "arbiter.kind",
             "unknown arbiter kind",
         ),
-        ("no endpoints", "kind = \"etcd\"".into(), "arbiter.endpoints", "client URLs"),
-        ("empty endpoints", "kind = \"etcd\"\nendpoints = []".into(), "arbiter.endpoints", "client URLs"),
+        (
+            "no endpoints",
+            "kind = \"etcd\"".into(),
+            "arbiter.endpoints",
+            "client URLs",
+        ),
+        (
+            "empty endpoints",
+            "kind = \"etcd\"\nendpoints = []".into(),
+            "arbiter.endpoints",
+            "client URLs",
+        ),
         (
             "no port",
             "kind = \"etcd\"\nendpoints = [\"http://10.0.0.1\"]".into(),
@@ -102,7 +135,8 @@ fn each_malformed_arbiter_reports_its_own_key_and_fix() {
         ),
         (
             "listed twice",
-            "kind = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.1:2379\"]".into(),
+            "kind = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.1:2379\"]"
+                .into(),
             "arbiter.endpoints[1]",
             "listed twice",
         ),
@@ -128,7 +162,8 @@ fn each_malformed_arbiter_reports_its_own_key_and_fix() {
         ),
         (
             "relative CA path",
-            "kind = \"etcd\"\nendpoints = [\"https://10.0.0.1:2379\"]\ntls_ca_file = \"ca.pem\"".into(),
+            "kind = \"etcd\"\nendpoints = [\"https://10.0.0.1:2379\"]\ntls_ca_file = \"ca.pem\""
+                .into(),
             "arbiter.tls_ca_file",
             "absolute path",
         ),
@@ -140,8 +175,18 @@ fn each_malformed_arbiter_reports_its_own_key_and_fix() {
             "arbiter.tls_key_file",
             "both tls_cert_file and tls_key_file",
         ),
-        ("TTL too short", format!("{ETCD}\nlease_ttl = \"1s\""), "arbiter.lease_ttl", "between 2s and"),
-        ("TTL without unit", format!("{ETCD}\nlease_ttl = 10"), "arbiter.lease_ttl", "needs a unit"),
+        (
+            "TTL too short",
+            format!("{ETCD}\nlease_ttl = \"1s\""),
+            "arbiter.lease_ttl",
+            "between 2s and",
+        ),
+        (
+            "TTL without unit",
+            format!("{ETCD}\nlease_ttl = 10"),
+            "arbiter.lease_ttl",
+            "needs a unit",
+        ),
         (
             "keep-alive too slow for the TTL",
             format!("{ETCD}\nlease_ttl = \"4s\"\nkeepalive_interval = \"2s\""),
@@ -154,15 +199,30 @@ fn each_malformed_arbiter_reports_its_own_key_and_fix() {
             "arbiter.keepalive_interval",
             "one lost keep-alive",
         ),
-        ("user without password", format!("{ETCD}\nuser = \"whpg\""), "arbiter.password", "without a password"),
-        ("password without user", format!("{ETCD}\npassword = \"x\""), "arbiter.user", "without a user"),
+        (
+            "user without password",
+            format!("{ETCD}\nuser = \"whpg\""),
+            "arbiter.password",
+            "without a password",
+        ),
+        (
+            "password without user",
+            format!("{ETCD}\npassword = \"x\""),
+            "arbiter.user",
+            "without a user",
+        ),
         (
             "unknown action",
             format!("{ETCD}\non_lease_loss = \"demote\""),
             "arbiter.on_lease_loss",
             "unknown action",
         ),
-        ("bad prefix", format!("{ETCD}\nkey_prefix = \"whpg\""), "arbiter.key_prefix", "starts with /"),
+        (
+            "bad prefix",
+            format!("{ETCD}\nkey_prefix = \"whpg\""),
+            "arbiter.key_prefix",
+            "starts with /",
+        ),
     ];
     for (what, body, key, message) in cases {
         let errors = errors_of(&body);

@@ -72,7 +72,10 @@ impl Arbiter {
     pub fn sample(&mut self, sample: ArbiterSample) {
         match &sample {
             ArbiterSample::Held { valid_until } => {
-                self.held_until = Some(self.held_until.map_or(*valid_until, |t| t.max(*valid_until)));
+                self.held_until = Some(
+                    self.held_until
+                        .map_or(*valid_until, |t| t.max(*valid_until)),
+                );
                 self.lost = false;
             }
             // etcd says someone else (or nobody) holds it: whatever our estimate said, it is not

@@ -18,8 +18,8 @@ pub mod replication;
 pub use arbiter::{ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
-    Decision, FenceReason, Hold, Input, KeyState, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
-    Triggers, WriteVerified,
+    Decision, FenceReason, Hold, Input, KeyState, Notice, PlannedRefusal, Policy, PolicyConfig,
+    PolicyStatus, Triggers, WriteVerified,
 };
 pub use replication::{
     Mark, MarkReason, PrimaryPosition, ReplicationConfig, ReplicationStatus, StandbyRow,

@@ -20,7 +20,7 @@
 //! | a priority-0 advert is certain only once the peer's database is seen down | `promotion_step` | `a_priority_zero_advert_is_certain_only_once_the_peers_database_is_seen_down`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
 //! | 6: a planned promotion only once the old primary stopped (as our probes see it) and its shutdown checkpoint arrived | `planned_promotion` | `a_planned_promotion_waits_for_the_old_primarys_shutdown_checkpoint`, `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance`; pair `a_planned_promotion_beside_a_live_primary_is_refused_whatever_the_caller_says` |
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
-//! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once`, `the_key_held_by_the_peer_keeps_the_vip_off`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
+//! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once_after_the_vip`, `the_key_held_by_the_peer_keeps_the_vip_off`, `a_primary_asks_for_the_key_and_installs_the_vip_only_once_it_holds_it`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
@@ -579,11 +579,12 @@ impl Policy {
         }
         if self.failsafe_active {
             // The confirmation ages out with the peer's last answer.
+            let fresh = self.config.peer_alive_window + self.config.peer_probe_timeout;
             if let Some(at) = self.peer.reachable_at {
-                times.push(at + self.config.peer_alive_window);
+                times.push(at + fresh);
             }
             if let Some(at) = self.local_position_at {
-                times.push(at + self.config.peer_alive_window);
+                times.push(at + fresh);
             }
         }
         // Thresholds already behind the last evaluation have been acted on; returning them would
@@ -947,8 +948,9 @@ impl Policy {
     /// - Anything else releases it at once: a crashed database resigns the key without waiting
     ///   for its lease, so the standby can take over as fast as without an arbiter.
     /// - The VIP only while the key is ours, or, with `failsafe`, past its lease while etcd gives
-    ///   no answer and the peer confirms it is not taking over: its database answered as a
-    ///   standby within the alive window, and our primary lists its WAL receiver streaming from
+    ///   no answer and the peer confirms it is not taking over: its latest answer said standby,
+    ///   within the alive window plus a probe timeout, and our primary lists its WAL receiver
+    ///   streaming from
     ///   us — a standby that hears its primary never promotes (invariant 2).
     /// - A master that served and lost the VIP this way fences its database, if configured.
     fn arbiter(
@@ -960,15 +962,17 @@ impl Policy {
         fences: &mut Vec<FenceReason>,
     ) -> bool {
         let window = self.config.peer_alive_window;
+        // Samples arrive when probes finish: the next one may be in flight for a probe timeout.
+        let fresh = window + self.config.peer_probe_timeout;
         let peer_confirms = self.peer.latest_not_serving
             && !self.peer.latest_primary
             && self
                 .peer
                 .reachable_at
-                .is_some_and(|at| now.saturating_duration_since(at) < window)
+                .is_some_and(|at| now.saturating_duration_since(at) < fresh)
             && self
                 .local_position_at
-                .is_some_and(|at| now.saturating_duration_since(at) < window)
+                .is_some_and(|at| now.saturating_duration_since(at) < fresh)
             && self
                 .local_position
                 .and_then(|p| p.standby)

@@ -824,8 +824,12 @@ impl Node {
             }
             Decision::Arbiter(action) => {
                 let text = match action {
-                    whpg_policy::ArbiterAction::Campaign => "policy: campaign for the arbiter's leader key",
-                    whpg_policy::ArbiterAction::Release => "policy: release the arbiter's leader key",
+                    whpg_policy::ArbiterAction::Campaign => {
+                        "policy: campaign for the arbiter's leader key"
+                    }
+                    whpg_policy::ArbiterAction::Release => {
+                        "policy: release the arbiter's leader key"
+                    }
                 };
                 self.log(Level::INFO, text);
                 let entry = self.entry(Kind::Decision, text);

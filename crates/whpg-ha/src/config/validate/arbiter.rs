@@ -152,9 +152,13 @@ impl Checker<'_> {
             let rest = text
                 .strip_prefix("http://")
                 .or_else(|| text.strip_prefix("https://"));
-            let port_ok = rest.and_then(|r| r.rsplit_once(':')).is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+            let port_ok = rest
+                .and_then(|r| r.rsplit_once(':'))
+                .is_some_and(|(host, port)| {
+                    !host.is_empty()
+                        && !host.contains('/')
+                        && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
             if !port_ok {
                 self.error(
                     &key,
@@ -202,13 +206,18 @@ impl Checker<'_> {
             .and_then(|p| self.abs_path("arbiter.tls_key_file", p));
         if cert_file.is_some() != key_file.is_some() {
             self.error(
-                if cert_file.is_some() { "arbiter.tls_key_file" } else { "arbiter.tls_cert_file" },
+                if cert_file.is_some() {
+                    "arbiter.tls_key_file"
+                } else {
+                    "arbiter.tls_cert_file"
+                },
                 None,
                 "a client certificate needs both tls_cert_file and tls_key_file",
                 "set both, or neither",
             );
         }
-        let any_tls = raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some();
+        let any_tls =
+            raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some();
         if https && raw.tls_ca_file.is_none() {
             self.error(
                 "arbiter.tls_ca_file",
