@@ -387,11 +387,16 @@ impl Task {
         self.report(sample).await;
     }
 
-    /// The key's holder and lease, if it exists.
+    /// The key's holder and lease, if it exists. A failed read is tried once more: the client
+    /// spreads requests over the members, and one cut off from the leader refuses while the
+    /// others answer.
     async fn read(&mut self) -> Result<Option<(String, i64)>, Failure> {
         let mut c = self.client().await?.clone();
         let key = self.key.clone();
-        let got = self.timed("read", c.get(key, None)).await?;
+        let got = match self.timed("read", c.get(key.clone(), None)).await {
+            Ok(got) => got,
+            Err(_) => self.timed("read", c.get(key, None)).await?,
+        };
         Ok(got
             .kvs()
             .first()
