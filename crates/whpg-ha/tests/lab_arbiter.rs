@@ -169,6 +169,31 @@ fn serving(lab: &Lab, p: &Pair, settings: &DbPairSettings, arbiter: bool) -> (Pr
     assert!(!p.n2.has_address(VIP));
     if arbiter {
         assert_eq!(key_holder(p).as_deref(), Some("n1"));
+        // /status shows the arbiter on both nodes.
+        let seen = wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            "both daemons show n1 holding the key",
+            || {
+                let a = status(&p.n1)
+                    .map(|s| s["arbiter"].clone())
+                    .unwrap_or_default();
+                let b = status(&p.n2)
+                    .map(|s| s["arbiter"].clone())
+                    .unwrap_or_default();
+                a["held"] == true
+                    && a["lease_left_ms"].as_u64().is_some_and(|ms| ms > 0)
+                    && a["reachable"] == true
+                    && b["holder"] == "n1"
+                    && b["held"] == false
+            },
+        );
+        assert!(
+            seen.is_ok(),
+            "n1 {:?}\nn2 {:?}",
+            status(&p.n1),
+            status(&p.n2)
+        );
     }
     assert!(write_through_vip(&p.client, 1), "a write before the fault");
     (d1, d2)

@@ -1092,6 +1092,10 @@ impl Node {
                 self.now.at,
                 self.not_promotable_since_unix_ms,
             );
+            self.status.arbiter = status
+                .arbiter
+                .as_ref()
+                .map(|a| crate::status::ArbiterView::new(a, &self.name, self.now.at));
             self.status
                 .update_database(&status, self.wal_receiver.clone(), replication);
         }
