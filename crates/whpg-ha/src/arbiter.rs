@@ -127,7 +127,14 @@ impl Task {
     /// One step of wanting the key; returns how long to wait before the next.
     async fn campaign(&mut self) -> Duration {
         if self.lease.is_some() {
-            let sample = match self.refresh().await {
+            // A refresh that failed is tried once more on a new stream: the client spreads
+            // requests over the members, and one that is down or cut off from the leader fails
+            // while the others answer.
+            let refreshed = match self.refresh().await {
+                Err(_) if self.lease.is_some() => self.refresh().await,
+                other => other,
+            };
+            let sample = match refreshed {
                 Ok(Some(valid_until)) => ArbiterSample::Held { valid_until },
                 Ok(None) => {
                     // The lease is gone (it ran out, or an operator revoked it): ask again now.

@@ -392,3 +392,69 @@ fn the_same_partition_without_the_arbiter_gives_two_vip_holders() {
     );
     assert!(both.is_ok(), "{}", dump_logs(&[&d1, &d2]));
 }
+
+/// Three lease TTLs with the etcd members in `down` stopped: the pair must go on as it was.
+fn etcd_outage_changes_nothing(test: &str, down: &[usize]) {
+    let lab = lab_or_skip!(test, PREREQUISITES);
+    let p = pair(&lab);
+    let etcd = etcd_cluster(&lab, &p);
+    let (d1, d2) = serving(&lab, &p, &DbPairSettings::default(), true);
+    let mut logs: Vec<&Process> = vec![&d1, &d2];
+    logs.extend(etcd.iter());
+    let watch = PairWatch::start(&p.n1, &p.n2);
+    let on_n1 = Arc::new(AtomicU32::new(0));
+    for &i in down {
+        etcd[i].kill9();
+    }
+    let stopped: Vec<&str> = down.iter().map(|&i| MEMBERS[i].0).collect();
+    let mut id = 2;
+    let (mut writes, mut tries) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        id += 1;
+        tries += 1;
+        if write_through_vip(&p.client, id) {
+            writes += 1;
+        }
+        if p.n1.has_address(VIP) {
+            on_n1.fetch_add(1, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (both, on_n2, samples) = watch.counts();
+    let n1 = status(&p.n1).unwrap_or_default();
+    println!(
+        "etcd members {stopped:?} down for 10 s: {writes} of {tries} writes through the VIP \
+         committed, VIP on n1 in {} of them, on n2 in {on_n2} of {samples} samples, two holders \
+         in {both}; n1's arbiter: {}",
+        on_n1.load(Ordering::Relaxed),
+        n1["arbiter"]
+    );
+    assert_eq!((both, on_n2), (0, 0), "{}", dump_logs(&logs));
+    assert_eq!(
+        writes,
+        tries,
+        "writes failed during the outage\n{}",
+        dump_logs(&logs)
+    );
+    assert!(p.n1.has_address(VIP), "{}", dump_logs(&logs));
+    assert!(
+        common::pg::db_running(&p.primary),
+        "the primary was stopped\n{}",
+        dump_logs(&logs)
+    );
+    assert!(p.standby.is_in_recovery().expect("query n2's database"));
+    assert_eq!(n1["database"]["fenced"], serde_json::Value::Null, "{n1}");
+    assert!(write_through_vip(&p.client, id + 1), "{}", dump_logs(&logs));
+}
+
+#[test]
+fn one_etcd_member_down_changes_nothing() {
+    // n1's own member: its client must carry on with the other two.
+    etcd_outage_changes_nothing("arbiter_member_down", &[0]);
+}
+
+#[test]
+fn the_whole_etcd_cluster_down_with_both_nodes_up_causes_no_outage() {
+    etcd_outage_changes_nothing("arbiter_etcd_down", &[0, 1, 2]);
+}
