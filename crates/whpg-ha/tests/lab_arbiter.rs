@@ -96,15 +96,16 @@ fn etcd_cluster(lab: &Lab, p: &Pair) -> Vec<Process> {
     members
 }
 
-/// The leader key's value (its holder), read from the client host; a read that fails (a
-/// member re-electing) is tried again, up to five times.
+/// The leader key's value (its holder), read on the client host; a read that fails (a member
+/// re-electing) is tried again, up to five times.
 fn key_holder(p: &Pair) -> Option<String> {
     for _ in 0..5 {
         let out = p.client.exec_timeout(
             &[
                 "etcdctl",
+                // The client host's own member: on the majority side in every test here.
                 "--endpoints",
-                &endpoints(),
+                "http://127.0.0.1:2379",
                 "get",
                 "--print-value-only",
                 "/whpg-ha/lab/leader",
@@ -133,7 +134,7 @@ fn config(p: &Pair, node: &str, settings: &DbPairSettings, arbiter: bool) -> Str
             "[arbiter]",
             &format!(
                 "kind = \"etcd\"\nendpoints = [{}]\nkey_prefix = \"/whpg-ha/lab\"\n\
-                 lease_ttl = \"3s\"\ntimeout = \"500ms\"\nkeepalive_interval = \"1s\"",
+                 lease_ttl = \"3s\"\ntimeout = \"1s\"\nkeepalive_interval = \"1s\"",
                 MEMBERS
                     .iter()
                     .map(|(_, ip)| format!("\"http://{ip}:2379\""))
@@ -457,4 +458,73 @@ fn one_etcd_member_down_changes_nothing() {
 #[test]
 fn the_whole_etcd_cluster_down_with_both_nodes_up_causes_no_outage() {
     etcd_outage_changes_nothing("arbiter_etcd_down", &[0, 1, 2]);
+}
+
+/// The master cut off from everything, its link up (no witness configured, so only the lease
+/// can stop it): it drops the VIP and fences when its lease runs out, and the standby takes the
+/// key and the VIP only after that.
+#[test]
+fn an_isolated_master_gives_up_the_vip_at_its_lease_and_the_standby_takes_over_after_it() {
+    let lab = lab_or_skip!("arbiter_isolation", PREREQUISITES);
+    let p = pair(&lab);
+    let etcd = etcd_cluster(&lab, &p);
+    let (d1, d2) = serving(&lab, &p, &DbPairSettings::default(), true);
+    let mut logs: Vec<&Process> = vec![&d1, &d2];
+    logs.extend(etcd.iter());
+
+    let fault = Instant::now();
+    lab.isolate(&p.n1).expect("isolate n1");
+    let (mut dropped, mut fenced, mut moved) = (None, None, None);
+    let done = wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        "the VIP off n1, n1 fenced, the VIP on n2",
+        || {
+            if dropped.is_none() && !p.n1.has_address(VIP) {
+                dropped = Some(fault.elapsed());
+            }
+            if fenced.is_none() && !common::pg::db_running(&p.primary) {
+                fenced = Some(fault.elapsed());
+            }
+            if moved.is_none() && p.n2.has_address(VIP) {
+                moved = Some(fault.elapsed());
+            }
+            dropped.is_some() && fenced.is_some() && moved.is_some()
+        },
+    );
+    assert!(done.is_ok(), "{}", dump_logs(&logs));
+    let (dropped, fenced, moved) = (
+        dropped.unwrap_or_default(),
+        fenced.unwrap_or_default(),
+        moved.unwrap_or_default(),
+    );
+    let mut id = 2;
+    let written = wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        "a write through the VIP",
+        || {
+            id += 1;
+            write_through_vip(&p.client, id)
+        },
+    );
+    assert!(written.is_ok(), "{}", dump_logs(&logs));
+    let first_write = fault.elapsed();
+    let n1 = status(&p.n1).unwrap_or_default();
+    println!(
+        "isolated master with the arbiter (lease TTL 3 s, confirmation 3 s): VIP off n1 after \
+         {dropped:?}, n1's database stopped after {fenced:?}, VIP on n2 after {moved:?}, first \
+         committed write after {first_write:?}"
+    );
+    assert!(
+        dropped < moved && fenced < moved,
+        "the cut-off master stops serving before the standby takes over\n{}",
+        dump_logs(&logs)
+    );
+    assert!(
+        n1["events"].to_string().contains("lease ran out"),
+        "n1's events say why the VIP went: {n1}"
+    );
+    assert_eq!(n1["database"]["fenced"], "LeaseLost", "{n1}");
+    assert_eq!(key_holder(&p).as_deref(), Some("n2"));
 }

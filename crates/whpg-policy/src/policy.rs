@@ -984,16 +984,9 @@ impl Policy {
         let Some(arbiter) = &mut self.arbiter else {
             return true;
         };
-        // A database fenced for a lost lease that an operator starts again, with no live primary
-        // beside it, may ask for the key again (the compare-and-set decides).
-        if self.fenced == Some(FenceReason::LeaseLost)
-            && local_primary
-            && !self
-                .peer
-                .primary_within(window, self.config.peer_probe_timeout, now)
-        {
-            self.fenced = None;
-        }
+        // A database fenced for a lost lease stays out until it is rebuilt as a standby
+        // (`return_to_service`) or the daemon restarts: while the fence runs it still answers as
+        // a healthy primary, and un-fencing on that answer would put it back at once.
         let candidate = matches!(hold, Some(Hold::ArbiterKey(_)));
         let want = in_service && (local_primary || promoting || candidate);
         let action = if want {

@@ -125,6 +125,10 @@ impl Run {
         self.log.iter().find(|(_, d)| d == wanted).map(|(t, _)| *t)
     }
 
+    fn decided_count(&self, pred: impl Fn(&Decision) -> bool) -> usize {
+        self.log.iter().filter(|(_, d)| pred(d)).count()
+    }
+
     fn decided(&self, pred: impl Fn(&Decision) -> bool) -> bool {
         self.log.iter().any(|(_, d)| pred(d))
     }
@@ -296,6 +300,23 @@ fn a_master_whose_lease_runs_out_drops_the_vip_and_fences() {
         matches!((remove, fence), (Some(r), Some(f)) if r < f),
         "{out:?}"
     );
+    // While the fence runs the database still answers as a healthy primary: it stays fenced,
+    // gives the key up and never asks for it again.
+    run.probes(5100, 8000, PRIMARY, PeerSample::Unreachable);
+    run.held(8000, 13_000);
+    assert_eq!(
+        run.policy.status().fenced,
+        Some(FenceReason::LeaseLost),
+        "{:?}",
+        run.log
+    );
+    let last_ask = run
+        .log
+        .iter()
+        .rev()
+        .find_map(|(_, d)| matches!(d, Decision::Arbiter(_)).then_some(d.clone()));
+    assert_eq!(last_ask, Some(Decision::Arbiter(ArbiterAction::Release)));
+    assert_eq!(run.decided_count(|d| *d == Decision::InstallVip), 1);
 
     // on_lease_loss = "remove-vip": the VIP goes, the database keeps running.
     let mut run = Run::serving_primary(ArbiterRules {
