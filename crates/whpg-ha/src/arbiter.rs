@@ -12,8 +12,10 @@
 //! - Otherwise (and for `/status`): read the key now and then.
 //!
 //! Every report is conservative: `Held { valid_until }` counts from the moment the refresh was
-//! *sent* (etcd counts from when it arrived, later), with one request timeout of margin. Any
-//! error or timeout is `Unknown` with the endpoints and the fix: never "the peer holds it".
+//! *sent* (etcd counts from when it arrived, later), with one request timeout of margin, and only
+//! once a linearizable read after it found the key still on our lease (a leader cut off from its
+//! quorum renews leases nobody else will honour, but cannot serve that read). Any error or
+//! timeout is `Unknown` with the endpoints and the fix: never "the peer holds it".
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,7 @@ pub fn spawn(config: &Config, inputs: mpsc::Sender<Input>) -> Option<ArbiterHand
         config: arbiter,
         inputs,
         client: None,
+        endpoint: 0,
         lease: None,
         last_sent: None,
     };
@@ -69,12 +72,17 @@ struct Lease {
     stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
+/// Talks to one member at a time (`endpoint`), and moves to the next after any failure: a
+/// member that is down, cut off or without a leader fails while the others answer, and a
+/// balanced channel would keep sending it a share of the requests.
 struct Task {
     node: String,
     key: String,
     config: Arbiter,
     inputs: mpsc::Sender<Input>,
+    /// Connected to `config.endpoints[endpoint]`.
     client: Option<Client>,
+    endpoint: usize,
     lease: Option<Lease>,
     /// The latest report other than `Held` (those are sent every time: they extend the lease).
     last_sent: Option<ArbiterSample>,
@@ -124,17 +132,51 @@ impl Task {
         let _ = self.inputs.send(Input::Arbiter(sample)).await;
     }
 
+    /// The member talked to now.
+    fn endpoint(&self) -> &str {
+        &self.config.endpoints[self.endpoint]
+    }
+
+    /// After a failure: the next member, a new connection and keep-alive stream.
+    fn rotate(&mut self) {
+        self.client = None;
+        if let Some(lease) = &mut self.lease {
+            lease.stream = None;
+        }
+        self.endpoint = (self.endpoint + 1) % self.config.endpoints.len().max(1);
+    }
+
+    /// `step` against each member in turn until one answers; the last failure otherwise, with
+    /// how many members were tried.
+    async fn each_member<T>(
+        &mut self,
+        mut step: impl AsyncFnMut(&mut Task) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let members = self.config.endpoints.len().max(1);
+        let mut last = String::new();
+        for _ in 0..members {
+            match step(self).await {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    last = e;
+                    self.rotate();
+                }
+            }
+        }
+        Err(if members > 1 {
+            format!("{last} (each of the {members} members tried)")
+        } else {
+            last
+        })
+    }
+
     /// One step of wanting the key; returns how long to wait before the next.
     async fn campaign(&mut self) -> Duration {
         if self.lease.is_some() {
-            // A refresh that failed is tried once more on a new stream: the client spreads
-            // requests over the members, and one that is down or cut off from the leader fails
-            // while the others answer.
-            let refreshed = match self.refresh().await {
-                Err(_) if self.lease.is_some() => self.refresh().await,
-                other => other,
-            };
-            let sample = match refreshed {
+            let sample = match self
+                .each_member(async |t: &mut Task| t.refresh().await)
+                .await
+            {
                 Ok(Some(valid_until)) => ArbiterSample::Held { valid_until },
                 Ok(None) => {
                     // The lease is gone (it ran out, or an operator revoked it): ask again now.
@@ -148,7 +190,10 @@ impl Task {
         }
         let sample = match self.acquire().await {
             Ok(sample) => sample,
-            Err(reason) => ArbiterSample::Unknown { reason },
+            Err(reason) => {
+                self.rotate();
+                ArbiterSample::Unknown { reason }
+            }
         };
         let held = matches!(sample, ArbiterSample::Held { .. });
         self.report(sample).await;
@@ -159,16 +204,16 @@ impl Task {
         }
     }
 
-    async fn client(&mut self) -> Result<&mut Client, Failure> {
+    async fn client(&mut self) -> Result<Client, Failure> {
         if self.client.is_none() {
             let options = self.options()?;
-            let endpoints = self.config.endpoints.clone();
+            let endpoint = self.endpoint().to_string();
             let client = self
-                .timed("connect", Client::connect(endpoints, Some(options)))
+                .timed("connect", Client::connect([endpoint], Some(options)))
                 .await?;
             self.client = Some(client);
         }
-        Ok(self.client.as_mut().expect("connected above"))
+        Ok(self.client.clone().expect("connected above"))
     }
 
     fn options(&self) -> Result<ConnectOptions, Failure> {
@@ -206,16 +251,16 @@ impl Task {
         what: &str,
         call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, Failure> {
-        let endpoints = self.config.endpoints.join(", ");
+        let endpoint = self.endpoint();
         match tokio::time::timeout(self.config.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(format!(
-                "etcd {what} at {endpoints} failed: {e}; check that a quorum of the members runs \
-                 and answers there (arbiter.endpoints), and arbiter.user/password/tls_*"
+                "etcd {what} at {endpoint} failed: {e}; check that the member runs and reaches a \
+                 quorum of the others (arbiter.endpoints), and arbiter.user/password/tls_*"
             )),
             Err(_) => Err(format!(
-                "etcd {what} at {endpoints} gave no answer within {:?} (arbiter.timeout); check \
-                 that a quorum of the members runs and is reachable from this node",
+                "etcd {what} at {endpoint} gave no answer within {:?} (arbiter.timeout); check \
+                 that the member runs and is reachable from this node",
                 self.config.timeout
             )),
         }
@@ -232,20 +277,25 @@ impl Task {
                     ttl,
                     stream: None,
                 });
-                return Ok(match self.refresh().await? {
-                    Some(valid_until) => ArbiterSample::Held { valid_until },
-                    None => {
-                        self.lease = None;
-                        ArbiterSample::Free
-                    }
-                });
+                return Ok(
+                    match self
+                        .each_member(async |t: &mut Task| t.refresh().await)
+                        .await?
+                    {
+                        Some(valid_until) => ArbiterSample::Held { valid_until },
+                        None => {
+                            self.lease = None;
+                            ArbiterSample::Free
+                        }
+                    },
+                );
             }
             Some((holder, _)) => return Ok(ArbiterSample::HeldByOther { holder }),
             None => {}
         }
         let asked = self.config.lease_ttl.as_secs().max(1) as i64;
         let sent = Instant::now();
-        let client = self.client().await?.clone();
+        let client = self.client().await?;
         let mut c = client.clone();
         let grant = self
             .timed("lease grant", c.lease_grant(asked, None))
@@ -289,7 +339,7 @@ impl Task {
                 stream: None,
             });
             return Ok(ArbiterSample::Held {
-                valid_until: self.valid_until(sent, ttl),
+                valid_until: sent + ttl.saturating_sub(self.config.timeout),
             });
         }
         // Someone took it between our read and our write: leave it, drop our spare lease.
@@ -309,15 +359,12 @@ impl Task {
         Ok(ArbiterSample::HeldByOther { holder })
     }
 
-    fn valid_until(&self, sent: Instant, ttl: Duration) -> Instant {
-        sent + ttl.saturating_sub(self.config.timeout)
-    }
-
-    /// Refreshes the lease: `Some(valid_until)`, `None` when etcd says it is gone.
+    /// Refreshes the lease through the current member: `Some(valid_until)`, `None` when etcd
+    /// says it is gone or the key is no longer on it.
     async fn refresh(&mut self) -> Result<Option<Instant>, Failure> {
         let id = self.lease.as_ref().map(|l| l.id).expect("holding a lease");
         if self.lease.as_ref().is_some_and(|l| l.stream.is_none()) {
-            let mut c = self.client().await?.clone();
+            let mut c = self.client().await?;
             let stream = self
                 .timed("lease keep-alive", c.lease_keep_alive(id))
                 .await?;
@@ -327,7 +374,7 @@ impl Task {
         }
         let sent = Instant::now();
         let timeout = self.config.timeout;
-        let endpoints = self.config.endpoints.join(", ");
+        let endpoint = self.endpoint().to_string();
         let lease = self.lease.as_mut().expect("holding a lease");
         let (keeper, stream) = lease.stream.as_mut().expect("opened above");
         let answer = tokio::time::timeout(timeout, async {
@@ -335,32 +382,41 @@ impl Task {
             stream.message().await
         })
         .await;
-        match answer {
-            Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
-                let ttl = Duration::from_secs(reply.ttl() as u64);
-                lease.ttl = ttl;
-                Ok(Some(sent + ttl.saturating_sub(timeout)))
-            }
+        let ttl = match answer {
+            Ok(Ok(Some(reply))) if reply.ttl() > 0 => Duration::from_secs(reply.ttl() as u64),
             Ok(Ok(Some(_))) => {
                 warn!("arbiter: etcd says the lease of the leader key is gone");
-                Ok(None)
+                return Ok(None);
             }
-            other => {
-                // A broken stream is opened again on the next refresh.
-                lease.stream = None;
-                Err(match other {
-                    Ok(Err(e)) => format!(
-                        "etcd lease keep-alive at {endpoints} failed: {e}; check that a quorum \
-                         of the members runs and answers there"
-                    ),
-                    Ok(Ok(None)) => format!(
-                        "etcd at {endpoints} closed the lease keep-alive stream; check the members"
-                    ),
-                    _ => format!(
-                        "etcd lease keep-alive at {endpoints} gave no answer within {timeout:?} \
-                         (arbiter.timeout); check that a quorum of the members is reachable"
-                    ),
-                })
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "etcd lease keep-alive at {endpoint} failed: {e}; check that the member runs \
+                     and reaches a quorum of the others"
+                ))
+            }
+            Ok(Ok(None)) => {
+                return Err(format!(
+                    "etcd at {endpoint} closed the lease keep-alive stream; check the member"
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "etcd lease keep-alive at {endpoint} gave no answer within {timeout:?} \
+                     (arbiter.timeout); check that the member runs and is reachable"
+                ))
+            }
+        };
+        lease.ttl = ttl;
+        // A leader cut off from its quorum renews leases until it notices, and the leader
+        // elected meanwhile never sees those renewals. A linearizable read cannot be served by
+        // such a leader: only a refresh confirmed by one counts.
+        match self.read_here().await? {
+            Some((holder, on)) if holder == self.node && on == id => {
+                Ok(Some(sent + ttl.saturating_sub(timeout)))
+            }
+            _ => {
+                warn!("arbiter: the leader key is no longer on this node's lease");
+                Ok(None)
             }
         }
     }
@@ -370,13 +426,13 @@ impl Task {
         let Some(lease) = self.lease.take() else {
             return;
         };
-        let revoked = match self.client().await {
-            Ok(c) => {
-                let mut c = c.clone();
-                self.timed("lease revoke", c.lease_revoke(lease.id)).await
-            }
-            Err(e) => Err(e),
-        };
+        let id = lease.id;
+        let revoked = self
+            .each_member(async move |t: &mut Task| {
+                let mut c = t.client().await?;
+                t.timed("lease revoke", c.lease_revoke(id)).await
+            })
+            .await;
         match revoked {
             Ok(_) => info!("arbiter: released the leader key {}", self.key),
             // It runs out by itself within its TTL; the policy no longer counts on it.
@@ -394,16 +450,17 @@ impl Task {
         self.report(sample).await;
     }
 
-    /// The key's holder and lease, if it exists. A failed read is tried once more: the client
-    /// spreads requests over the members, and one cut off from the leader refuses while the
-    /// others answer.
+    /// The key's holder and lease, if it exists, from the first member that answers.
     async fn read(&mut self) -> Result<Option<(String, i64)>, Failure> {
-        let mut c = self.client().await?.clone();
+        self.each_member(async |t: &mut Task| t.read_here().await)
+            .await
+    }
+
+    /// [`Task::read`] through the current member only (a linearizable read).
+    async fn read_here(&mut self) -> Result<Option<(String, i64)>, Failure> {
+        let mut c = self.client().await?;
         let key = self.key.clone();
-        let got = match self.timed("read", c.get(key.clone(), None)).await {
-            Ok(got) => got,
-            Err(_) => self.timed("read", c.get(key, None)).await?,
-        };
+        let got = self.timed("read", c.get(key, None)).await?;
         Ok(got
             .kvs()
             .first()

@@ -134,7 +134,7 @@ fn config(p: &Pair, node: &str, settings: &DbPairSettings, arbiter: bool) -> Str
             "[arbiter]",
             &format!(
                 "kind = \"etcd\"\nendpoints = [{}]\nkey_prefix = \"/whpg-ha/lab\"\n\
-                 lease_ttl = \"3s\"\ntimeout = \"1s\"\nkeepalive_interval = \"1s\"",
+                 lease_ttl = \"5s\"\ntimeout = \"1s\"\nkeepalive_interval = \"1s\"",
                 MEMBERS
                     .iter()
                     .map(|(_, ip)| format!("\"http://{ip}:2379\""))
@@ -277,11 +277,11 @@ fn a_symmetric_partition_with_the_arbiter_leaves_one_vip_holder() {
     lab.partition(&p.n1, &p.n2).expect("cut n1 from n2");
     // Three lease TTLs: long past the standby's promotion without an arbiter (at once) and past
     // any lease the primary could have lost.
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(15));
     let (both, on_n2, samples) = watch.counts();
     let n2 = status(&p.n2).unwrap_or_default();
     println!(
-        "symmetric partition with the arbiter, 10 s: {samples} samples, {both} with two VIP \
+        "symmetric partition with the arbiter, 15 s: {samples} samples, {both} with two VIP \
          holders, {on_n2} with the VIP on n2; key holder {:?}; n2's hold: {}",
         key_holder(&p),
         n2["database"]["promotion_hold"]
@@ -356,7 +356,7 @@ fn a_database_crash_with_the_arbiter_fails_over_without_waiting_for_the_lease() 
     assert!(written.is_ok(), "{}", dump_logs(&logs));
     let first_write = crash.elapsed();
     println!(
-        "database crash with the arbiter (lease TTL 3 s): VIP on n2 after {moved:?}, first \
+        "database crash with the arbiter (lease TTL 5 s): VIP on n2 after {moved:?}, first \
          committed write after {first_write:?}; key holder {:?}",
         key_holder(&p)
     );
@@ -394,7 +394,7 @@ fn the_same_partition_without_the_arbiter_gives_two_vip_holders() {
     assert!(both.is_ok(), "{}", dump_logs(&[&d1, &d2]));
 }
 
-/// Three lease TTLs with the etcd members in `down` stopped: the pair must go on as it was.
+/// Two lease TTLs with the etcd members in `down` stopped: the pair must go on as it was.
 fn etcd_outage_changes_nothing(test: &str, down: &[usize]) {
     let lab = lab_or_skip!(test, PREREQUISITES);
     let p = pair(&lab);
@@ -512,7 +512,7 @@ fn an_isolated_master_gives_up_the_vip_at_its_lease_and_the_standby_takes_over_a
     let first_write = fault.elapsed();
     let n1 = status(&p.n1).unwrap_or_default();
     println!(
-        "isolated master with the arbiter (lease TTL 3 s, confirmation 3 s): VIP off n1 after \
+        "isolated master with the arbiter (lease TTL 5 s, confirmation 3 s): VIP off n1 after \
          {dropped:?}, n1's database stopped after {fenced:?}, VIP on n2 after {moved:?}, first \
          committed write after {first_write:?}"
     );
