@@ -271,6 +271,7 @@ impl Task {
         match self.read().await? {
             Some((holder, lease)) if holder == self.node && lease != 0 => {
                 // Ours, from an earlier run of this daemon: keep its lease alive.
+                info!("arbiter: the leader key is still on this node's lease {lease:x} from an earlier run: keeping it");
                 let ttl = self.config.lease_ttl;
                 self.lease = Some(Lease {
                     id: lease,

@@ -528,3 +528,42 @@ fn an_isolated_master_gives_up_the_vip_at_its_lease_and_the_standby_takes_over_a
     assert_eq!(n1["database"]["fenced"], "LeaseLost", "{n1}");
     assert_eq!(key_holder(&p).as_deref(), Some("n2"));
 }
+
+/// SIGKILL of the master's daemon, database up, and a new daemon at once (as systemd does): the
+/// key is still on its lease; the new daemon keeps it and serves again, and the standby, which
+/// sees the primary answer all along, never asks for it.
+#[test]
+fn a_restarted_master_daemon_keeps_its_key() {
+    let lab = lab_or_skip!("arbiter_restart", PREREQUISITES);
+    let p = pair(&lab);
+    let etcd = etcd_cluster(&lab, &p);
+    let settings = DbPairSettings::default();
+    let (d1, d2) = serving(&lab, &p, &settings, true);
+    let watch = PairWatch::start(&p.n1, &p.n2);
+    d1.kill9();
+    let d1 = start_daemon(&lab, &p.n1, "n1", &config(&p, "n1", &settings, true));
+    let mut logs: Vec<&Process> = vec![&d1, &d2];
+    logs.extend(etcd.iter());
+    let back = wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        "the VIP back on n1",
+        || p.n1.has_address(VIP) && status(&p.n1).is_some_and(|s| s["arbiter"]["held"] == true),
+    );
+    let back = back.unwrap_or_else(|e| panic!("{e:#}\n{}", dump_logs(&logs)));
+    std::thread::sleep(Duration::from_secs(2));
+    let (both, on_n2, samples) = watch.counts();
+    println!(
+        "master daemon restarted (SIGKILL): VIP and key back on n1 after {back:?}; VIP on n2 in \
+         {on_n2} of {samples} samples, two holders in {both}"
+    );
+    assert_eq!((both, on_n2), (0, 0), "{}", dump_logs(&logs));
+    assert_eq!(key_holder(&p).as_deref(), Some("n1"));
+    let n1_log = std::fs::read_to_string(d1.log_path()).unwrap_or_default();
+    assert!(
+        n1_log.contains("from an earlier run: keeping it"),
+        "the new daemon did not keep the key\n{}",
+        dump_logs(&logs)
+    );
+    assert!(p.standby.is_in_recovery().expect("query n2's database"));
+}
