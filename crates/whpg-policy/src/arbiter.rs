@@ -71,6 +71,9 @@ impl Arbiter {
 
     pub fn sample(&mut self, sample: ArbiterSample) {
         match &sample {
+            // A refresh that was in flight when the key was released (or before it was asked
+            // for) is not a key held: the client no longer keeps it.
+            ArbiterSample::Held { .. } if self.asked != Some(ArbiterAction::Campaign) => {}
             ArbiterSample::Held { valid_until } => {
                 self.held_until = Some(
                     self.held_until

@@ -392,6 +392,33 @@ fn a_database_crash_releases_the_key_at_once_after_the_vip() {
 }
 
 #[test]
+fn a_refresh_that_arrives_after_the_release_is_not_a_key_held() {
+    let mut run = Run::standby(RULES);
+    run.peer_crashed();
+    // The old primary answers again before the key came: the standby gives the request up.
+    run.at(620, Input::Peer(PEER_PRIMARY));
+    assert_eq!(
+        run.when(&Decision::Arbiter(ArbiterAction::Release)),
+        Some(620),
+        "{:?}",
+        run.log
+    );
+    // The grant that was in flight arrives now.
+    run.held(630, 5630);
+    assert_eq!(run.policy.status().arbiter.map(|a| a.held), Some(false));
+    // The primary dies again: the standby asks again and promotes only on a fresh grant.
+    run.at(700, Input::Peer(PeerSample::DatabaseDown));
+    run.at(800, Input::Peer(PeerSample::DatabaseDown));
+    assert!(
+        !run.decided(|d| matches!(d, Decision::Promote { .. })),
+        "{:?}",
+        run.log
+    );
+    let out = run.held(850, 5850);
+    assert!(out.contains(&Decision::Promote { attempt: 1 }), "{out:?}");
+}
+
+#[test]
 fn without_an_arbiter_nothing_asks_for_a_key() {
     let t0 = Instant::now();
     let mut policy = Policy::new(config(), t0);
