@@ -241,3 +241,23 @@ fn an_unknown_arbiter_key_is_refused() {
     let errors = errors_of(&format!("{ETCD}\nendpoint = \"http://10.0.0.1:2379\""));
     assert!(errors.to_string().contains("endpoint"), "{errors}");
 }
+
+#[test]
+fn the_failsafe_with_no_confirmation_time_is_warned_about() {
+    let fast = TestConfig::pair()
+        .set("failover", "confirmation", "0s")
+        .section("[arbiter]", ETCD)
+        .parse("a");
+    assert!(
+        fast.warnings.iter().any(|w| w.key == "arbiter.failsafe"),
+        "{:?}",
+        fast.warnings
+    );
+    let default = parse(&with_arbiter(ETCD), Some("a")).expect("valid");
+    assert!(!default.warnings.iter().any(|w| w.key == "arbiter.failsafe"));
+    let off = TestConfig::pair()
+        .set("failover", "confirmation", "0s")
+        .section("[arbiter]", &format!("{ETCD}\nfailsafe = false"))
+        .parse("a");
+    assert!(!off.warnings.iter().any(|w| w.key == "arbiter.failsafe"));
+}

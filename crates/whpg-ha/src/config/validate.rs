@@ -55,7 +55,10 @@ pub(crate) fn resolve(
     let commands = c.commands(&raw.commands, &database);
     let mut api = c.api(&raw.api);
     let journal = c.journal(&raw.journal);
-    let arbiter = raw.arbiter.as_ref().map(|a| c.arbiter(a, vrrp.vrid));
+    let arbiter = raw
+        .arbiter
+        .as_ref()
+        .map(|a| c.arbiter(a, vrrp.vrid, failover.confirmation));
 
     let Checker {
         mut errors,

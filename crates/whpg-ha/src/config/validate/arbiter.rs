@@ -10,7 +10,12 @@ use super::super::schema::RawArbiter;
 use super::Checker;
 
 impl Checker<'_> {
-    pub(super) fn arbiter(&mut self, raw: &RawArbiter, vrid: u8) -> Arbiter {
+    pub(super) fn arbiter(
+        &mut self,
+        raw: &RawArbiter,
+        vrid: u8,
+        confirmation: Duration,
+    ) -> Arbiter {
         match raw.kind.as_deref() {
             Some("etcd") => {}
             None => self.error(
@@ -122,6 +127,16 @@ impl Checker<'_> {
             _ => {}
         }
         let tls = self.arbiter_tls(raw, &endpoints);
+        let failsafe = raw.failsafe.unwrap_or(defaults::ARBITER_FAILSAFE);
+        if failsafe && confirmation.is_zero() {
+            self.warn(
+                "arbiter.failsafe",
+                "with failover.confirmation = \"0s\" the failsafe's end and the standby's \
+                 promotion are separated only by the promotion time (etcd lost on the master's \
+                 side, then a cut between the nodes)",
+                "set failsafe = false, or a failover.confirmation of a few seconds (docs/design.md, known limits)",
+            );
+        }
         Arbiter {
             endpoints,
             key_prefix,
@@ -129,7 +144,7 @@ impl Checker<'_> {
             timeout,
             keepalive_interval,
             on_lease_loss,
-            failsafe: raw.failsafe.unwrap_or(defaults::ARBITER_FAILSAFE),
+            failsafe,
             user,
             password,
             tls,
