@@ -18,6 +18,10 @@ packages=(
   python3-venv    # the venv holding ziglang and cargo-zigbuild (the glibc 2.28 build)
   man-db          # the package test renders the installed man page
   dpkg-dev        # dpkg-shlibdeps: cargo-deb computes the libc6 dependency with it
+  protobuf-compiler # protoc: the etcd-client crate (the arbiter) compiles etcd's .proto files
+  libprotobuf-dev   # google/protobuf/*.proto, which etcd's .proto files import
+  etcd-server     # the arbiter lab: a 3-member etcd cluster in the namespaces
+  etcd-client     # etcdctl, to read the leader key in the arbiter lab
 )
 
 missing=()

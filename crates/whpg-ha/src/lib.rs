@@ -5,6 +5,7 @@
 //! ([`daemon`]) and its HTTP API ([`api`]).
 
 pub mod api;
+pub mod arbiter;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -343,8 +343,39 @@ impl Collector for SnapshotCollector {
                 }
             }
         }
+        if let Some(a) = &status.arbiter {
+            arbiter_gauges(e, a)?;
+        }
         Ok(())
     }
+}
+
+/// `[arbiter]`: whether etcd answers, whether the key is ours and for how long.
+fn arbiter_gauges(e: &mut DescriptorEncoder, a: &crate::status::ArbiterView) -> std::fmt::Result {
+    gauge(
+        e,
+        "arbiter_reachable",
+        "1 when etcd answered the arbiter's latest request",
+        i64::from(a.reachable == Some(true)),
+    )?;
+    gauge(
+        e,
+        "arbiter_key_held",
+        "1 while this node holds the arbiter's leader key",
+        i64::from(a.held),
+    )?;
+    gauge(
+        e,
+        "arbiter_lease_left_milliseconds",
+        "How long the held lease is certain to last (0 when not held)",
+        i64::try_from(a.lease_left_ms.unwrap_or(0)).unwrap_or(i64::MAX),
+    )?;
+    gauge(
+        e,
+        "arbiter_failsafe_active",
+        "1 while serving past the lease on the standby's confirmation (etcd silent)",
+        i64::from(a.failsafe_active),
+    )
 }
 
 #[cfg(test)]
@@ -368,6 +399,32 @@ mod tests {
             "whpg_ha_promotions_started_total 1",
             "whpg_ha_failover_duration_seconds_count 1",
             "whpg_ha_probe_duration_seconds_count{target=\"local\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+        assert!(!text.contains("arbiter"), "no arbiter configured:\n{text}");
+    }
+
+    #[test]
+    fn the_arbiter_appears_when_configured() {
+        let mut status = crate::status::test_status();
+        status.arbiter = Some(crate::status::ArbiterView {
+            reachable: Some(true),
+            holder: Some("a".into()),
+            held: true,
+            lease_left_ms: Some(2300),
+            ..Default::default()
+        });
+        let (_tx, rx) = watch::channel(status);
+        let text = render(&registry(rx, &EventMetrics::default()));
+        for line in [
+            "whpg_ha_arbiter_reachable 1",
+            "whpg_ha_arbiter_key_held 1",
+            "whpg_ha_arbiter_lease_left_milliseconds 2300",
+            "whpg_ha_arbiter_failsafe_active 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -33,6 +33,90 @@ pub struct NodeStatus {
     pub database: Option<DatabaseStatus>,
     /// Recent decisions and actions of the policy (promotion, fencing, VIP), newest last.
     pub events: VecDeque<EventRecord>,
+    /// The etcd arbiter, when `[arbiter]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arbiter: Option<ArbiterView>,
+}
+
+/// The arbiter as `/status` and `whpg-ha status` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ArbiterView {
+    /// etcd answered the latest request (`None`: not asked yet).
+    pub reachable: Option<bool>,
+    /// Who holds the leader key, as etcd last said (this node's name when it is ours; `None`:
+    /// nobody, or unknown).
+    pub holder: Option<String>,
+    /// The key is this node's now.
+    pub held: bool,
+    /// While held: how long the lease is certain to last.
+    pub lease_left_ms: Option<u64>,
+    /// The latest error, with the endpoints and the fix.
+    pub error: Option<String>,
+    /// Serving past the lease on the standby's confirmation (etcd silent).
+    pub failsafe_active: bool,
+    /// The lease ran out under this master and it stopped serving.
+    pub lease_lost: bool,
+}
+
+impl ArbiterView {
+    pub fn new(a: &whpg_policy::ArbiterStatus, node: &str, now: Instant) -> ArbiterView {
+        use whpg_policy::ArbiterSample;
+        let (reachable, holder, error) = match &a.latest {
+            None => (None, None, None),
+            Some(ArbiterSample::Held { .. }) => (Some(true), Some(node.to_string()), None),
+            Some(ArbiterSample::HeldByOther { holder }) => (Some(true), Some(holder.clone()), None),
+            Some(ArbiterSample::Free) => (Some(true), None, None),
+            Some(ArbiterSample::Unknown { reason }) => {
+                // Unknown is not "nobody": while our lease runs, it is still ours.
+                (
+                    Some(false),
+                    a.held.then(|| node.to_string()),
+                    Some(reason.clone()),
+                )
+            }
+        };
+        ArbiterView {
+            reachable,
+            holder,
+            held: a.held,
+            lease_left_ms: a
+                .held_until
+                .filter(|_| a.held)
+                .map(|until| until.saturating_duration_since(now).as_millis() as u64),
+            error,
+            failsafe_active: a.failsafe_active,
+            lease_lost: a.lost,
+        }
+    }
+
+    /// One line: "key held by n1", "key held here, lease 2.3 s left", "etcd unreachable: …".
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.held {
+            let left = self
+                .lease_left_ms
+                .map(|ms| format!(", lease {:.1} s left", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            parts.push(format!("key held here{left}"));
+        } else {
+            match (&self.holder, self.reachable) {
+                (Some(holder), _) => parts.push(format!("key held by {holder}")),
+                (None, Some(true)) => parts.push("key free".to_string()),
+                (None, Some(false)) => parts.push("key holder unknown".to_string()),
+                (None, None) => parts.push("not asked yet".to_string()),
+            }
+        }
+        if self.failsafe_active {
+            parts.push("failsafe: serving on the standby's confirmation".to_string());
+        }
+        if self.lease_lost {
+            parts.push("lease lost: not serving".to_string());
+        }
+        if let Some(error) = &self.error {
+            parts.push(format!("etcd unreachable: {error}"));
+        }
+        parts.join(", ")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -367,6 +451,7 @@ impl NodeStatus {
             transitions: VecDeque::new(),
             database: None,
             events: VecDeque::new(),
+            arbiter: None,
         }
     }
 
@@ -501,4 +586,88 @@ pub(crate) fn test_status() -> NodeStatus {
     let mut status = NodeStatus::initial(&config, 0);
     status.vrrp.state = VrrpState::Backup;
     status
+}
+
+#[cfg(test)]
+mod arbiter_view_tests {
+    use std::time::{Duration, Instant};
+
+    use whpg_policy::{ArbiterSample, ArbiterStatus};
+
+    use super::ArbiterView;
+
+    fn status(latest: ArbiterSample, held_until: Option<Instant>, now: Instant) -> ArbiterStatus {
+        ArbiterStatus {
+            latest: Some(latest),
+            held: held_until.is_some_and(|t| now < t),
+            held_until,
+            lost: false,
+            failsafe_active: false,
+        }
+    }
+
+    #[test]
+    fn the_view_says_who_holds_the_key_and_how_long_the_lease_lasts() {
+        let now = Instant::now();
+        let until = now + Duration::from_millis(2300);
+        let held = ArbiterView::new(
+            &status(ArbiterSample::Held { valid_until: until }, Some(until), now),
+            "a",
+            now,
+        );
+        assert_eq!(
+            (
+                held.reachable,
+                held.holder.as_deref(),
+                held.held,
+                held.lease_left_ms
+            ),
+            (Some(true), Some("a"), true, Some(2300))
+        );
+        assert_eq!(held.summary(), "key held here, lease 2.3 s left");
+
+        let other = ArbiterView::new(
+            &status(ArbiterSample::HeldByOther { holder: "b".into() }, None, now),
+            "a",
+            now,
+        );
+        assert_eq!(other.summary(), "key held by b");
+        assert_eq!(other.lease_left_ms, None);
+
+        let free = ArbiterView::new(&status(ArbiterSample::Free, None, now), "a", now);
+        assert_eq!(free.summary(), "key free");
+    }
+
+    #[test]
+    fn an_etcd_error_is_shown_with_its_reason_and_is_not_nobody() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(1);
+        let reason = "etcd read at http://10.0.0.3:2379 gave no answer within 1s".to_string();
+        let view = ArbiterView::new(
+            &status(
+                ArbiterSample::Unknown {
+                    reason: reason.clone(),
+                },
+                Some(until),
+                now,
+            ),
+            "a",
+            now,
+        );
+        assert_eq!(view.reachable, Some(false));
+        assert_eq!(view.holder.as_deref(), Some("a"), "our lease still runs");
+        assert!(view.summary().contains(&reason), "{}", view.summary());
+
+        let view = ArbiterView::new(
+            &status(ArbiterSample::Unknown { reason }, None, now),
+            "a",
+            now,
+        );
+        assert_eq!(view.holder, None);
+        assert!(
+            view.summary().starts_with("key holder unknown"),
+            "{}",
+            view.summary()
+        );
+    }
 }

@@ -615,6 +615,8 @@ enum Fault {
     PromoteMode(usize, PromoteMode),
     LocalFailure(usize, u64),
     Stream(Stream),
+    /// The whole etcd cluster down (`true`) or back (with an arbiter only).
+    Etcd(bool),
 }
 
 fn host() -> impl Strategy<Value = usize> {
@@ -659,10 +661,42 @@ fn apply(pair: &mut Pair, fault: &Fault) {
         Fault::PromoteMode(i, mode) => pair.set_promote_mode(i, mode),
         Fault::LocalFailure(i, ms) => pair.fail_probes_locally(i, Duration::from_millis(ms)),
         Fault::Stream(stream) => pair.set_stream(stream),
+        Fault::Etcd(down) => pair.set_etcd_down(down),
     }
     // A symmetric partition is the case no two-node protocol can settle: two holders are
     // allowed while it lasts (the arbiter closes it), every other invariant still holds.
-    pair.check_single_holder = !pair.partitioned;
+    pair.check_single_holder = !pair.partitioned || pair.etcd.is_some();
+}
+
+/// Every fault of [`fault`], and the etcd cluster going down and coming back.
+fn arbiter_fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        6 => fault(),
+        1 => any::<bool>().prop_map(Fault::Etcd),
+    ]
+}
+
+fn settled_with_arbiter(profile: &str) -> Pair {
+    let mut pair = Pair::with_arbiter(profile);
+    pair.run_until(5_000);
+    assert_eq!(pair.vip_holders(), vec![A], "{}", pair.trace_text());
+    assert_eq!(
+        pair.etcd.as_ref().and_then(|e| e.holder).map(|(h, _)| h),
+        Some(A)
+    );
+    pair
+}
+
+fn run_sequence_with_arbiter(profile: &str, faults: &[(u64, Fault)]) -> Pair {
+    let mut pair = settled_with_arbiter(profile);
+    let mut at = pair.ms();
+    for (gap, fault) in faults {
+        at += gap;
+        pair.run_until(at);
+        apply(&mut pair, fault);
+    }
+    pair.run_until(at + 10_000);
+    pair
 }
 
 fn run_sequence(profile: &str, faults: &[(u64, Fault)]) -> Pair {
@@ -716,6 +750,93 @@ proptest! {
         faults in prop::collection::vec((0u64..4000, fault()), 1..12)
     ) {
         let pair = run_sequence(FAST, &faults);
+        prop_assert!(pair.violations.is_empty(), "{:?}\n{}", pair.violations, pair.trace_text());
+    }
+}
+
+// ---- with an etcd arbiter (invariant 10) -----------------------------------------------------
+
+#[test]
+fn with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder() {
+    // The fast profile: without an arbiter the standby promotes at once and both hold the VIP.
+    let mut pair = settled_with_arbiter(FAST);
+    pair.set_partition(true);
+    pair.run_until(30_000);
+    assert_eq!(pair.vip_holders(), vec![A], "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    assert_eq!(
+        pair.hosts[A].fences, 0,
+        "the primary keeps its key and serves"
+    );
+    pair.set_partition(false);
+    pair.run_until(40_000);
+    assert_eq!(pair.vip_holders(), vec![A], "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+#[test]
+fn with_an_arbiter_a_database_crash_fails_over_without_waiting_for_the_lease() {
+    let mut pair = settled_with_arbiter(DEFAULT);
+    pair.crash_db(A);
+    // As fast as without an arbiter (the same bound as that test): the crashed node releases
+    // the key at once, well before its 2 s lease would run out.
+    pair.run_until(5_500);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].db.role, Role::Primary);
+    assert_eq!(
+        pair.etcd.as_ref().and_then(|e| e.holder).map(|(h, _)| h),
+        Some(B)
+    );
+    pair.assert_safe();
+}
+
+#[test]
+fn with_an_arbiter_an_etcd_outage_alone_changes_nothing() {
+    let mut pair = settled_with_arbiter(DEFAULT);
+    pair.set_etcd_down(true);
+    pair.run_until(30_000);
+    assert_eq!(pair.vip_holders(), vec![A], "{}", pair.trace_text());
+    assert_eq!(pair.hosts[A].fences, 0, "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].promotions, 0);
+    // ... but then a crash of the primary fails over to nobody: the standby cannot take the key.
+    pair.crash_db(A);
+    pair.run_until(40_000);
+    assert!(pair.vip_holders().is_empty(), "{}", pair.trace_text());
+    assert_eq!(
+        pair.hosts[B].promotions, 0,
+        "no promotion on an arbiter error"
+    );
+    // etcd back: the key is free (the crashed node released nothing it could reach, and its
+    // lease ran out), the standby takes it and promotes.
+    pair.set_etcd_down(false);
+    pair.run_until(45_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+#[test]
+fn with_an_arbiter_link_loss_moves_the_vip_only_after_the_old_lease() {
+    let mut pair = settled_with_arbiter(FAST);
+    pair.set_link(A, false);
+    pair.run_until(15_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert!(!pair.hosts[A].vip);
+    pair.assert_safe();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// With the arbiter, two VIP holders are a violation at every step, partitions included.
+    #[test]
+    fn no_random_sequence_breaks_an_invariant_with_an_arbiter(
+        faults in prop::collection::vec((0u64..4000, arbiter_fault()), 1..12)
+    ) {
+        let pair = run_sequence_with_arbiter(FAST, &faults);
         prop_assert!(pair.violations.is_empty(), "{:?}\n{}", pair.violations, pair.trace_text());
     }
 }

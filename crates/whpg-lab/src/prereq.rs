@@ -14,6 +14,8 @@ fn package_for(item: &str) -> Option<&'static str> {
         "ip" | "bridge" => "iproute2",
         "nft" => "nftables",
         "keepalived" => "keepalived",
+        "etcd" => "etcd-server",
+        "etcdctl" => "etcd-client",
         "tcpdump" => "tcpdump",
         "ping" => "iputils-ping",
         "runuser" => "util-linux",

@@ -8,17 +8,20 @@
 //! - [`observe`]: what is known, with fall/rise hysteresis and "last seen" times.
 //! - [`replication`]: whether the local standby holds everything the primary acknowledged.
 //! - [`sync_standby`]: on a primary, whether commits wait for the standby (`[replication] mode`).
+//! - [`arbiter`]: the optional etcd leader key, as last reported.
 //! - [`policy`]: the rules.
 
+pub mod arbiter;
 pub mod observe;
 pub mod policy;
 pub mod replication;
 pub mod sync_standby;
 
+pub use arbiter::{ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
-    Decision, FenceReason, Hold, Input, Notice, PlannedRefusal, Policy, PolicyConfig, PolicyStatus,
-    Triggers, WriteVerified,
+    Decision, FenceReason, Hold, Input, KeyState, Notice, PlannedRefusal, Policy, PolicyConfig,
+    PolicyStatus, Triggers, WriteVerified,
 };
 pub use replication::{
     Mark, MarkReason, PrimaryPosition, ReplicationConfig, ReplicationStatus, StandbyRow,

@@ -22,6 +22,7 @@
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
 //! | synchronous replication: require a streaming standby; alone on evidence it cannot be promoted (this node promoted; or its host answers, database down or not streaming, after the grace in which its own daemon marks it); `sync` alone after `sync_timeout` of silence, `sync-strict` never | `synchronous_standby` (`sync_standby.rs`) | `sync_a_streaming_standby_is_required_once_caught_up`, `sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it`, `sync_an_answer_from_before_the_grace_is_no_evidence`, `sync_a_silence_in_between_restarts_the_grace`, `sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace`, `sync_an_unreachable_standby_relaxes_after_the_sync_timeout`, `sync_strict_never_relaxes_for_an_unreachable_standby`, `sync_a_promoted_node_commits_alone_until_its_peer_streams`, `sync_relaxed_primary_requires_the_standby_again_once_it_streams`, `async_never_touches_synchronous_standby_names`; pair `sync_*` |
 //! | a standby its primary waits for (`sync_state` sync) is promotable whatever its byte lag; in a sync mode only such a standby is | `promotion_step`, `Replication::promotable` | `a_standby_its_primary_waits_for_is_promotable_beyond_the_byte_lag`, `with_synchronous_replication_a_standby_its_primary_does_not_wait_for_is_not_promoted`; pair `sync_a_primary_crash_and_a_primary_link_loss_lose_nothing`, `sync_a_dead_standby_database_relaxes_the_primary_at_once` |
+//! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once_after_the_vip`, `the_key_held_by_the_peer_keeps_the_vip_off`, `a_primary_asks_for_the_key_and_installs_the_vip_only_once_it_holds_it`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
+use crate::arbiter::{Arbiter, ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
 use crate::observe::{DbRole, LocalDb, LocalSample, Peer, PeerSample, Witnesses};
 use crate::replication::{
     Mark, MarkChange, PrimaryPosition, Replication, ReplicationConfig, ReplicationStatus,
@@ -150,6 +152,8 @@ pub enum Input {
         /// The value set (`""`: alone).
         result: Result<String, String>,
     },
+    /// What the arbiter's etcd client found (only with [`Policy::with_arbiter`]).
+    Arbiter(ArbiterSample),
     /// Time passed; re-evaluate deadlines.
     Tick,
 }
@@ -182,6 +186,9 @@ pub enum FenceReason {
     Isolated,
     /// The peer is a primary on a newer timeline: this database is an old primary.
     OlderTimeline { local: u32, peer: u32 },
+    /// Invariant 10: the arbiter's lease ran out under this primary (or the key went to another
+    /// node) and the peer did not confirm it is not taking over.
+    LeaseLost,
 }
 
 /// Why a promotion is not happening now.
@@ -207,6 +214,20 @@ pub enum Hold {
     /// The standby is not known to hold everything the primary acknowledged: promoting it would
     /// lose commits (`whpg-ha promote --accept-data-loss` overrides).
     NotPromotable(Unpromotable),
+    /// Invariant 10: the arbiter's leader key is not ours (yet): asked for, held by the other
+    /// node, or etcd gave no answer (unknown is not free).
+    ArbiterKey(KeyState),
+}
+
+/// Why the arbiter's key is not ours, for [`Hold::ArbiterKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Asked for; no answer yet.
+    Campaigning,
+    /// etcd says the other node holds it: its lease has not run out.
+    HeldByOther,
+    /// etcd did not answer (or failed): nothing may be concluded.
+    Unknown,
 }
 
 /// Things worth a line in the log and the journal.
@@ -248,6 +269,9 @@ pub enum Notice {
         target: SyncTarget,
         error: String,
     },
+    /// Invariant 10: the arbiter's lease ran out under this serving master (or the key went
+    /// elsewhere) with no confirmation from the peer: the VIP goes.
+    LeaseLost,
 }
 
 /// Why a planned promotion was refused. `NotMaster` is the one a caller may wait out: the
@@ -327,6 +351,8 @@ pub enum Decision {
     /// Probe the witnesses now, without waiting for the next round; answer with
     /// [`Input::Witness`].
     CheckWitnesses,
+    /// Tell the arbiter's etcd client to campaign for (and keep) the leader key, or to release it.
+    Arbiter(ArbiterAction),
     /// Stop the local database and clean up after it.
     Fence(FenceReason),
     /// Set `synchronous_standby_names` on the local primary (the standby's `application_name`
@@ -391,6 +417,8 @@ pub struct PolicyStatus {
     pub local_position: Option<PrimaryPosition>,
     /// Synchronous replication as this node manages it (on a primary).
     pub sync: SyncStatus,
+    /// The arbiter, when one is configured.
+    pub arbiter: Option<ArbiterStatus>,
 }
 
 pub struct Policy {
@@ -417,6 +445,11 @@ pub struct Policy {
     /// The operator's override for the current evaluation only ([`Input::AcceptDataLoss`]).
     accept_data_loss: bool,
     local_position: Option<PrimaryPosition>,
+    /// When `local_position` was sampled.
+    local_position_at: Option<Instant>,
+    arbiter: Option<Arbiter>,
+    /// The failsafe kept the VIP past the lease at the latest evaluation.
+    failsafe_active: bool,
     /// The latest time the rules were evaluated at.
     evaluated_at: Instant,
     sent: Sent,
@@ -444,9 +477,18 @@ impl Policy {
             startup_done: false,
             accept_data_loss: false,
             local_position: None,
+            local_position_at: None,
+            arbiter: None,
+            failsafe_active: false,
             evaluated_at: now,
             sent: Sent::default(),
         }
+    }
+
+    /// With an arbiter (invariant 10): the VIP and promotion only while holding its leader key.
+    pub fn with_arbiter(mut self, rules: ArbiterRules) -> Policy {
+        self.arbiter = Some(Arbiter::new(rules));
+        self
     }
 
     /// Decisions to apply before the VRRP instance starts (start-up gate, initial priority).
@@ -524,6 +566,11 @@ impl Policy {
                     },
                 )));
             }
+            Input::Arbiter(sample) => {
+                if let Some(arbiter) = &mut self.arbiter {
+                    arbiter.sample(sample);
+                }
+            }
             Input::Tick => {}
         }
         out.extend(self.evaluate(now));
@@ -541,6 +588,7 @@ impl Policy {
             LocalSample::Primary { position, .. } => {
                 self.local_position = position;
                 self.sync.local_primary(position, now);
+                self.local_position_at = Some(now);
                 // A primary misses nothing: whatever marked it as a standby is over.
                 Self::mark_notice(self.replication.local_primary(), out);
             }
@@ -583,6 +631,19 @@ impl Policy {
             times.push(at + self.config.isolation_after);
         }
         times.extend(self.sync.wakeups());
+        if let Some(until) = self.arbiter.as_ref().and_then(|a| a.held_until) {
+            times.push(until);
+        }
+        if self.failsafe_active {
+            // The confirmation ages out with the peer's last answer.
+            let fresh = self.config.peer_alive_window + self.config.peer_probe_timeout;
+            if let Some(at) = self.peer.reachable_at {
+                times.push(at + fresh);
+            }
+            if let Some(at) = self.local_position_at {
+                times.push(at + fresh);
+            }
+        }
         // Thresholds already behind the last evaluation have been acted on; returning them would
         // make the caller wake at once, again and again.
         times.into_iter().filter(|&t| t > self.evaluated_at).min()
@@ -609,6 +670,13 @@ impl Policy {
             promotable: self.replication.promotable(),
             local_position: self.local_position,
             sync: self.sync.status(),
+            arbiter: self.arbiter.as_ref().map(|a| ArbiterStatus {
+                latest: a.latest.clone(),
+                held: a.held(self.evaluated_at),
+                held_until: a.held_until,
+                lost: a.lost,
+                failsafe_active: self.failsafe_active,
+            }),
         }
     }
 
@@ -709,14 +777,18 @@ impl Policy {
         self.priority(now, &mut out);
         self.faults(isolated, &mut out);
         let hold = self.promotion_step(now, &mut out);
+        let mut release = Vec::new();
+        let arbiter_allows_vip = self.arbiter(now, hold, &mut out, &mut release, &mut fences);
         if hold != self.sent.hold {
             self.sent.hold = hold;
             if let Some(hold) = hold {
                 out.push(Decision::Notice(Notice::PromotionHeld(hold)));
             }
         }
-        self.vip(isolated, &mut out);
+        self.vip(isolated, arbiter_allows_vip, &mut out);
         self.synchronous_standby(now, &mut out);
+        // The key is given up after the VIP is gone: the peer may take over once it is free.
+        out.extend(release);
         out.extend(fences.into_iter().map(Decision::Fence));
         if self.startup_done && !self.sent.startup_done {
             self.sent.startup_done = true;
@@ -908,8 +980,9 @@ impl Policy {
     /// Invariant 1: the VIP only on the master whose database is writable. While a promotion
     /// runs, its own write check decides ([`WriteVerified`]): on WarehousePG "not in recovery"
     /// comes before the coordinator can dispatch, so a probe's word is not enough.
-    fn vip(&mut self, isolated: bool, out: &mut Vec<Decision>) {
+    fn vip(&mut self, isolated: bool, arbiter_allows: bool, out: &mut Vec<Decision>) {
         let vip = self.vrrp == State::Master
+            && arbiter_allows
             && self.startup_done
             && !matches!(self.promotion, Promotion::Running { .. })
             && self.local.is_healthy(DbRole::Primary)
@@ -938,6 +1011,94 @@ impl Policy {
         if let Some(target) = self.sync.decide(serving, now) {
             out.push(Decision::SetSynchronousStandby(target));
         }
+    }
+
+    /// Invariant 10, with an arbiter: who asks for the leader key, what a lease that ran out
+    /// does, and whether the VIP is allowed (returned).
+    ///
+    /// - A healthy primary (or a promotion under way) keeps the key; a standby asks for it only
+    ///   once its promotion is held by nothing else (`hold` is the arbiter's own).
+    /// - Anything else releases it at once: a crashed database resigns the key without waiting
+    ///   for its lease, so the standby can take over as fast as without an arbiter.
+    /// - The VIP only while the key is ours, or, with `failsafe`, past its lease while etcd gives
+    ///   no answer and the peer confirms it is not taking over: its latest answer said standby,
+    ///   within the alive window plus a probe timeout, and our primary lists its WAL receiver
+    ///   streaming from
+    ///   us — a standby that hears its primary never promotes (invariant 2).
+    /// - A master that served and lost the VIP this way fences its database, if configured.
+    fn arbiter(
+        &mut self,
+        now: Instant,
+        hold: Option<Hold>,
+        out: &mut Vec<Decision>,
+        release: &mut Vec<Decision>,
+        fences: &mut Vec<FenceReason>,
+    ) -> bool {
+        let window = self.config.peer_alive_window;
+        // Samples arrive when probes finish: the next one may be in flight for a probe timeout.
+        let fresh = window + self.config.peer_probe_timeout;
+        let peer_confirms = self.peer.latest_not_serving
+            && !self.peer.latest_primary
+            && self
+                .peer
+                .reachable_at
+                .is_some_and(|at| now.saturating_duration_since(at) < fresh)
+            && self
+                .local_position_at
+                .is_some_and(|at| now.saturating_duration_since(at) < fresh)
+            && self
+                .local_position
+                .and_then(|p| p.standby)
+                .is_some_and(|row| row.streaming);
+        let local_primary = self.local.is_healthy(DbRole::Primary);
+        let in_service =
+            self.startup_done && !self.needs_rejoin && self.fenced.is_none() && !self.demoted;
+        let promoting = matches!(self.promotion, Promotion::Running { .. });
+        let Some(arbiter) = &mut self.arbiter else {
+            return true;
+        };
+        // A database fenced for a lost lease stays out until it is rebuilt as a standby
+        // (`return_to_service`) or the daemon restarts: while the fence runs it still answers as
+        // a healthy primary, and un-fencing on that answer would put it back at once.
+        let candidate = matches!(hold, Some(Hold::ArbiterKey(_)));
+        let want = in_service && (local_primary || promoting || candidate);
+        let action = if want {
+            ArbiterAction::Campaign
+        } else {
+            ArbiterAction::Release
+        };
+        // Nothing to release before anything was asked for.
+        if arbiter.asked != Some(action) && (want || arbiter.asked.is_some()) {
+            arbiter.asked = Some(action);
+            if want {
+                out.push(Decision::Arbiter(action));
+            } else {
+                release.push(Decision::Arbiter(action));
+            }
+        }
+        let held = arbiter.held(now);
+        let etcd_silent = matches!(arbiter.latest, Some(ArbiterSample::Unknown { .. }));
+        let failsafe = !held
+            && arbiter.rules.failsafe
+            && etcd_silent
+            && arbiter.held_until.is_some()
+            && peer_confirms;
+        self.failsafe_active = failsafe;
+        let allowed = held || failsafe;
+        // Only a master that would otherwise keep serving has lost something to the arbiter (a
+        // crashed database loses the VIP to its own rule).
+        if !allowed && self.sent.vip && local_primary && !arbiter.lost {
+            arbiter.lost = true;
+            out.push(Decision::Notice(Notice::LeaseLost));
+            if arbiter.rules.fence_on_loss
+                && self.local.role == Some(DbRole::Primary)
+                && self.fenced.is_none()
+            {
+                self.fenced = Some(FenceReason::LeaseLost);
+                fences.push(FenceReason::LeaseLost);
+            }
+        }
+        allowed
     }
 
     /// Invariants 2 and 3: start or continue a promotion when this node is master over a
@@ -1030,6 +1191,17 @@ impl Policy {
         if let Err(why) = self.replication.promotable() {
             if !self.accept_data_loss {
                 return Some(Hold::NotPromotable(why));
+            }
+        }
+        // Invariant 10: with an arbiter, the last gate is its key. Asking for it only here, past
+        // every other hold, keeps a standby from taking it while the old primary is seen alive.
+        if let Some(arbiter) = &self.arbiter {
+            if !arbiter.held(now) {
+                return Some(Hold::ArbiterKey(match arbiter.latest {
+                    Some(ArbiterSample::Unknown { .. }) => KeyState::Unknown,
+                    Some(ArbiterSample::HeldByOther { .. }) => KeyState::HeldByOther,
+                    _ => KeyState::Campaigning,
+                }));
             }
         }
         self.promotion = Promotion::Running { attempt };

@@ -207,3 +207,7 @@ pub fn command(kind: CommandKind, flavor: Flavor, has_bin_dir: bool) -> CommandS
         timeout: Duration::from_secs(seconds),
     }
 }
+
+pub const ARBITER_LEASE_TTL: Duration = Duration::from_secs(5);
+pub const ARBITER_TIMEOUT: Duration = Duration::from_secs(1);
+pub const ARBITER_FAILSAFE: bool = true;

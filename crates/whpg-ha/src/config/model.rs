@@ -28,6 +28,8 @@ pub struct Config {
     pub witness: Witness,
     pub api: Api,
     pub journal: Journal,
+    /// `[arbiter]`: the etcd lease that decides who may hold the VIP; `None`: no arbiter.
+    pub arbiter: Option<Arbiter>,
     /// Legal but suspicious settings (e.g. priority 255); `check-config` prints them.
     pub warnings: Vec<ConfigError>,
 }
@@ -478,4 +480,62 @@ impl Api {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journal {
     pub path: PathBuf,
+}
+
+/// `[arbiter]`: an etcd v3 cluster whose leader key (on a lease) decides which node may hold the
+/// VIP and be primary (design invariant 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arbiter {
+    /// Client URLs of the etcd members (`http://host:2379` or `https://...`), in file order.
+    pub endpoints: Vec<String>,
+    /// Keys live under this prefix; the leader key is `<prefix>/leader`.
+    pub key_prefix: String,
+    /// TTL asked for the leader key's lease (etcd may raise it to its minimum).
+    pub lease_ttl: Duration,
+    /// Each etcd request (connect, grant, put, keep-alive) gives up after this: the answer is
+    /// then unknown, never "the peer holds the key".
+    pub timeout: Duration,
+    /// How often the holder refreshes its lease (a third of the TTL unless set).
+    pub keepalive_interval: Duration,
+    /// What a master whose lease ran out does besides dropping the VIP.
+    pub on_lease_loss: LeaseLoss,
+    /// Keep serving through an etcd outage while the peer confirms it is not taking over.
+    pub failsafe: bool,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: Option<ArbiterTls>,
+}
+
+impl Arbiter {
+    /// The key whose holder may hold the VIP.
+    pub fn leader_key(&self) -> String {
+        format!("{}/leader", self.key_prefix.trim_end_matches('/'))
+    }
+}
+
+/// `[arbiter] tls_*`: the CA that signed the etcd members' certificates, and an optional client
+/// certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArbiterTls {
+    pub ca_file: PathBuf,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// `arbiter.on_lease_loss`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseLoss {
+    /// Drop the VIP and stop the database (the fence command).
+    Fence,
+    /// Drop the VIP only; the database keeps running for whoever reaches it directly.
+    RemoveVip,
+}
+
+impl LeaseLoss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseLoss::Fence => "fence",
+            LeaseLoss::RemoveVip => "remove-vip",
+        }
+    }
 }

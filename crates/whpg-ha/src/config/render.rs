@@ -181,6 +181,32 @@ impl Config {
 
         writeln!(o, "\n[journal]")?;
         writeln!(o, "path = {}", path(&self.journal.path))?;
+
+        if let Some(a) = &self.arbiter {
+            writeln!(o, "\n[arbiter]")?;
+            writeln!(o, "kind = \"etcd\"")?;
+            writeln!(o, "endpoints = {}", list(&a.endpoints))?;
+            writeln!(o, "key_prefix = {}", quote(&a.key_prefix))?;
+            writeln!(o, "lease_ttl = {}", dur(a.lease_ttl))?;
+            writeln!(o, "timeout = {}", dur(a.timeout))?;
+            writeln!(o, "keepalive_interval = {}", dur(a.keepalive_interval))?;
+            writeln!(o, "on_lease_loss = {}", quote(a.on_lease_loss.as_str()))?;
+            writeln!(o, "failsafe = {}", a.failsafe)?;
+            if let Some(user) = &a.user {
+                writeln!(o, "user = {}", quote(user))?;
+            }
+            if a.password.is_some() {
+                // A secret key (see `error::is_secret_key`): never its value.
+                writeln!(o, "password = {}", quote(Secret::MASK))?;
+            }
+            if let Some(tls) = &a.tls {
+                writeln!(o, "tls_ca_file = {}", path(&tls.ca_file))?;
+                if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                    writeln!(o, "tls_cert_file = {}", path(cert))?;
+                    writeln!(o, "tls_key_file = {}", path(key))?;
+                }
+            }
+        }
         Ok(())
     }
 }

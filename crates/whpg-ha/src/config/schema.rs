@@ -66,6 +66,7 @@ pub(crate) struct RawConfig {
     pub api: RawApi,
     #[serde(default)]
     pub journal: RawJournal,
+    pub arbiter: Option<RawArbiter>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,4 +203,22 @@ pub(crate) struct RawApi {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawJournal {
     pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawArbiter {
+    pub kind: Option<String>,
+    pub endpoints: Option<Vec<String>>,
+    pub key_prefix: Option<String>,
+    pub lease_ttl: Option<RawDuration>,
+    pub timeout: Option<RawDuration>,
+    pub keepalive_interval: Option<RawDuration>,
+    pub on_lease_loss: Option<String>,
+    pub failsafe: Option<bool>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }

@@ -18,6 +18,8 @@ use super::schema::*;
 use super::spans::{segment, SpanIndex};
 use super::template::{is_placeholder, placeholders_in, PLACEHOLDERS};
 
+mod arbiter;
+
 /// Linux limit on interface names and address labels (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 
@@ -54,6 +56,10 @@ pub(crate) fn resolve(
     let commands = c.commands(&raw.commands, &database);
     let mut api = c.api(&raw.api);
     let journal = c.journal(&raw.journal);
+    let arbiter = raw
+        .arbiter
+        .as_ref()
+        .map(|a| c.arbiter(a, vrrp.vrid, failover.confirmation));
 
     let Checker {
         mut errors,
@@ -101,6 +107,7 @@ pub(crate) fn resolve(
         witness,
         api,
         journal,
+        arbiter,
         warnings,
     })
 }

@@ -75,6 +75,7 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     restart(old.witness != new.witness, "witness");
     restart(old.api != new.api, "api");
     restart(old.journal != new.journal, "journal");
+    restart(old.arbiter != new.arbiter, "arbiter");
     plan
 }
 
@@ -124,6 +125,17 @@ mod tests {
         assert_eq!(p.priority, Some(120));
         assert!(p.garp);
         assert_eq!(p.needs_restart, vec!["vrrp.vrid", "vip", "replication"]);
+    }
+
+    #[test]
+    fn an_arbiter_change_needs_a_restart() {
+        let old = config::parse(&example(), Some("cdw")).unwrap();
+        let text = format!(
+            "{}\n[arbiter]\nkind = \"etcd\"\nendpoints = [\"http://192.168.10.1:2379\"]\n",
+            example()
+        );
+        let new = config::parse(&text, Some("cdw")).unwrap();
+        assert_eq!(plan(&old, &new).needs_restart, vec!["arbiter"]);
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Supervision {
     pub jobs: Jobs,
     /// Starts a witness round at once (the node asks before promoting over a silent master).
     pub witness_now: std::sync::Arc<Notify>,
+    /// The etcd client of `[arbiter]`, when configured.
+    pub arbiter: Option<crate::arbiter::ArbiterHandle>,
     pub inputs: mpsc::Receiver<Input>,
     pub job_reports: mpsc::UnboundedReceiver<JobReport>,
 }
@@ -68,6 +70,7 @@ pub struct Supervision {
 struct JobsIo {
     jobs: Jobs,
     witness_now: std::sync::Arc<Notify>,
+    arbiter: Option<crate::arbiter::ArbiterHandle>,
 }
 
 /// Where the outside world reaches the loop.
@@ -121,6 +124,7 @@ impl Runner {
                 Some(JobsIo {
                     jobs: s.jobs,
                     witness_now: s.witness_now,
+                    arbiter: s.arbiter,
                 }),
                 Some(s.inputs),
                 Some(s.job_reports),
@@ -338,6 +342,11 @@ impl Runner {
             Effect::SetSynchronousStandby(target) => {
                 if let Some(s) = &mut self.supervision {
                     s.jobs.set_synchronous_standby(target);
+                }
+            }
+            Effect::Arbiter(action) => {
+                if let Some(arbiter) = self.supervision.as_ref().and_then(|s| s.arbiter.as_ref()) {
+                    arbiter.ask(action);
                 }
             }
             Effect::CheckWitnesses => {

@@ -147,6 +147,9 @@ pub enum Effect {
     Measure(Measure),
     /// Remember maintenance mode across restarts (on disk, before the request is answered).
     RememberMaintenance { on: bool },
+    /// Campaign for / keep the arbiter's leader key, or release it; the etcd client answers
+    /// with `Input::Arbiter`.
+    Arbiter(whpg_policy::ArbiterAction),
     /// Remember that the standby is not promotable (`None`: it caught up), on disk, so a
     /// restarted daemon cannot forget it.
     RememberNotPromotable(Option<NotPromotableRecord>),
@@ -240,6 +243,15 @@ impl std::fmt::Display for HoldText {
             Hold::TriggerNotConfigured => "this failure is not in failover.triggers",
             Hold::Maintenance => "maintenance mode is on",
             Hold::NotPromotable(_) => "the standby is not known to hold every acknowledged commit",
+            Hold::ArbiterKey(whpg_policy::KeyState::Campaigning) => {
+                "asking the arbiter (etcd) for the leader key"
+            }
+            Hold::ArbiterKey(whpg_policy::KeyState::HeldByOther) => {
+                "the other node holds the arbiter's leader key (its lease has not run out)"
+            }
+            Hold::ArbiterKey(whpg_policy::KeyState::Unknown) => {
+                "the arbiter (etcd) does not answer: unknown is not free, no promotion"
+            }
         })
     }
 }
@@ -285,7 +297,11 @@ impl Node {
         let policy = config
             .database
             .monitor
-            .then(|| Policy::new(policy_setup::policy_config(config), now.at));
+            .then(|| Policy::new(policy_setup::policy_config(config), now.at))
+            .map(|policy| match policy_setup::arbiter_rules(config) {
+                Some(rules) => policy.with_arbiter(rules),
+                None => policy,
+            });
         Node::with_policy(config, policy, now)
     }
 
@@ -825,6 +841,20 @@ impl Node {
                 self.record(None, entry);
                 self.effects.push(Effect::SetSynchronousStandby(target));
             }
+            Decision::Arbiter(action) => {
+                let text = match action {
+                    whpg_policy::ArbiterAction::Campaign => {
+                        "policy: campaign for the arbiter's leader key"
+                    }
+                    whpg_policy::ArbiterAction::Release => {
+                        "policy: release the arbiter's leader key"
+                    }
+                };
+                self.log(Level::INFO, text);
+                let entry = self.entry(Kind::Decision, text);
+                self.record(Some(("arbiter", text)), entry);
+                self.effects.push(Effect::Arbiter(action));
+            }
             Decision::Notice(notice) => self.notice(notice),
         }
     }
@@ -928,12 +958,16 @@ impl Node {
                     SyncTarget::Alone => "to '' (commit alone)",
                 }
             ),
+            Notice::LeaseLost => "the arbiter's lease ran out (or the key went elsewhere) and the \
+                                  peer did not confirm it stays a standby: the VIP goes"
+                .to_string(),
         };
         let level = match notice {
             Notice::PromotionFailed { .. }
             | Notice::NeedsRejoin { .. }
             | Notice::Isolated
             | Notice::SynchronousStandbyFailed { .. }
+            | Notice::LeaseLost
             | Notice::PromotionHeld(Hold::NotPromotable(_)) => Level::ERROR,
             Notice::SynchronousStandbySet {
                 target: SyncTarget::Standby,
@@ -1100,6 +1134,10 @@ impl Node {
                 self.now.at,
                 self.not_promotable_since_unix_ms,
             );
+            self.status.arbiter = status
+                .arbiter
+                .as_ref()
+                .map(|a| crate::status::ArbiterView::new(a, &self.name, self.now.at));
             self.status
                 .update_database(&status, self.wal_receiver.clone(), replication);
         }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use whpg_policy::{PolicyConfig, ReplicationConfig, SyncConfig, SyncMode, Triggers};
+use whpg_policy::{ArbiterRules, PolicyConfig, ReplicationConfig, SyncConfig, SyncMode, Triggers};
 
-use crate::config::{Config, ReplicationMode, Trigger};
+use crate::config::{Config, LeaseLoss, ReplicationMode, Trigger};
 
 /// Added to the priority of a node whose database is a healthy primary: larger than any gap
 /// between configured priorities, so a primary always outranks a standby.
@@ -69,4 +69,12 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
             retry_delay: SYNC_RETRY_DELAY,
         },
     }
+}
+
+/// The arbiter's rules, when `[arbiter]` is configured (invariant 10).
+pub fn arbiter_rules(config: &Config) -> Option<ArbiterRules> {
+    config.arbiter.as_ref().map(|a| ArbiterRules {
+        fence_on_loss: a.on_lease_loss == LeaseLoss::Fence,
+        failsafe: a.failsafe,
+    })
 }

@@ -9,6 +9,7 @@
 //! | `config` | both daemons run the same shared configuration (SHA-256 of the effective configuration without the node-local lines); otherwise the keys that differ are named |
 //! | `adverts` | one node is MASTER and the other BACKUP, and the BACKUP heard the MASTER's adverts within its Master_Down_Interval |
 //! | `standby` | one healthy primary, one healthy standby whose WAL receiver streams, not fenced, not needing a rejoin, not in maintenance, no promotion hold |
+//! | `arbiter` (with `[arbiter]` only) | both daemons reach etcd, and both name the same holder of the leader key: the node that holds the VIP |
 //! | `token` (per node) | the daemon accepts the token of `api.token_file` |
 //! | `commands` (per node) | promote / fence / rejoin programs are found and executable by `database.os_user` |
 //! | `environment` (per node) | PGPORT, PGDATA or COORDINATOR_DATA_DIRECTORY / GPHOME set; data directory (and greenplum_path.sh) reachable by the OS user |
@@ -207,6 +208,9 @@ pub fn check(config: &Config, targets: &[Target], allow_differing: &[String]) ->
     ));
     rows.push(Row::of("", adverts_item(targets, &answers)));
     rows.push(Row::of("", standby_item(config, targets, &answers)));
+    if let Some(arbiter) = &config.arbiter {
+        rows.push(Row::of("", arbiter_item(arbiter, targets, &answers)));
+    }
     for (target, answer) in targets.iter().zip(&answers) {
         rows.push(Row::of(&target.node.name, answer.token.clone()));
     }
@@ -393,6 +397,91 @@ fn adverts_item(targets: &[Target], answers: &[Answers]) -> Item {
         NAME,
         format!("{} is MASTER; {}", master_target.node.name, seen.join("; ")),
     )
+}
+
+/// Both daemons reach etcd and agree that the VIP holder holds the leader key.
+fn arbiter_item(arbiter: &crate::config::Arbiter, targets: &[Target], answers: &[Answers]) -> Item {
+    const NAME: &str = "arbiter";
+    let endpoints = arbiter.endpoints.join(", ");
+    let mut holders = Vec::new();
+    let mut vip_holder = None;
+    for (target, answer) in targets.iter().zip(answers) {
+        let name = target.node.name.as_str();
+        let Ok(status) = &answer.status else {
+            return Item::unknown(
+                NAME,
+                format!("{name} does not answer"),
+                "start its daemon, then check again",
+            );
+        };
+        let Some(view) = &status.arbiter else {
+            return Item::unknown(
+                NAME,
+                format!("{name} reports no arbiter"),
+                "give both nodes the same [arbiter] section and reload, or upgrade its daemon",
+            );
+        };
+        match view.reachable {
+            Some(true) => {}
+            Some(false) => {
+                return Item::fail(
+                    NAME,
+                    format!(
+                        "{name} cannot reach etcd: {}",
+                        view.error.clone().unwrap_or_default()
+                    ),
+                    format!(
+                        "start the etcd members at {endpoints} (a quorum must run), or correct \
+                         arbiter.endpoints / user / password / tls_* and reload"
+                    ),
+                )
+            }
+            None => {
+                return Item::unknown(
+                    NAME,
+                    format!("{name} has not asked etcd yet"),
+                    "wait a few seconds and check again",
+                )
+            }
+        }
+        if status.holds_vips {
+            vip_holder = Some(name.to_string());
+        }
+        holders.push((name.to_string(), view.holder.clone()));
+    }
+    let named: Vec<&Option<String>> = holders.iter().map(|(_, h)| h).collect();
+    if named.windows(2).any(|w| w[0] != w[1]) {
+        let seen: Vec<String> = holders
+            .iter()
+            .map(|(n, h)| format!("{n} sees {}", h.as_deref().unwrap_or("nobody")))
+            .collect();
+        return Item::fail(
+            NAME,
+            format!(
+                "the nodes disagree on the key's holder: {}",
+                seen.join(", ")
+            ),
+            "check again in a moment (a takeover may be under way); if it stays, check that both \
+             use the same arbiter.key_prefix and etcd cluster",
+        );
+    }
+    let holder = named.first().and_then(|h| h.as_deref());
+    match (holder, vip_holder) {
+        (Some(h), Some(v)) if h == v => Item::pass(
+            NAME,
+            format!("etcd at {endpoints} answers both nodes; {h} holds the leader key and the VIP"),
+        ),
+        (holder, vip) => Item::fail(
+            NAME,
+            format!(
+                "the leader key is held by {} but the VIP by {}",
+                holder.unwrap_or("nobody"),
+                vip.as_deref().unwrap_or("nobody")
+            ),
+            "see whpg-ha status and the journal (whpg-ha history): a failover is held or the \
+             primary cannot take the key",
+        ),
+    }
 }
 
 fn standby_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Item {
@@ -599,5 +688,75 @@ mod tests {
             "{table}"
         );
         assert!(lines[4].starts_with("1 of 2 checks do not pass"), "{table}");
+    }
+
+    fn arbiter_case(views: [(bool, crate::status::ArbiterView); 2]) -> Item {
+        let text = crate::config::testing::TestConfig::pair()
+            .section(
+                "[arbiter]",
+                "kind = \"etcd\"\nendpoints = [\"http://10.0.0.9:2379\"]",
+            )
+            .to_toml();
+        let config = crate::config::parse(&text, Some("a")).expect("valid");
+        let arbiter = config.arbiter.clone().expect("an arbiter");
+        let mut targets = Vec::new();
+        let mut answers = Vec::new();
+        for (node, (vip, view)) in config.nodes().into_iter().zip(views) {
+            let mut status = crate::status::test_status();
+            status.holds_vips = vip;
+            status.arbiter = Some(view);
+            targets.push(Target {
+                node: node.clone(),
+                api: "127.0.0.1:8008".parse().expect("address"),
+            });
+            answers.push(Answers {
+                status: Ok(status),
+                selftest: Err("not asked".into()),
+                token: Item::pass("token", "-"),
+            });
+        }
+        arbiter_item(&arbiter, &targets, &answers)
+    }
+
+    fn view(reachable: bool, holder: Option<&str>) -> crate::status::ArbiterView {
+        crate::status::ArbiterView {
+            reachable: Some(reachable),
+            holder: holder.map(str::to_string),
+            error: (!reachable).then(|| "etcd read at http://10.0.0.9:2379 gave no answer".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_arbiter_check_wants_etcd_reachable_and_the_vip_holder_holding_the_key() {
+        let ok = arbiter_case([
+            (true, view(true, Some("a"))),
+            (false, view(true, Some("a"))),
+        ]);
+        assert_eq!(ok.outcome, Outcome::Pass, "{ok:?}");
+
+        let down = arbiter_case([(true, view(true, Some("a"))), (false, view(false, None))]);
+        assert_eq!(down.outcome, Outcome::Fail);
+        assert!(down
+            .detail
+            .contains("b cannot reach etcd: etcd read at http://10.0.0.9:2379"));
+        assert!(down.fix.contains("http://10.0.0.9:2379"), "{down:?}");
+
+        let split = arbiter_case([
+            (true, view(true, Some("a"))),
+            (false, view(true, Some("b"))),
+        ]);
+        assert_eq!(split.outcome, Outcome::Fail);
+        assert!(split.detail.contains("disagree"), "{split:?}");
+
+        let elsewhere = arbiter_case([
+            (true, view(true, Some("b"))),
+            (false, view(true, Some("b"))),
+        ]);
+        assert_eq!(elsewhere.outcome, Outcome::Fail);
+        assert!(
+            elsewhere.detail.contains("held by b but the VIP by a"),
+            "{elsewhere:?}"
+        );
     }
 }

@@ -212,6 +212,9 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
             }
         }
     }
+    if let Some(arbiter) = &status.arbiter {
+        notes.push(format!("arbiter: {}", arbiter.summary()));
+    }
     for fault in &vrrp.faults {
         let name = serde_json::to_value(fault)
             .ok()

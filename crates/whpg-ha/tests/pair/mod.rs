@@ -17,8 +17,8 @@ use whpg_ha::config::Config;
 use whpg_ha::config::ReplicationMode;
 use whpg_ha::node::{Effect, Node, NodeInput, NotPromotableRecord, Now, Request};
 use whpg_policy::{
-    Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow, SyncTarget, WalReceiver,
-    WriteVerified,
+    ArbiterAction, ArbiterSample, Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow,
+    SyncTarget, WalReceiver, WriteVerified,
 };
 use whpg_vrrp::receive::PacketMeta;
 use whpg_vrrp::State;
@@ -70,6 +70,50 @@ pub fn configs_with(confirmation: &str, mode: &str, sync_timeout: &str) -> [Conf
         .set("replication", "sync_timeout", sync_timeout);
     ["a", "b"].map(|name| pair.parse(name))
 }
+
+/// [`configs`] with an `[arbiter]`: a 2 s lease refreshed every 500 ms, 200 ms timeouts.
+pub fn configs_with_arbiter(confirmation: &str) -> [Config; 2] {
+    let text = |name: &str| {
+        let pair = TestConfig::pair()
+            .version(3)
+            .advert_interval("100ms")
+            .unicast()
+            .database("bin_dir", "/usr/bin")
+            .monitor(true)
+            .health("100ms", "300ms", 2, 2)
+            .witness(&["10.77.0.1"], 1, "500ms", "200ms")
+            .set("failover", "confirmation", confirmation)
+            .section(
+                "[arbiter]",
+                "kind = \"etcd\"\nendpoints = [\"http://10.77.0.11:2379\", \"http://10.77.0.12:2379\", \
+                 \"http://10.77.0.1:2379\"]\nlease_ttl = \"2s\"\ntimeout = \"200ms\"\n\
+                 keepalive_interval = \"500ms\"",
+            );
+        pair.parse(name)
+    };
+    [text("a"), text("b")]
+}
+
+/// A fake etcd cluster: one leader key on a lease, as etcd keeps it. A member sits on each host
+/// and one with the witness, so a partition between the hosts leaves both with the quorum; a
+/// host whose link is down reaches none.
+#[derive(Debug, Clone)]
+pub struct FakeEtcd {
+    /// The key's holder and when its lease runs out.
+    pub holder: Option<(usize, Instant)>,
+    /// The whole cluster is down (or has no quorum).
+    pub down: bool,
+    /// What each node's client was last asked.
+    wanted: [Option<ArbiterAction>; 2],
+    /// When each client acts next.
+    next: [Instant; 2],
+    ttl: Duration,
+    timeout: Duration,
+    keepalive: Duration,
+}
+
+/// How often a client that wants the key and does not hold it looks again (src/arbiter.rs).
+const CAMPAIGN_POLL: Duration = Duration::from_millis(200);
 
 fn address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, 0, 11 + i as u8)
@@ -219,6 +263,9 @@ pub struct Pair {
     /// A primary that required its standby when the hosts lost each other: its acknowledged
     /// WAL then.
     acked_at_cut: [Option<u64>; 2],
+    /// The arbiter, when configured: then two VIP holders are a violation at any time, the
+    /// symmetric partition included.
+    pub etcd: Option<FakeEtcd>,
 }
 
 /// How long a double VIP may last once the hosts reach each other (an election takes a few
@@ -234,16 +281,30 @@ impl Pair {
     /// A settled-to-be pair: `a` primary on timeline 1, `b` its streaming standby, both daemons
     /// started at the same instant, with `failover.confirmation` as given.
     pub fn new(confirmation: &str) -> Pair {
-        Pair::with_configs(configs(confirmation))
+        Pair::from_configs(configs(confirmation))
     }
 
     /// A pair in `[replication] mode` (`async`, `sync`, `sync-strict`) with `sync_timeout`.
     pub fn with_replication(confirmation: &str, mode: &str, sync_timeout: &str) -> Pair {
-        Pair::with_configs(configs_with(confirmation, mode, sync_timeout))
+        Pair::from_configs(configs_with(confirmation, mode, sync_timeout))
     }
 
-    fn with_configs([ca, cb]: [Config; 2]) -> Pair {
+    /// [`Pair::new`] with an etcd arbiter ([`configs_with_arbiter`]).
+    pub fn with_arbiter(confirmation: &str) -> Pair {
+        Pair::from_configs(configs_with_arbiter(confirmation))
+    }
+
+    fn from_configs([ca, cb]: [Config; 2]) -> Pair {
         let t0 = Instant::now();
+        let etcd = ca.arbiter.as_ref().map(|a| FakeEtcd {
+            holder: None,
+            down: false,
+            wanted: [None; 2],
+            next: [t0; 2],
+            ttl: a.lease_ttl,
+            timeout: a.timeout,
+            keepalive: a.keepalive_interval,
+        });
         let host = |config: Config, role: Role| Host {
             config,
             node: None,
@@ -290,6 +351,7 @@ impl Pair {
             lost_bytes: Vec::new(),
             relaxed_unreachable_at: [None; 2],
             acked_at_cut: [None; 2],
+            etcd,
         };
         pair.start_daemon(A);
         pair.start_daemon(B);
@@ -373,6 +435,10 @@ impl Pair {
 
     /// SIGKILL: nothing is said, the VIP stays in the kernel.
     pub fn kill_daemon(&mut self, i: usize) {
+        if let Some(etcd) = &mut self.etcd {
+            // Its lease runs on until its TTL; nobody refreshes it.
+            etcd.wanted[i] = None;
+        }
         if self.hosts[i].node.take().is_some() {
             self.note(format!("host {i}: daemon killed"));
             self.queue.retain(|t| t.to != i);
@@ -582,6 +648,13 @@ impl Pair {
                     self.push(FENCE_TAKES, i, Pending::FenceEnds);
                 }
                 Effect::CheckWitnesses => self.witness_round(i),
+                Effect::Arbiter(action) => {
+                    self.note(format!("host {i}: arbiter {action:?}"));
+                    if let Some(etcd) = &mut self.etcd {
+                        etcd.wanted[i] = Some(action);
+                        etcd.next[i] = self.now;
+                    }
+                }
                 Effect::RememberMaintenance { on } => self.hosts[i].remembered_maintenance = on,
                 Effect::RememberNotPromotable(record) => {
                     self.hosts[i].remembered_not_promotable = record
@@ -597,6 +670,74 @@ impl Pair {
                 | Effect::Log { .. }
                 | Effect::Measure(_) => {}
             }
+        }
+    }
+
+    /// Host `i`'s etcd client does what it was asked, and reports as `src/arbiter.rs` does.
+    fn etcd_client(&mut self, i: usize) {
+        let now = self.now;
+        let reaches = self.hosts[i].link_up;
+        let Some(etcd) = &mut self.etcd else { return };
+        if etcd.holder.is_some_and(|(_, until)| now >= until) {
+            etcd.holder = None;
+        }
+        let action = etcd.wanted[i];
+        let (sample, after, next) = if etcd.down || !reaches {
+            let sample = ArbiterSample::Unknown {
+                reason: "etcd gave no answer".into(),
+            };
+            let next = if action == Some(ArbiterAction::Campaign) {
+                CAMPAIGN_POLL
+            } else {
+                etcd.keepalive
+            };
+            (sample, etcd.timeout, next)
+        } else {
+            match action {
+                Some(ArbiterAction::Campaign) => match etcd.holder {
+                    Some((h, _)) if h != i => (
+                        ArbiterSample::HeldByOther {
+                            holder: h.to_string(),
+                        },
+                        LATENCY * 2,
+                        CAMPAIGN_POLL,
+                    ),
+                    _ => {
+                        etcd.holder = Some((i, now + etcd.ttl));
+                        let valid_until = now + etcd.ttl - etcd.timeout;
+                        (
+                            ArbiterSample::Held { valid_until },
+                            LATENCY * 2,
+                            etcd.keepalive,
+                        )
+                    }
+                },
+                Some(ArbiterAction::Release) | None => {
+                    if action == Some(ArbiterAction::Release)
+                        && etcd.holder.is_some_and(|(h, _)| h == i)
+                    {
+                        etcd.holder = None;
+                        etcd.wanted[i] = None;
+                    }
+                    let sample = match etcd.holder {
+                        Some((h, _)) => ArbiterSample::HeldByOther {
+                            holder: h.to_string(),
+                        },
+                        None => ArbiterSample::Free,
+                    };
+                    (sample, LATENCY * 2, etcd.keepalive)
+                }
+            }
+        };
+        etcd.next[i] = now + next;
+        self.push(after, i, Pending::Observe(Input::Arbiter(sample)));
+    }
+
+    /// The whole etcd cluster stops answering (`true`) or comes back.
+    pub fn set_etcd_down(&mut self, down: bool) {
+        self.note(format!("etcd {}", if down { "down" } else { "up" }));
+        if let Some(etcd) = &mut self.etcd {
+            etcd.down = down;
         }
     }
 
@@ -787,6 +928,14 @@ impl Pair {
             if let Some(d) = node.next_deadline() {
                 next = next.min(d);
             }
+            if let Some(etcd) = &self.etcd {
+                let i = if std::ptr::eq(host, &self.hosts[A]) {
+                    A
+                } else {
+                    B
+                };
+                next = next.min(etcd.next[i]);
+            }
             next = next
                 .min(host.next_local_probe)
                 .min(host.next_peer_probe)
@@ -846,6 +995,9 @@ impl Pair {
                 };
                 self.hosts[i].next_peer_probe = self.now + wait;
                 self.peer_probe(i);
+            }
+            if self.etcd.as_ref().is_some_and(|e| e.next[i] <= self.now) {
+                self.etcd_client(i);
             }
             if self.hosts[i].next_witness <= self.now {
                 self.hosts[i].next_witness = self.now + self.hosts[i].config.witness.interval;
@@ -960,6 +1112,13 @@ impl Pair {
         } else {
             None
         };
+        // Invariant 10: with an arbiter, never two holders, whether they reach each other or not.
+        if both && self.etcd.is_some() {
+            self.violation(
+                "one VIP holder with an arbiter, the partition included",
+                "both hosts hold the VIP".into(),
+            );
+        }
         if let (Some(both_since), Some(connected)) = (self.both_vip_since, self.connected_since) {
             let since = both_since.max(connected);
             if self.check_single_holder && now.saturating_duration_since(since) > DOUBLE_VIP_GRACE {
