@@ -20,6 +20,31 @@ use crate::lab::{PG_PORT, VIP_CIDR};
 
 /// Advert interval of every stack but keepalived-seed, in ms (`--advert-interval-ms`).
 static ADVERT_MS: AtomicU64 = AtomicU64::new(100);
+/// `--whpg-replication-mode`: 0 async, 1 sync, 2 sync-strict.
+static REPLICATION_MODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// whpg-ha's `[replication] mode` for every whpg-ha contender (`async`, `sync`, `sync-strict`).
+pub fn set_replication_mode(mode: &str) -> anyhow::Result<()> {
+    let code = match mode {
+        "async" => 0,
+        "sync" => 1,
+        "sync-strict" => 2,
+        other => anyhow::bail!(
+            "--whpg-replication-mode {other:?}: use async, sync or sync-strict"
+        ),
+    };
+    REPLICATION_MODE.store(code, Ordering::Relaxed);
+    Ok(())
+}
+
+/// whpg-ha's `[replication] mode`, as set.
+pub fn replication_mode() -> &'static str {
+    match REPLICATION_MODE.load(Ordering::Relaxed) {
+        1 => "sync",
+        2 => "sync-strict",
+        _ => "async",
+    }
+}
 
 /// Sets the advert interval of whpg-ha, whpg-ha-fast and keepalived-fast (default 100 ms).
 pub fn set_advert_interval(interval: Duration) {
@@ -372,6 +397,14 @@ pub(crate) fn whpg_ha_config(
         "\n[failover]\ntriggers = [\"node-loss\", \"network-loss\", \"database-failure\"]\n\
          confirmation = \"{confirmation}\"\nwal_freshness = \"{wal_freshness}\"\n"
     );
+    if replication_mode() != "async" {
+        // The daemon manages synchronous_standby_names itself; the lab starts with it empty.
+        let _ = write!(
+            text,
+            "\n[replication]\nmode = \"{}\"\nsync_timeout = \"10s\"\n",
+            replication_mode()
+        );
+    }
     if let Some(witness) = extras.witness {
         // Defaults otherwise: quorum 1 of 1, ICMP every 200 ms with a 500 ms timeout, fencing
         // when isolated.

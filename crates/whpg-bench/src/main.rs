@@ -96,6 +96,11 @@ struct Args {
     /// not wait). With it the standby-down fault blocks every write on n1, as it should.
     #[arg(long)]
     synchronous: bool,
+    /// whpg-ha's `[replication] mode` (`async`, `sync`, `sync-strict`; sync_timeout 10 s): the
+    /// daemon itself requires and relaxes the standby. Each trial starts once n1 lists n2 as
+    /// `sync`. keepalived has no such mode (see `--synchronous` for a static setting).
+    #[arg(long, default_value = "async")]
+    whpg_replication_mode: String,
 }
 
 #[derive(Serialize)]
@@ -165,6 +170,10 @@ fn run() -> Result<i32> {
     }
     contenders::set_advert_interval(std::time::Duration::from_millis(args.advert_interval_ms));
     lab::set_synchronous(args.synchronous);
+    contenders::set_replication_mode(&args.whpg_replication_mode)?;
+    if args.synchronous && contenders::replication_mode() != "async" {
+        bail!("--synchronous sets synchronous_standby_names by hand; whpg-ha's sync modes set it themselves: use one or the other");
+    }
     let needs = [
         "ip",
         "runuser",
@@ -250,11 +259,12 @@ fn run() -> Result<i32> {
             .collect();
         let md = format!(
             "# whpg-bench results\n\nCommand: `{command}`\n\nAdvert interval (all but \
-             keepalived-seed): {} ms. Replication: {}.\n\nMachine: nproc {}, kernel {}, {} \
-             build, {}, load average before the run: {}; wall clock {:.0} s.\n\n{table}\n\
-             Median ratios:\n\n{ratios}\n",
+             keepalived-seed): {} ms. Replication: {} (whpg-ha `[replication] mode = {}`).\n\n\
+             Machine: nproc {}, kernel {}, {} build, {}, load average before the run: {}; wall \
+             clock {:.0} s.\n\n{table}\nMedian ratios:\n\n{ratios}\n",
             args.advert_interval_ms,
             lab::replication(),
+            contenders::replication_mode(),
             machine.nproc,
             machine.kernel,
             machine.build,

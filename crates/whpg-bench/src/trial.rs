@@ -980,6 +980,14 @@ fn settle(topo: &Topology, which: Contender, procs: &[Process]) -> Result<()> {
         n2,
         SETTLE_LIMIT.saturating_sub(start.elapsed()),
     )?;
+    if which.is_whpg_ha() && crate::contenders::replication_mode() != "async" {
+        // The trial measures the mode only once n1's daemon made its commits wait for n2.
+        topo.primary.wait_for_sql(
+            "SELECT sync_state FROM pg_stat_replication",
+            "sync",
+            SETTLE_LIMIT.saturating_sub(start.elapsed()),
+        )?;
+    }
     for (name, proc) in ["n1", "n2"].iter().zip(procs) {
         if !proc.is_running() {
             bail!("the HA daemon on {name} exited: {}", proc.log_contents());
