@@ -29,9 +29,7 @@ pub fn set_replication_mode(mode: &str) -> anyhow::Result<()> {
         "async" => 0,
         "sync" => 1,
         "sync-strict" => 2,
-        other => anyhow::bail!(
-            "--whpg-replication-mode {other:?}: use async, sync or sync-strict"
-        ),
+        other => anyhow::bail!("--whpg-replication-mode {other:?}: use async, sync or sync-strict"),
     };
     REPLICATION_MODE.store(code, Ordering::Relaxed);
     Ok(())

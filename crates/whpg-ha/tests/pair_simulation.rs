@@ -699,6 +699,27 @@ fn run_sequence_with_arbiter(profile: &str, faults: &[(u64, Fault)]) -> Pair {
     pair
 }
 
+/// Found by the sync-strict property test: the new primary is isolated and fenced while its
+/// probes fail for a local reason, the network heals — the VIP must not go back on the stopped
+/// database on the strength of its answers from before the fence.
+#[test]
+fn a_database_fenced_for_isolation_never_gets_the_vip_back_while_probes_fail_locally() {
+    let faults = [
+        (1535, Fault::CrashDb(0)),
+        (465, Fault::Link(1, false)),
+        (775, Fault::CrashDb(0)),
+        (1425, Fault::LocalFailure(1, 901)),
+        (0, Fault::Link(1, true)),
+    ];
+    for pair in [
+        run_faults(settled_sync(SYNC_STRICT), &faults),
+        run_sequence(DEFAULT, &faults),
+        run_sequence(FAST, &faults),
+    ] {
+        pair.assert_safe();
+    }
+}
+
 fn run_sequence(profile: &str, faults: &[(u64, Fault)]) -> Pair {
     run_faults(settled(profile), faults)
 }

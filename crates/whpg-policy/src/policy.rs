@@ -10,7 +10,7 @@
 //! | start-up gate: no election before both databases are known | `startup_gate` | `start_up_gate_keeps_the_node_out_of_the_election_until_it_knows_both_databases`, `a_transient_mastership_at_start_up_never_promotes`; pair `a_simultaneous_start_elects_the_primary_and_never_promotes_the_standby` |
 //! | a rebuilt standby is in service again | `return_to_service` | `a_planned_switchover_demotes_the_primary_and_promotes_past_maintenance` |
 //! | 4: an old primary is fenced, never serves | `fence_old_primary` | `an_old_primary_on_an_older_timeline_is_fenced_and_never_serves`, `an_old_primary_restarted_after_a_crash_is_fenced_on_its_first_answer`; pair `an_old_primary_restarted_after_a_failover_is_fenced_and_never_takes_the_vip` |
-//! | 5: an isolated master drops the VIP and fences | `isolation` | `an_isolated_primary_drops_the_vip_and_fences_its_database`, `a_lost_peer_with_witnesses_reachable_is_not_isolation`; pair `an_isolated_master_drops_the_vip_and_fences_its_database` |
+//! | 5: an isolated master drops the VIP and fences | `isolation` | `an_isolated_primary_drops_the_vip_and_fences_its_database`, `a_lost_peer_with_witnesses_reachable_is_not_isolation`, `a_database_fenced_for_isolation_serves_again_only_on_a_fresh_answer_as_primary`; pair `an_isolated_master_drops_the_vip_and_fences_its_database` |
 //! | a primary outranks a standby; the newest primary outranks an old one | `priority` | `a_healthy_primary_outranks_any_standby_and_preempts`, `the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby`; pair `a_healed_partition_leaves_the_vip_with_the_newest_primary` |
 //! | a failed database resigns at once (certain failure) | `faults` | `a_database_crash_on_the_master_resigns_at_once`, `failing_probes_count_only_after_fall_in_a_row`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
 //! | 2: no promotion while the old primary is known alive | `promotion_step` | `certain_takeover_promotes_as_soon_as_the_old_primary_is_no_longer_seen`, `a_fresh_wal_receiver_holds_promotion_until_it_goes_stale`, `a_late_answer_of_a_live_peer_primary_does_not_open_a_gap_for_promotion`; pair `a_restart_of_the_masters_daemon_does_not_promote_the_standby` |
@@ -893,6 +893,10 @@ impl Policy {
             {
                 self.fenced = Some(FenceReason::Isolated);
                 fences.push(FenceReason::Isolated);
+                // The fence stops the database: its health from before says nothing any more.
+                // Only fresh answers as a primary (an operator started it again) may put it
+                // back in service; probes that fail for a local reason must not.
+                self.local.crashed();
             }
         }
         // A database fenced for isolation that an operator starts again, with no live primary

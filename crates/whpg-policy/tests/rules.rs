@@ -735,6 +735,35 @@ fn an_isolated_primary_drops_the_vip_and_fences_its_database() {
 }
 
 #[test]
+fn a_database_fenced_for_isolation_serves_again_only_on_a_fresh_answer_as_primary() {
+    let mut run = Run::primary_settled(config());
+    run.witness(500, true);
+    run.probes(600, 1900, PRIMARY, PeerSample::Unreachable);
+    run.witness(600, false);
+    run.at(2100, Input::Tick);
+    assert!(run.decided(|d| matches!(d, Decision::Fence(FenceReason::Isolated))));
+    let installs = |run: &Run| run.decided_count(|d| *d == Decision::InstallVip);
+    let before = installs(&run);
+    // The fence stops the database, but our probes fail for a local reason (EMFILE) and say
+    // nothing; the network heals. The last answer, from before the fence, is no evidence.
+    for ms in (2200..=3000).step_by(100) {
+        run.at(ms, Input::Local(LocalSample::Unknown));
+        run.at(ms, Input::Peer(PeerSample::Standby));
+    }
+    run.witness(3000, true);
+    run.master(3050, TransitionReason::MasterDown);
+    run.at(3100, Input::Tick);
+    assert_eq!(
+        installs(&run),
+        before,
+        "the VIP went back on a fenced database"
+    );
+    // An operator starts it again: it answers as a primary, `rise` times.
+    run.probes(3200, 3400, PRIMARY, PeerSample::Standby);
+    assert_eq!(installs(&run), before + 1);
+}
+
+#[test]
 fn a_lost_peer_with_witnesses_reachable_is_not_isolation() {
     let mut run = Run::primary_settled(config());
     run.witness(500, true);
