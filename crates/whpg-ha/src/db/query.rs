@@ -150,7 +150,7 @@ pub enum QueryError {
 
 /// The driver's error with its causes ("db error: FATAL: ..."); its own text alone is only
 /// "db error" or "error connecting to server".
-fn full_text(error: &tokio_postgres::Error) -> String {
+pub(crate) fn full_text(error: &tokio_postgres::Error) -> String {
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(inner) = cause {

@@ -86,14 +86,7 @@ fn detail(error: &tokio_postgres::Error) -> String {
             db.code().code()
         );
     }
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
+    super::query::full_text(error)
 }
 
 /// Sets `synchronous_standby_names` for `target` on the database at `params` and reloads the

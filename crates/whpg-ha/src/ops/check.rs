@@ -557,7 +557,12 @@ fn standby_item(config: &Config, targets: &[Target], answers: &[Answers]) -> Ite
     if sdb.promotion_gave_up {
         problems.push("gave up a promotion".into());
     }
-    if let Some(hold) = &sdb.promotion_hold {
+    // A hold by the replication guard is said once, below, with its reason.
+    if let Some(hold) = sdb
+        .promotion_hold
+        .as_ref()
+        .filter(|h| !h.starts_with("NotPromotable"))
+    {
         problems.push(format!("promotion held: {hold}"));
     }
     // The replication guard: a failover now would be refused (or lose commits).

@@ -188,7 +188,12 @@ fn row(node: &NodeReport, now_ms: u64) -> [String; 11] {
         if db.isolated {
             notes.push("isolated".into());
         }
-        if let Some(hold) = &db.promotion_hold {
+        // A hold by the replication guard is said once, below, with its reason and since when.
+        if let Some(hold) = db
+            .promotion_hold
+            .as_ref()
+            .filter(|h| !h.starts_with("NotPromotable"))
+        {
             notes.push(format!("promotion held: {hold}"));
         }
         if let Some(r) = &db.replication {
