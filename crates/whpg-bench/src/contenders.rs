@@ -1,5 +1,6 @@
-//! The four failover stacks compared: whpg-ha in its default and fast profiles, keepalived as the
-//! seed configures it and as fast as keepalived allows.
+//! The failover stacks compared: whpg-ha in its default and fast profiles, whpg-ha's default
+//! profile with the etcd arbiter, keepalived as the seed configures it and as fast as keepalived
+//! allows.
 //!
 //! keepalived's database check and promotion are shell scripts written into the lab directory:
 //! they are keepalived's interface (a `vrrp_script` and a `notify_master`), owned by root, run as
@@ -79,6 +80,8 @@ pub struct WhpgHaExtras<'a> {
     pub token_file: Option<&'a Path>,
     /// `[commands.promote]` of this node.
     pub promotion: Promotion,
+    /// `[arbiter]` endpoints (the lab's etcd members' client URLs), for the arbiter contender.
+    pub arbiter: Option<&'a [String]>,
 }
 
 /// The token of the bench's whpg-ha API (lab-only, in a mode-600 file in the lab directory).
@@ -96,6 +99,9 @@ pub enum Contender {
     WhpgHa,
     #[serde(rename = "whpg-ha-fast")]
     WhpgHaFast,
+    /// The default profile plus `[arbiter]` on the lab's 3-member etcd cluster.
+    #[serde(rename = "whpg-ha-arbiter")]
+    WhpgHaArbiter,
     #[serde(rename = "keepalived-seed")]
     KeepalivedSeed,
     #[serde(rename = "keepalived-fast")]
@@ -103,9 +109,10 @@ pub enum Contender {
 }
 
 impl Contender {
-    pub const ALL: [Contender; 4] = [
+    pub const ALL: [Contender; 5] = [
         Contender::WhpgHa,
         Contender::WhpgHaFast,
+        Contender::WhpgHaArbiter,
         Contender::KeepalivedSeed,
         Contender::KeepalivedFast,
     ];
@@ -114,6 +121,7 @@ impl Contender {
         match self {
             Contender::WhpgHa => "whpg-ha",
             Contender::WhpgHaFast => "whpg-ha-fast",
+            Contender::WhpgHaArbiter => "whpg-ha-arbiter",
             Contender::KeepalivedSeed => "keepalived-seed",
             Contender::KeepalivedFast => "keepalived-fast",
         }
@@ -145,6 +153,11 @@ impl Contender {
                  probe timeout 200 ms (below 100 ms adverts A: health every A, timeout 2A, \
                  wal_freshness 3A)"
             }
+            Contender::WhpgHaArbiter => {
+                "whpg-ha, default profile plus the etcd arbiter: [arbiter] on 3 etcd 3.4 members \
+                 (n1, n2, gw; heartbeat 100 ms, election 1 s), lease_ttl 5 s, timeout 1 s, \
+                 keepalive_interval 1 s, on_lease_loss fence, failsafe on"
+            }
             Contender::KeepalivedSeed => {
                 "keepalived 2.2.7 as the seed: VRRPv2, advert 1 s, unicast, PASS, pg_isready every \
                  1 s (fall 3, rise 1, weight 50), notify_master `pg_ctl promote`"
@@ -157,20 +170,32 @@ impl Contender {
     }
 
     pub fn is_whpg_ha(self) -> bool {
-        matches!(self, Contender::WhpgHa | Contender::WhpgHaFast)
+        matches!(
+            self,
+            Contender::WhpgHa | Contender::WhpgHaFast | Contender::WhpgHaArbiter
+        )
+    }
+
+    /// Whether it uses the lab's etcd cluster as its arbiter.
+    pub fn has_arbiter(self) -> bool {
+        self == Contender::WhpgHaArbiter
     }
 
     /// Starts the stack on both database hosts (n1 priority 100, n2 priority 98), at about the
     /// same moment, as a real pair would be started. whpg-ha gets the witness `witness` and an API
-    /// token (for the switchover CLI).
+    /// token (for the switchover CLI); the arbiter contender the etcd endpoints `arbiter`.
     pub fn start(
         self,
         lab: &Lab,
         daemon: &Path,
         hosts: [(&Host, &PgNode); 2],
         witness: &str,
+        arbiter: Option<&[String]>,
         options: Options,
     ) -> Result<Vec<Process>> {
+        if self.has_arbiter() && arbiter.is_none() {
+            bail!("{} needs the lab's etcd cluster", self.name());
+        }
         let nodes = [
             (hosts[0].0.name(), hosts[0].0.address(), 100u8),
             (hosts[1].0.name(), hosts[1].0.address(), 98u8),
@@ -190,8 +215,9 @@ impl Contender {
                     } else {
                         Promotion::Works
                     },
+                    arbiter: arbiter.filter(|_| self.has_arbiter()),
                 };
-                let mut config = whpg_ha_config(self, db, &nodes, &extras);
+                let mut config = whpg_ha_config(self, db.data_dir(), &nodes, &extras);
                 // Journal into the lab directory (removed with the lab), not the machine's /var/lib.
                 let journal = lab.dir().join(format!("{}.journal", host.name()));
                 let _ = write!(config, "\n[journal]\npath = \"{}\"\n", journal.display());
@@ -330,7 +356,7 @@ fn own_log(proc: &Process, skip: usize) -> String {
 /// The whpg-ha configuration of one node of the pair, with `extras` (none for the idle cost).
 pub(crate) fn whpg_ha_config(
     which: Contender,
-    db: &PgNode,
+    data_dir: &Path,
     nodes: &[(&str, &str, u8)],
     extras: &WhpgHaExtras,
 ) -> String {
@@ -383,7 +409,7 @@ pub(crate) fn whpg_ha_config(
         "\n[database]\nflavor = \"postgres\"\nhost = \"127.0.0.1\"\nport = {PG_PORT}\n\
          user = \"{PG_SUPERUSER}\"\ndbname = \"postgres\"\ndata_directory = \"{}\"\n\
          os_user = \"{PG_OS_USER}\"\nbin_dir = \"{PG_BIN_DIR}\"\n",
-        db.data_dir().display()
+        data_dir.display()
     );
     let _ = write!(
         text,
@@ -401,6 +427,21 @@ pub(crate) fn whpg_ha_config(
             text,
             "\n[replication]\nmode = \"{}\"\nsync_timeout = \"10s\"\n",
             replication_mode()
+        );
+    }
+    if let Some(endpoints) = extras.arbiter {
+        // As the arbiter lab test: a 5 s lease refreshed every second, each request bounded by
+        // the members' 1 s election timeout; fence on lease loss and the failsafe by default.
+        let list = endpoints
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            text,
+            "\n[arbiter]\nkind = \"etcd\"\nendpoints = [{list}]\nkey_prefix = \"{}\"\n\
+             lease_ttl = \"5s\"\ntimeout = \"1s\"\nkeepalive_interval = \"1s\"\n",
+            crate::etcd::KEY_PREFIX
         );
     }
     if let Some(witness) = extras.witness {
@@ -518,4 +559,49 @@ fn keepalived_config(
     let mut text = conf;
     text.insert_str(at, &script);
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(which: Contender, arbiter: Option<&[String]>) -> String {
+        let data_dir = Path::new("/nonexistent/n1.pgdata");
+        let nodes = [("n1", "10.77.0.11", 100), ("n2", "10.77.0.12", 98)];
+        let extras = WhpgHaExtras {
+            arbiter,
+            ..WhpgHaExtras::default()
+        };
+        whpg_ha_config(which, data_dir, &nodes, &extras)
+    }
+
+    #[test]
+    fn the_arbiter_contender_is_the_default_profile_plus_an_arbiter_section() {
+        let endpoints = vec![
+            "http://10.77.0.11:2379".to_string(),
+            "http://10.77.0.12:2379".to_string(),
+            "http://10.77.0.1:2379".to_string(),
+        ];
+        let with = config_of(Contender::WhpgHaArbiter, Some(&endpoints));
+        let plain = config_of(Contender::WhpgHa, None);
+        let (before, arbiter) = with
+            .split_once("\n[arbiter]\n")
+            .expect("an [arbiter] section");
+        assert!(arbiter.contains(
+            "endpoints = [\"http://10.77.0.11:2379\", \"http://10.77.0.12:2379\", \
+             \"http://10.77.0.1:2379\"]"
+        ));
+        assert!(arbiter.contains("kind = \"etcd\""));
+        assert!(arbiter.contains("key_prefix = \"/whpg-ha/bench\""));
+        // Everything else is the default profile's, in the same order.
+        let rest = arbiter.split_once("\n\n").map_or("", |(_, r)| r);
+        assert_eq!(format!("{before}\n{rest}"), plain);
+        assert!(!plain.contains("[arbiter]"));
+        assert_eq!(
+            Contender::parse("whpg-ha-arbiter"),
+            Some(Contender::WhpgHaArbiter)
+        );
+        assert!(Contender::WhpgHaArbiter.is_whpg_ha() && Contender::WhpgHaArbiter.has_arbiter());
+        assert!(!Contender::WhpgHa.has_arbiter());
+    }
 }

@@ -251,7 +251,12 @@ fn whpg_ha(daemon: &Path, seconds: u64, monitor: Monitor) -> Result<IdleRow> {
     ];
     let mut procs = Vec::new();
     for (host, db) in [(&topo.n1, &topo.primary), (&topo.n2, &topo.standby)] {
-        let mut config = whpg_ha_config(Contender::WhpgHa, db, &nodes, &Default::default());
+        let mut config = whpg_ha_config(
+            Contender::WhpgHa,
+            db.data_dir(),
+            &nodes,
+            &Default::default(),
+        );
         match monitor {
             Monitor::Off => {
                 config = config.replace("[database]\n", "[database]\nmonitor = false\n");
@@ -324,6 +329,7 @@ fn keepalived(daemon: &Path, seconds: u64, which: Option<Contender>) -> Result<I
             daemon,
             [(&topo.n1, &topo.primary), (&topo.n2, &topo.standby)],
             topo.gw.address(),
+            None,
             Options::default(),
         )?,
         None => {

@@ -21,6 +21,7 @@
 mod behind;
 mod chart;
 mod contenders;
+mod etcd;
 mod idle;
 mod lab;
 mod netns;
@@ -50,10 +51,13 @@ struct Args {
     /// trials on 2 cores): db-crash, link-loss, db-stop, standby-down, blip-1s, daemon-kill,
     /// daemon-kill-backup, partition, partition-witness-n1, isolation, flapping-link,
     /// flapping-db, promote-fails, promote-hangs, old-primary-restart, switchover, stream-cut,
-    /// standby-restart-crash, standby-daemon-restart-behind, stream-cut-heal.
+    /// standby-restart-crash, standby-daemon-restart-behind, stream-cut-heal, etcd-member-down,
+    /// etcd-down, etcd-down-crash (the etcd faults start the lab's etcd cluster for every stack).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     faults: Vec<String>,
-    /// Implementations, comma-separated: whpg-ha, whpg-ha-fast, keepalived-seed, keepalived-fast.
+    /// Implementations, comma-separated: whpg-ha, whpg-ha-fast, whpg-ha-arbiter (the default
+    /// profile with the etcd arbiter, on a 3-member etcd cluster in n1, n2 and gw),
+    /// keepalived-seed, keepalived-fast.
     #[arg(
         long,
         value_delimiter = ',',
@@ -174,7 +178,7 @@ fn run() -> Result<i32> {
     if args.synchronous && contenders::replication_mode() != "async" {
         bail!("--synchronous sets synchronous_standby_names by hand; whpg-ha's sync modes set it themselves: use one or the other");
     }
-    let needs = [
+    let mut needs = vec![
         "ip",
         "runuser",
         "keepalived",
@@ -182,6 +186,11 @@ fn run() -> Result<i32> {
         "/usr/lib/postgresql/15/bin/initdb",
         "/usr/lib/postgresql/15/bin/pg_isready",
     ];
+    if !args.idle
+        && (contenders.iter().any(|c| c.has_arbiter()) || faults.iter().any(|f| f.uses_etcd()))
+    {
+        needs.extend(["etcd", "etcdctl"]);
+    }
     let (missing, packages) = whpg_lab::prereq::missing(&needs);
     if !missing.is_empty() {
         bail!(

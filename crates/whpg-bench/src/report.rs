@@ -76,7 +76,7 @@ pub fn rows(outcomes: &[Outcome], faults: &[Fault], contenders: &[Contender]) ->
                     .iter()
                     .filter(|o| o.status == Status::NoWrite)
                     .count(),
-                write_expected: fault.write_expected(),
+                write_expected: fault.write_expected(which),
                 limit_s: fault.limit().as_secs(),
                 harness_errors: mine
                     .iter()
@@ -216,6 +216,8 @@ pub fn ratios(rows: &[Row]) -> String {
         (Contender::WhpgHa, Contender::KeepalivedFast),
         (Contender::WhpgHaFast, Contender::KeepalivedSeed),
         (Contender::WhpgHaFast, Contender::KeepalivedFast),
+        // What the arbiter costs the default profile.
+        (Contender::WhpgHaArbiter, Contender::WhpgHa),
     ];
     let mut s = String::new();
     let mut faults: Vec<Fault> = rows

@@ -14,6 +14,7 @@ use whpg_lab::{wait_until, Process};
 
 use crate::behind;
 use crate::contenders::{whpg_ha_config_path, Contender, Options, Promotion};
+use crate::etcd;
 use crate::lab::{in_recovery, stored_ids, Topology, PG_PORT, VIP};
 use crate::sampler::{longest_overlap, Sample, Sampler};
 use crate::writer::{Commit, Writer};
@@ -42,6 +43,11 @@ const DB_ACCEPT: Duration = Duration::from_millis(450);
 const DB_FLAPS: usize = 7;
 /// Bound on the switchover command (the CLI's own steps are bounded well below it).
 const SWITCHOVER_LIMIT: Duration = Duration::from_secs(120);
+/// etcd-down-crash: how long the whole etcd cluster is down before n1's postmaster is killed.
+const ETCD_DOWN_BEFORE_CRASH: Duration = Duration::from_secs(2);
+/// etcd-member-down and etcd-down: how long the trial goes on after the first write, two lease
+/// TTLs of the arbiter contender (5 s), so that a lease that runs out shows its effect.
+const ETCD_TAIL: Duration = Duration::from_secs(10);
 
 /// A fault injected into the settled pair (n1 primary and master, n2 standby and backup).
 ///
@@ -78,9 +84,11 @@ pub enum Fault {
     /// All IP traffic between n1 and n2 cut at both ends for [`CUT`] (5 s), then healed; the
     /// witness and the client still reach both. n2 hears no advert, cannot probe n1's database
     /// and gets no WAL for longer than any stack's detection time (whpg-ha's 3 s confirmation,
-    /// keepalived-seed's ~3.6 s master-down interval), while its witness answers: every stack is
-    /// expected to fail over. No two-host design can keep one VIP holder during the cut (n1 is
-    /// not isolated and keeps serving); what matters is the heal: whpg-ha must fence the old
+    /// keepalived-seed's ~3.6 s master-down interval), while its witness answers: every stack
+    /// without an arbiter is expected to fail over. No two-host design can keep one VIP holder
+    /// during the cut (n1 is not isolated and keeps serving); with the arbiter n1 keeps the etcd
+    /// leader key (both sides reach gw's member) and n2 must not promote at all: no failover, one
+    /// VIP holder throughout. Without it, what matters is the heal: whpg-ha must fence the old
     /// primary (older timeline) and keep the VIP on n2; keepalived is likely to preempt back to n1
     /// and leave two primaries. Commits n1 acknowledged during the cut never reached n2, so some
     /// loss is inherent with asynchronous replication; the lost-commit count tells the rest.
@@ -175,10 +183,26 @@ pub enum Fault {
     /// `db-crash`, with nothing lost beyond what asynchronous replication can lose at a crash.
     #[serde(rename = "stream-cut-heal")]
     StreamCutHeal,
+    /// `kill -9` of the etcd member in the witness host gw (n1's and n2's keep the quorum).
+    /// Nothing must change for any stack: no failover, writes go on at n1.
+    #[serde(rename = "etcd-member-down")]
+    EtcdMemberDown,
+    /// `kill -9` of all three etcd members. With both daemons up and talking, the arbiter's
+    /// failsafe keeps n1 serving past its lease: no failover and no outage, writes go on (the
+    /// trial goes on 10 s, two lease TTLs). The stacks without an arbiter do not use etcd.
+    #[serde(rename = "etcd-down")]
+    EtcdDown,
+    /// All three etcd members killed (-9), then after 2 s `kill -9` of n1's postmaster; the clock
+    /// starts at the crash. With the arbiter n2 cannot take the leader key and must never promote
+    /// on an arbiter error: no failover, so no write (trial bounded to 12 s); losses are counted
+    /// on n1's database started again after the trial. For the stacks without an arbiter it is a
+    /// db-crash: they fail over, as they should.
+    #[serde(rename = "etcd-down-crash")]
+    EtcdDownCrash,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 20] = [
+    pub const ALL: [Fault; 23] = [
         Fault::DbCrash,
         Fault::LinkLoss,
         Fault::DbStop,
@@ -199,6 +223,9 @@ impl Fault {
         Fault::StandbyRestartCrash,
         Fault::StandbyDaemonRestartBehind,
         Fault::StreamCutHeal,
+        Fault::EtcdMemberDown,
+        Fault::EtcdDown,
+        Fault::EtcdDownCrash,
     ];
 
     pub fn name(self) -> &'static str {
@@ -223,6 +250,9 @@ impl Fault {
             Fault::StandbyRestartCrash => "standby-restart-crash",
             Fault::StandbyDaemonRestartBehind => "standby-daemon-restart-behind",
             Fault::StreamCutHeal => "stream-cut-heal",
+            Fault::EtcdMemberDown => "etcd-member-down",
+            Fault::EtcdDown => "etcd-down",
+            Fault::EtcdDownCrash => "etcd-down-crash",
         }
     }
 
@@ -234,10 +264,13 @@ impl Fault {
     /// acceptable (a 1 s blip is a real outage for a profile that fails over in 0.5 s).
     pub fn failover_expected(self, which: Contender) -> Option<bool> {
         match self {
+            // n1 keeps the leader key: both sides of the cut reach gw's etcd member.
+            Fault::Partition => Some(!which.has_arbiter()),
+            // Never a promotion on an arbiter error; without an arbiter a plain db-crash.
+            Fault::EtcdDownCrash => Some(!which.has_arbiter()),
             Fault::DbCrash
             | Fault::LinkLoss
             | Fault::DbStop
-            | Fault::Partition
             | Fault::Isolation
             | Fault::OldPrimaryRestart
             | Fault::Switchover
@@ -251,35 +284,54 @@ impl Fault {
             | Fault::PromoteHangs
             | Fault::StreamCut
             | Fault::StandbyRestartCrash
-            | Fault::StandbyDaemonRestartBehind => Some(false),
+            | Fault::StandbyDaemonRestartBehind
+            | Fault::EtcdMemberDown
+            | Fault::EtcdDown => Some(false),
             Fault::Blip | Fault::FlappingLink => match which {
-                Contender::WhpgHa | Contender::KeepalivedSeed => Some(false),
+                Contender::WhpgHa | Contender::WhpgHaArbiter | Contender::KeepalivedSeed => {
+                    Some(false)
+                }
                 Contender::WhpgHaFast | Contender::KeepalivedFast => None,
             },
         }
     }
 
-    /// Whether a write through the VIP can follow the fault at all: not when the primary is dead
-    /// and the standby cannot (or must not) be promoted. A trial without one is then the expected
-    /// outcome.
-    pub fn write_expected(self) -> bool {
-        !matches!(
-            self,
+    /// Whether a write through the VIP can follow the fault at all for `which`: not when the
+    /// primary is dead and the standby cannot (or must not) be promoted. A trial without one is
+    /// then the expected outcome.
+    pub fn write_expected(self, which: Contender) -> bool {
+        match self {
             Fault::PromoteFails
-                | Fault::PromoteHangs
-                | Fault::StreamCut
-                | Fault::StandbyRestartCrash
-                | Fault::StandbyDaemonRestartBehind
-        )
+            | Fault::PromoteHangs
+            | Fault::StreamCut
+            | Fault::StandbyRestartCrash
+            | Fault::StandbyDaemonRestartBehind => false,
+            Fault::EtcdDownCrash => !which.has_arbiter(),
+            _ => true,
+        }
     }
 
-    /// Longest wait from the fault for the first committed write.
+    /// Longest wait from the fault for the first committed write: the shorter bound for the
+    /// faults after which some stack must not write (the same for every stack, so their rows
+    /// stay comparable; it is well beyond the slowest failover after a crash).
     pub fn limit(self) -> Duration {
-        if self.write_expected() {
-            TRIAL_LIMIT
-        } else {
+        let no_write_for_some = Contender::ALL
+            .into_iter()
+            .any(|which| !self.write_expected(which));
+        if no_write_for_some {
             NO_WRITE_LIMIT
+        } else {
+            TRIAL_LIMIT
         }
+    }
+
+    /// Whether the trial needs the lab's etcd cluster whatever the stack (the etcd faults kill
+    /// its members for every stack, so the rows side by side stay comparable).
+    pub fn uses_etcd(self) -> bool {
+        matches!(
+            self,
+            Fault::EtcdMemberDown | Fault::EtcdDown | Fault::EtcdDownCrash
+        )
     }
 
     /// Whether the first-write time measures a failover, so comparing it across stacks means
@@ -314,6 +366,7 @@ impl Fault {
             Fault::DbCrash | Fault::LinkLoss => TAIL,
             Fault::Switchover => Duration::from_secs(3),
             Fault::OldPrimaryRestart => Duration::from_secs(6),
+            Fault::EtcdMemberDown | Fault::EtcdDown => ETCD_TAIL,
             _ => Duration::from_secs(5),
         }
     }
@@ -464,8 +517,8 @@ pub fn run(out: &mut Outcome, daemon: &Path, logs: Option<&Path>, all_logs: bool
     let topo = Topology::build(&format!("bench_{}_{}", fault.name(), which.name()))?;
     let result = measure(out, &topo, daemon);
     let unexpected_status = match out.status {
-        Status::Ok => !fault.write_expected(),
-        Status::NoWrite => fault.write_expected(),
+        Status::Ok => !fault.write_expected(which),
+        Status::NoWrite => fault.write_expected(which),
         _ => true,
     };
     let keep_logs = all_logs
@@ -516,14 +569,22 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     let options = Options {
         n2_promotion: fault.n2_promotion(),
     };
+    // Started before the stack and dropped (killed) after it: declared before `procs`.
+    let etcd = if which.has_arbiter() || fault.uses_etcd() {
+        Some(etcd::Cluster::start(topo)?)
+    } else {
+        None
+    };
+    let endpoints = etcd::endpoints(topo);
     let mut procs = which.start(
         &topo.lab,
         daemon,
         [(&topo.n1, &topo.primary), (&topo.n2, &topo.standby)],
         topo.gw.address(),
+        etcd.as_ref().map(|_| endpoints.as_slice()),
         options,
     )?;
-    settle(topo, which, &procs)?;
+    settle(topo, which, &procs, etcd.as_ref())?;
     let vip: Ipv4Addr = VIP.parse()?;
     let s1 = Sampler::start(topo.n1.netns(), vip, PG_PORT)?;
     let s2 = Sampler::start(topo.n2.netns(), vip, PG_PORT)?;
@@ -552,13 +613,24 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     if let Some(p) = &prepared {
         out.notes.extend(p.notes.iter().cloned());
     }
+    if fault == Fault::EtcdDownCrash {
+        let cluster = etcd
+            .as_ref()
+            .context("etcd-down-crash without the etcd cluster")?;
+        cluster.kill9_all()?;
+        std::thread::sleep(ETCD_DOWN_BEFORE_CRASH);
+        out.notes.push(format!(
+            "all etcd members killed {:.0} s before the crash",
+            ETCD_DOWN_BEFORE_CRASH.as_secs_f64()
+        ));
+    }
     let procs = procs;
     // Times run from just before the fault is injected; only attempts started once the injection
     // has returned count (`ip link set` takes a few ms, during which n1 still answers). A lasting
     // fault goes on in a scoped thread; the scope joins it (so it heals) even on an early error.
     let t0 = Instant::now();
     let first = std::thread::scope(|scope| -> Result<Option<Commit>> {
-        let rest = inject(fault, which, topo, &procs, daemon, scope)?;
+        let rest = inject(fault, which, topo, &procs, etcd.as_ref(), daemon, scope)?;
         let injected = Instant::now();
         out.injection_ms = ms(injected - t0);
         // Where n2 stood at the crash, read (off the clock) as soon as n1 is dead.
@@ -660,12 +732,24 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
             "n1 acknowledged {after_cut} commits between the cut and the crash"
         ));
     }
+    if let Some(cluster) = etcd.as_ref().filter(|_| which.has_arbiter()) {
+        // Read through gw's member: only while a quorum of members runs.
+        if cluster.running() >= 2 {
+            out.notes.push(format!(
+                "leader key at the end: {}",
+                etcd::key_holder(topo).unwrap_or_else(|| "none or unreadable".into())
+            ));
+        }
+    }
     let mut procs = procs;
+    // After a crash without a failover, as these faults expect, n1's data directory has what n1
+    // acknowledged.
+    let crash_without_failover = prepared.is_some() || fault == Fault::EtcdDownCrash;
     let final_primary = if n2_primary_at_end {
         Some(&topo.standby)
     } else if in_recovery(&topo.primary) == Some(false) {
         Some(&topo.primary)
-    } else if prepared.is_some() {
+    } else if crash_without_failover {
         // No failover after a crash, as these faults expect: what n1 acknowledged is in its
         // data directory. The stacks are stopped first, so none reacts to the restart.
         drop(std::mem::take(&mut procs));
@@ -721,6 +805,7 @@ fn inject<'scope, 'env>(
     which: Contender,
     topo: &'env Topology,
     procs: &'env [Process],
+    etcd: Option<&'env etcd::Cluster>,
     daemon: &'env Path,
     scope: &'scope Scope<'scope, 'env>,
 ) -> Result<Option<Rest<'scope>>> {
@@ -734,9 +819,16 @@ fn inject<'scope, 'env>(
         | Fault::StreamCut
         | Fault::StandbyRestartCrash
         | Fault::StandbyDaemonRestartBehind
-        | Fault::StreamCutHeal => {
+        | Fault::StreamCutHeal
+        | Fault::EtcdDownCrash => {
             topo.primary.kill9()?;
         }
+        Fault::EtcdMemberDown => etcd
+            .context("etcd-member-down without the etcd cluster")?
+            .kill9(2)?,
+        Fault::EtcdDown => etcd
+            .context("etcd-down without the etcd cluster")?
+            .kill9_all()?,
         Fault::LinkLoss => lab.link_down(n1)?,
         Fault::DbStop => topo.primary.stop_fast()?,
         Fault::StandbyDown => {
@@ -953,8 +1045,13 @@ fn total_time(samples: &[Sample], from: Instant, holds: impl Fn(&Sample) -> bool
 }
 
 /// Waits until n1 alone holds the VIP (for [`SETTLE_HOLD`]) and n2 is a settled backup whose
-/// health check has run.
-fn settle(topo: &Topology, which: Contender, procs: &[Process]) -> Result<()> {
+/// health check has run; with the arbiter, also until the leader key names n1.
+fn settle(
+    topo: &Topology,
+    which: Contender,
+    procs: &[Process],
+    etcd: Option<&etcd::Cluster>,
+) -> Result<()> {
     let start = Instant::now();
     'again: loop {
         let left = SETTLE_LIMIT.saturating_sub(start.elapsed());
@@ -988,10 +1085,76 @@ fn settle(topo: &Topology, which: Contender, procs: &[Process]) -> Result<()> {
             SETTLE_LIMIT.saturating_sub(start.elapsed()),
         )?;
     }
+    if which.has_arbiter() {
+        let cluster = etcd.context("the arbiter contender without the etcd cluster")?;
+        cluster.wait_key_held_by(
+            topo,
+            topo.n1.name(),
+            SETTLE_LIMIT.saturating_sub(start.elapsed()),
+        )?;
+    }
     for (name, proc) in ["n1", "n2"].iter().zip(procs) {
         if !proc.is_running() {
             bail!("the HA daemon on {name} exited: {}", proc.log_contents());
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_parses_back_from_its_name() {
+        for fault in Fault::ALL {
+            assert_eq!(Fault::parse(fault.name()), Some(fault));
+        }
+        assert_eq!(Fault::parse("etcd-down-crash"), Some(Fault::EtcdDownCrash));
+    }
+
+    #[test]
+    fn the_arbiter_changes_the_expectation_of_the_partition_and_of_a_crash_without_etcd() {
+        let arbiter = Contender::WhpgHaArbiter;
+        assert_eq!(Fault::Partition.failover_expected(arbiter), Some(false));
+        assert_eq!(Fault::EtcdDownCrash.failover_expected(arbiter), Some(false));
+        assert!(!Fault::EtcdDownCrash.write_expected(arbiter));
+        // A real outage still fails over with the arbiter.
+        for fault in [Fault::DbCrash, Fault::LinkLoss, Fault::Isolation] {
+            assert_eq!(fault.failover_expected(arbiter), Some(true), "{fault:?}");
+        }
+        for which in [
+            Contender::WhpgHa,
+            Contender::WhpgHaFast,
+            Contender::KeepalivedSeed,
+            Contender::KeepalivedFast,
+        ] {
+            // Without an arbiter etcd-down-crash is a db-crash and the partition fails over.
+            assert_eq!(Fault::Partition.failover_expected(which), Some(true));
+            assert_eq!(Fault::EtcdDownCrash.failover_expected(which), Some(true));
+            assert!(Fault::EtcdDownCrash.write_expected(which));
+        }
+        for which in Contender::ALL {
+            for fault in [Fault::EtcdMemberDown, Fault::EtcdDown] {
+                assert_eq!(fault.failover_expected(which), Some(false), "{fault:?}");
+                assert!(fault.write_expected(which), "{fault:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_etcd_faults_start_etcd_and_a_crash_without_etcd_is_bounded_like_the_no_write_faults() {
+        assert!(Fault::ALL.iter().filter(|f| f.uses_etcd()).eq([
+            Fault::EtcdMemberDown,
+            Fault::EtcdDown,
+            Fault::EtcdDownCrash
+        ]
+        .iter()));
+        assert_eq!(Fault::EtcdDownCrash.limit(), NO_WRITE_LIMIT);
+        assert_eq!(Fault::PromoteFails.limit(), NO_WRITE_LIMIT);
+        assert_eq!(Fault::EtcdDown.limit(), TRIAL_LIMIT);
+        assert_eq!(Fault::DbCrash.limit(), TRIAL_LIMIT);
+        // The tail outlasts two lease TTLs where a lost lease would show.
+        assert_eq!(Fault::EtcdDown.tail(), ETCD_TAIL);
+    }
 }
