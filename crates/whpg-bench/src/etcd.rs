@@ -156,8 +156,8 @@ impl Cluster {
         self.members.iter().filter(|m| m.is_running()).count()
     }
 
-    /// Waits (within `limit`) until the leader key `<prefix>/leader` names `node`, read
-    /// linearizably through gw's member.
+    /// Waits (within `limit`) until the leader key `<prefix>/leader` names `node`
+    /// ([`key_holder`]).
     pub fn wait_key_held_by(&self, topo: &Topology, node: &str, limit: Duration) -> Result<()> {
         let start = Instant::now();
         let mut last = None;
@@ -180,11 +180,12 @@ impl Cluster {
     }
 }
 
-/// The leader key's value (the holding node's name), read through gw's member; `None` when the
-/// key is absent or etcd does not answer.
+/// The leader key's value (the holding node's name), read linearizably from gw through any
+/// member that answers (gw's own may be the one killed); `None` when the key is absent or etcd
+/// does not answer.
 pub fn key_holder(topo: &Topology) -> Option<String> {
     let key = format!("{KEY_PREFIX}/leader");
-    let url = format!("http://127.0.0.1:{CLIENT_PORT}");
+    let url = endpoints(topo).join(",");
     let out = topo
         .gw
         .exec_timeout(

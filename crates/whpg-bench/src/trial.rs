@@ -15,7 +15,7 @@ use whpg_lab::{wait_until, Process};
 use crate::behind;
 use crate::contenders::{whpg_ha_config_path, Contender, Options, Promotion};
 use crate::etcd;
-use crate::lab::{in_recovery, stored_ids, Topology, PG_PORT, VIP};
+use crate::lab::{in_recovery, stored_ids, whpg_ha_status, Topology, PG_PORT, VIP};
 use crate::sampler::{longest_overlap, Sample, Sampler};
 use crate::writer::{Commit, Writer};
 
@@ -733,12 +733,28 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
         ));
     }
     if let Some(cluster) = etcd.as_ref().filter(|_| which.has_arbiter()) {
-        // Read through gw's member: only while a quorum of members runs.
+        // Only while a quorum of members runs (a read without one fails after its timeout).
         if cluster.running() >= 2 {
             out.notes.push(format!(
                 "leader key at the end: {}",
                 etcd::key_holder(topo).unwrap_or_else(|| "none or unreadable".into())
             ));
+        }
+        // What each daemon says of the arbiter (the failsafe at work in etcd-down, a lost lease).
+        for host in [&topo.n1, &topo.n2] {
+            if let Some(status) = whpg_ha_status(host) {
+                let a = &status["arbiter"];
+                out.notes.push(format!(
+                    "{}'s arbiter at the end: reachable {}, held {}, holder {}, failsafe_active \
+                     {}, lease_lost {}",
+                    host.name(),
+                    a["reachable"],
+                    a["held"],
+                    a["holder"],
+                    a["failsafe_active"],
+                    a["lease_lost"]
+                ));
+            }
         }
     }
     let mut procs = procs;
