@@ -13,6 +13,7 @@ cargo test --workspace --no-fail-fast
 cargo test -p whpg-ha --features failpoints --test watchdog
 # The .deb and .rpm around a glibc-2.28 binary: built, inspected, installed and purged here.
 scripts/test-packages.sh
-# One trial of two faults against keepalived: proves the benchmark harness still runs end to end
-# (its figures, from a debug build on a busy machine, are not the published ones).
+# One trial of two faults against keepalived, and one partition with the etcd arbiter (about 20 s
+# more): proves the benchmark harness still runs end to end (its figures, from a debug build on a
+# busy machine, are not the published ones).
 cargo run -q -p whpg-bench -- --smoke --out target/bench-smoke

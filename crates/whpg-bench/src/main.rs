@@ -70,7 +70,8 @@ struct Args {
     /// Keep the logs of every trial in `<out>/logs`, not only those of unusual ones.
     #[arg(long)]
     all_logs: bool,
-    /// One trial of each fault for whpg-ha-fast and keepalived-fast: checks the harness.
+    /// One trial of db-crash and link-loss for whpg-ha-fast and keepalived-fast, and one of
+    /// partition for whpg-ha-arbiter (with its etcd cluster): checks the harness.
     #[arg(long)]
     smoke: bool,
     /// The whpg-ha binary (default: built with cargo, same profile as this benchmark).
@@ -146,8 +147,12 @@ fn run() -> Result<i32> {
     }
     let (faults, contenders, trials) = if args.smoke {
         (
-            vec![Fault::DbCrash, Fault::LinkLoss],
-            vec![Contender::WhpgHaFast, Contender::KeepalivedFast],
+            vec![Fault::DbCrash, Fault::LinkLoss, Fault::Partition],
+            vec![
+                Contender::WhpgHaFast,
+                Contender::KeepalivedFast,
+                Contender::WhpgHaArbiter,
+            ],
             1,
         )
     } else {
@@ -186,9 +191,16 @@ fn run() -> Result<i32> {
         "/usr/lib/postgresql/15/bin/initdb",
         "/usr/lib/postgresql/15/bin/pg_isready",
     ];
-    if !args.idle
-        && (contenders.iter().any(|c| c.has_arbiter()) || faults.iter().any(|f| f.uses_etcd()))
-    {
+    // The smoke run's one arbiter trial is the partition; the other pairs run without it.
+    let selected = |fault: Fault, which: Contender| {
+        !args.smoke || (fault == Fault::Partition) == which.has_arbiter()
+    };
+    let etcd_needed = faults.iter().any(|&f| {
+        contenders
+            .iter()
+            .any(|&c| selected(f, c) && (c.has_arbiter() || f.uses_etcd()))
+    });
+    if !args.idle && etcd_needed {
         needs.extend(["etcd", "etcdctl"]);
     }
     let (missing, packages) = whpg_lab::prereq::missing(&needs);
@@ -225,7 +237,7 @@ fn run() -> Result<i32> {
     for &fault in &faults {
         // Implementations alternate trial by trial, so machine load hits them alike.
         for n in 1..=trials {
-            for &which in &contenders {
+            for &which in contenders.iter().filter(|&&c| selected(fault, c)) {
                 // A start-up that promoted the standby before the fault measures nothing: rerun
                 // it, at most `trials` extra times per row.
                 let mut reruns = 0;

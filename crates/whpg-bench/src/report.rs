@@ -62,6 +62,10 @@ pub fn rows(outcomes: &[Outcome], faults: &[Fault], contenders: &[Contender]) ->
                 .iter()
                 .filter(|o| o.fault == fault && o.implementation == which)
                 .collect();
+            if mine.is_empty() {
+                // A pair that was not run (the smoke run's selection).
+                continue;
+            }
             let measured: Vec<&&Outcome> = mine
                 .iter()
                 .filter(|o| matches!(o.status, Status::Ok | Status::NoWrite))
