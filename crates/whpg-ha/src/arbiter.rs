@@ -96,13 +96,14 @@ pub fn spawn(config: &Config, inputs: mpsc::Sender<Input>) -> Option<ArbiterHand
     let arbiter = config.arbiter.clone()?;
     let (wanted, rx) = watch::channel(None);
     let (records, records_rx) = mpsc::unbounded_channel();
+    let (lease_tx, lease_rx) = watch::channel(None);
     let sync_mode = config.replication.mode != ReplicationMode::Async;
     let task = Task {
         node: config.local.name.clone(),
         peer: config.peer().map(|p| p.name.clone()),
         sync_key: sync_mode.then(|| arbiter.sync_key()),
         last_record: None,
-        writing: None,
+        lease_id: lease_tx,
         key: arbiter.leader_key(),
         config: arbiter,
         inputs,
@@ -111,7 +112,19 @@ pub fn spawn(config: &Config, inputs: mpsc::Sender<Input>) -> Option<ArbiterHand
         lease: None,
         last_sent: None,
     };
-    tokio::spawn(task.run(rx, records_rx));
+    let writer = RecordWriter {
+        node: task.node.clone(),
+        peer: task.peer.clone(),
+        leader_key: task.key.clone(),
+        sync_key: task.sync_key.clone(),
+        config: task.config.clone(),
+        inputs: task.inputs.clone(),
+        lease: lease_rx,
+        client: None,
+        endpoint: 0,
+    };
+    tokio::spawn(task.run(rx));
+    tokio::spawn(writer.run(records_rx));
     Some(ArbiterHandle { wanted, records })
 }
 
@@ -136,8 +149,8 @@ struct Task {
     /// The latest sync record reported that was read outside the key (reads under the key are
     /// all reported: each one may be the first of a new holding).
     last_record: Option<SyncRecord>,
-    /// The sync record being written (its value) and the lease the key must be on.
-    writing: Option<(String, i64)>,
+    /// The lease the key is on, for the sync record's writer.
+    lease_id: watch::Sender<Option<i64>>,
     key: String,
     config: Arbiter,
     inputs: mpsc::Sender<Input>,
@@ -153,11 +166,7 @@ struct Task {
 type Failure = String;
 
 impl Task {
-    async fn run(
-        mut self,
-        mut wanted: watch::Receiver<Option<ArbiterAction>>,
-        mut records: mpsc::UnboundedReceiver<SyncRecordWrite>,
-    ) {
+    async fn run(mut self, mut wanted: watch::Receiver<Option<ArbiterAction>>) {
         info!(
             "arbiter: etcd at {}, leader key {}, lease TTL {:?}{}",
             self.config.endpoints.join(","),
@@ -183,16 +192,14 @@ impl Task {
                     }
                 };
                 next = tokio::time::Instant::now() + pause;
+                self.lease_id
+                    .send_replace(self.lease.as_ref().map(|l| l.id));
             }
             tokio::select! {
                 changed = wanted.changed() => {
                     if changed.is_err() { return }
                     next = tokio::time::Instant::now();
                 }
-                record = records.recv() => match record {
-                    Some(record) => self.write_record(record).await,
-                    None => return,
-                },
                 _ = tokio::time::sleep_until(next) => {}
             }
         }
@@ -303,32 +310,7 @@ impl Task {
     }
 
     fn options(&self) -> Result<ConnectOptions, Failure> {
-        let c = &self.config;
-        let mut options = ConnectOptions::new()
-            .with_timeout(c.timeout)
-            .with_connect_timeout(c.timeout)
-            // A member cut off from the quorum answers with an error, not with stale data.
-            .with_require_leader(true);
-        if let (Some(user), Some(password)) = (&c.user, &c.password) {
-            options = options.with_user(user.clone(), password.expose().to_string());
-        }
-        if let Some(tls) = &c.tls {
-            let read = |path: &std::path::Path| {
-                std::fs::read(path).map_err(|e| {
-                    format!(
-                        "cannot read {} (arbiter TLS): {e}; check the path and its permissions",
-                        path.display()
-                    )
-                })
-            };
-            let mut t =
-                TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
-            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-                t = t.identity(Identity::from_pem(read(cert)?, read(key)?));
-            }
-            options = options.with_tls(t);
-        }
-        Ok(options)
+        connect_options(&self.config)
     }
 
     /// `what` with the configured timeout; an error says where and what to do.
@@ -579,73 +561,6 @@ impl Task {
         Ok(got.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
-    /// [`Task::write_record`]'s transaction through the current member: `Ok(false)` when the
-    /// leader key is no longer on the lease.
-    async fn write_record_here(&mut self) -> Result<bool, Failure> {
-        let key = self.sync_key.clone().expect("in a sync mode");
-        let (value, lease) = self.writing.clone().expect("a write in progress");
-        let txn = Txn::new()
-            .when([Compare::lease(self.key.as_str(), CompareOp::Equal, lease)])
-            .and_then([TxnOp::put(key, value, None)]);
-        let mut c = self.client().await?;
-        let answer = self.timed("sync record write", c.txn(txn)).await?;
-        Ok(answer.succeeded())
-    }
-
-    /// Writes the sync record if the leader key is still on this node's lease, and reports the
-    /// outcome (`Err` with the endpoint and the fix).
-    async fn write_record(&mut self, record: SyncRecordWrite) {
-        let result = match (&self.sync_key, self.lease.as_ref().map(|l| l.id)) {
-            (None, _) => Err("no sync record outside the sync modes".to_string()),
-            (Some(_), None) => Err(format!(
-                "this node does not hold the leader key {} (no lease): only its holder writes \
-                 the sync record",
-                self.key
-            )),
-            (Some(_), Some(lease)) => {
-                let value = SyncRecordValue {
-                    sync_standby: match record {
-                        SyncRecordWrite::Standby => self.peer.clone(),
-                        SyncRecordWrite::None => None,
-                    },
-                    primary: self.node.clone(),
-                    since_unix_ms: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                };
-                self.writing = Some((
-                    serde_json::to_string(&value).expect("a plain struct serializes"),
-                    lease,
-                ));
-                self.each_member(async |t: &mut Task| t.write_record_here().await)
-                    .await
-                    .and_then(|written| {
-                        if written {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                            "the leader key {} is no longer on this node's lease {lease:x}: the \
-                             sync record was not written (only the key's holder writes it)",
-                            self.key
-                        ))
-                        }
-                    })
-            }
-        };
-        match &result {
-            Ok(()) => info!("arbiter: sync record written: {record:?}"),
-            Err(e) => warn!("arbiter: sync record ({record:?}) not written: {e}"),
-        }
-        // Once the transaction confirmed the key is ours, the read after it is one under it.
-        let under_key = result.is_ok();
-        let _ = self
-            .inputs
-            .send(Input::SyncRecordWritten { record, result })
-            .await;
-        // Show it in /status at once.
-        self.read_record(under_key).await;
-    }
-
     /// The key's holder and lease, if it exists, from the first member that answers.
     async fn read(&mut self) -> Result<Option<(String, i64)>, Failure> {
         self.each_member(async |t: &mut Task| t.read_here().await)
@@ -661,5 +576,200 @@ impl Task {
             .kvs()
             .first()
             .map(|kv| (String::from_utf8_lossy(kv.value()).into_owned(), kv.lease())))
+    }
+}
+
+/// How the client connects: the timeouts, leader required, user/password, TLS.
+fn connect_options(c: &Arbiter) -> Result<ConnectOptions, Failure> {
+    let mut options = ConnectOptions::new()
+        .with_timeout(c.timeout)
+        .with_connect_timeout(c.timeout)
+        // A member cut off from the quorum answers with an error, not with stale data.
+        .with_require_leader(true);
+    if let (Some(user), Some(password)) = (&c.user, &c.password) {
+        options = options.with_user(user.clone(), password.expose().to_string());
+    }
+    if let Some(tls) = &c.tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                format!(
+                    "cannot read {} (arbiter TLS): {e}; check the path and its permissions",
+                    path.display()
+                )
+            })
+        };
+        let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca_file)?));
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            t = t.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        options = options.with_tls(t);
+    }
+    Ok(options)
+}
+
+/// Writes the sync record on the policy's requests, beside the [`Task`]: a write must not wait
+/// behind a lease refresh that hangs on a member cut off from its leader. Its own connection,
+/// one member at a time like the task's.
+struct RecordWriter {
+    node: String,
+    peer: Option<String>,
+    leader_key: String,
+    sync_key: Option<String>,
+    config: Arbiter,
+    inputs: mpsc::Sender<Input>,
+    /// The lease the leader key is on, as the task last knew it.
+    lease: watch::Receiver<Option<i64>>,
+    client: Option<Client>,
+    endpoint: usize,
+}
+
+impl RecordWriter {
+    async fn run(mut self, mut records: mpsc::UnboundedReceiver<SyncRecordWrite>) {
+        while let Some(record) = records.recv().await {
+            self.write(record).await;
+        }
+    }
+
+    /// Writes the sync record if the leader key is still on this node's lease, reports the
+    /// outcome (`Err` with the endpoint and the fix), then reads it back.
+    async fn write(&mut self, record: SyncRecordWrite) {
+        let lease = *self.lease.borrow();
+        let result = match (self.sync_key.clone(), lease) {
+            (None, _) => Err("no sync record outside the sync modes".to_string()),
+            (Some(_), None) => Err(format!(
+                "this node does not hold the leader key {} (no lease): only its holder writes \
+                 the sync record",
+                self.leader_key
+            )),
+            (Some(key), Some(lease)) => {
+                let value = SyncRecordValue {
+                    sync_standby: match record {
+                        SyncRecordWrite::Standby => self.peer.clone(),
+                        SyncRecordWrite::None => None,
+                    },
+                    primary: self.node.clone(),
+                    since_unix_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                };
+                let value = serde_json::to_string(&value).expect("a plain struct serializes");
+                let txn = Txn::new()
+                    .when([Compare::lease(
+                        self.leader_key.as_str(),
+                        CompareOp::Equal,
+                        lease,
+                    )])
+                    .and_then([TxnOp::put(key, value, None)]);
+                match self
+                    .each_member("sync record write", |mut c| {
+                        let txn = txn.clone();
+                        async move { c.txn(txn).await }
+                    })
+                    .await
+                {
+                    Ok(answer) if answer.succeeded() => Ok(()),
+                    Ok(_) => Err(format!(
+                        "the leader key {} is no longer on this node's lease {lease:x}: the \
+                         sync record was not written (only the key's holder writes it)",
+                        self.leader_key
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match &result {
+            Ok(()) => info!("arbiter: sync record written: {record:?}"),
+            Err(e) => warn!("arbiter: sync record ({record:?}) not written: {e}"),
+        }
+        // Once the transaction confirmed the key is ours, the read after it is one under it.
+        let under_key = result.is_ok();
+        let _ = self
+            .inputs
+            .send(Input::SyncRecordWritten { record, result })
+            .await;
+        let Some(key) = self.sync_key.clone() else {
+            return;
+        };
+        let read = match self
+            .each_member("sync record read", |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await
+        {
+            Ok(got) => match got.kvs().first() {
+                Some(kv) => SyncRecordValue::interpret(kv.value(), &key, &self.node),
+                None => SyncRecord::Absent,
+            },
+            Err(reason) => SyncRecord::Unknown { reason },
+        };
+        let _ = self
+            .inputs
+            .send(Input::SyncRecord {
+                record: read,
+                under_key,
+            })
+            .await;
+    }
+
+    /// `call` on each member in turn (from the current one) until one answers in time.
+    async fn each_member<T, F>(
+        &mut self,
+        what: &str,
+        call: impl Fn(Client) -> F,
+    ) -> Result<T, Failure>
+    where
+        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let members = self.config.endpoints.len().max(1);
+        let timeout = self.config.timeout;
+        let mut last = String::new();
+        for _ in 0..members {
+            let endpoint = self.config.endpoints[self.endpoint].clone();
+            let answer = async {
+                if self.client.is_none() {
+                    let options = connect_options(&self.config)?;
+                    let connect = Client::connect([endpoint.clone()], Some(options));
+                    match tokio::time::timeout(timeout, connect).await {
+                        Ok(Ok(client)) => self.client = Some(client),
+                        Ok(Err(e)) => {
+                            return Err(format!("etcd connect at {endpoint} failed: {e}"))
+                        }
+                        Err(_) => {
+                            return Err(format!(
+                                "etcd connect at {endpoint} gave no answer within {timeout:?}"
+                            ))
+                        }
+                    }
+                }
+                let client = self.client.clone().expect("connected above");
+                match tokio::time::timeout(timeout, call(client)).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(e)) => Err(format!("etcd {what} at {endpoint} failed: {e}")),
+                    Err(_) => Err(format!(
+                        "etcd {what} at {endpoint} gave no answer within {timeout:?} \
+                         (arbiter.timeout)"
+                    )),
+                }
+            }
+            .await;
+            match answer {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    last = e;
+                    self.client = None;
+                    self.endpoint = (self.endpoint + 1) % members;
+                }
+            }
+        }
+        Err(format!(
+            "{last}; check that the members run and reach a quorum of the others \
+             (arbiter.endpoints), and arbiter.user/password/tls_*{}",
+            if members > 1 {
+                format!(" (each of the {members} members tried)")
+            } else {
+                String::new()
+            }
+        ))
     }
 }
