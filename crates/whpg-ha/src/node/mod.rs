@@ -901,8 +901,11 @@ impl Node {
                 )
             }
             Notice::PromotionHeld(Hold::SyncRecord(why)) => {
-                self.effects
-                    .push(Effect::Measure(Measure::PromotionRefusedBehind));
+                // Not yet read is the moment between taking the key and reading the record.
+                if *why != whpg_policy::RecordRefusal::NotRead {
+                    self.effects
+                        .push(Effect::Measure(Measure::PromotionRefusedBehind));
+                }
                 format!(
                     "not promoted: {}; to promote anyway: whpg-ha promote --accept-data-loss",
                     sync_record_refusal(*why)
