@@ -56,6 +56,22 @@ pub struct ArbiterView {
     pub failsafe_active: bool,
     /// The lease ran out under this master and it stopped serving.
     pub lease_lost: bool,
+    /// Sync modes: etcd's sync record (`<prefix>/sync`) as last read, in words ("names this
+    /// node", "names none since ...", "absent", "unknown: ..."); `None`: not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_record: Option<String>,
+    /// It was read while this node held the key (final for a promotion).
+    #[serde(default)]
+    pub sync_record_under_key: bool,
+    /// What this primary wrote there and etcd acknowledged: "standby" or "none".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_record_written: Option<String>,
+    /// The latest write failed: why, with the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_record_error: Option<String>,
+    /// The primary wants to commit alone and waits for etcd to acknowledge "none" first.
+    #[serde(default)]
+    pub relax_waits_for_record: bool,
 }
 
 impl ArbiterView {
@@ -86,6 +102,17 @@ impl ArbiterView {
             error,
             failsafe_active: a.failsafe_active,
             lease_lost: a.lost,
+            sync_record: a.sync_record.as_ref().map(|r| sync_record_text(r, node)),
+            sync_record_under_key: a.sync_record_under_key,
+            sync_record_written: a.sync_record_written.map(|w| {
+                match w {
+                    whpg_policy::SyncRecordWrite::Standby => "standby",
+                    whpg_policy::SyncRecordWrite::None => "none",
+                }
+                .to_string()
+            }),
+            sync_record_error: a.sync_record_error.clone(),
+            relax_waits_for_record: a.relax_waits_for_record,
         }
     }
 
@@ -115,7 +142,42 @@ impl ArbiterView {
         if let Some(error) = &self.error {
             parts.push(format!("etcd unreachable: {error}"));
         }
+        if let Some(record) = &self.sync_record {
+            parts.push(format!("sync record {record}"));
+        }
+        if self.relax_waits_for_record {
+            parts.push(
+                "commits wait: the primary relaxes only once etcd's sync record says none"
+                    .to_string(),
+            );
+        }
+        if let Some(error) = &self.sync_record_error {
+            parts.push(format!("sync record not written: {error}"));
+        }
         parts.join(", ")
+    }
+}
+
+/// The sync record in words, for node `node`.
+fn sync_record_text(record: &whpg_policy::SyncRecord, node: &str) -> String {
+    use whpg_policy::SyncRecord;
+    match record {
+        SyncRecord::NamesThisNode => format!("names {node} (this node)"),
+        SyncRecord::NamesNone {
+            since_unix_ms: Some(ms),
+        } => {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(*ms);
+            format!(
+                "names none since {}: the primary commits alone",
+                humantime::format_rfc3339_seconds(time)
+            )
+        }
+        SyncRecord::NamesNone {
+            since_unix_ms: None,
+        } => "names none: the primary commits alone".to_string(),
+        SyncRecord::NamesOther { node } => format!("names {node}"),
+        SyncRecord::Absent => "absent".to_string(),
+        SyncRecord::Unknown { reason } => format!("unknown: {reason}"),
     }
 }
 
@@ -603,6 +665,11 @@ mod arbiter_view_tests {
             held_until,
             lost: false,
             failsafe_active: false,
+            sync_record: None,
+            sync_record_under_key: false,
+            sync_record_written: None,
+            sync_record_error: None,
+            relax_waits_for_record: false,
         }
     }
 

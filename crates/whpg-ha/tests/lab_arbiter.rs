@@ -129,20 +129,19 @@ fn config(p: &Pair, node: &str, settings: &DbPairSettings, arbiter: bool) -> Str
     if !arbiter {
         return builder.to_toml();
     }
-    builder
-        .section(
-            "[arbiter]",
-            &format!(
-                "kind = \"etcd\"\nendpoints = [{}]\nkey_prefix = \"/whpg-ha/lab\"\n\
-                 lease_ttl = \"5s\"\ntimeout = \"1s\"\nkeepalive_interval = \"1s\"",
-                MEMBERS
-                    .iter()
-                    .map(|(_, ip)| format!("\"http://{ip}:2379\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .to_toml()
+    builder.section("[arbiter]", &arbiter_section()).to_toml()
+}
+
+fn arbiter_section() -> String {
+    format!(
+        "kind = \"etcd\"\nendpoints = [{}]\nkey_prefix = \"/whpg-ha/lab\"\n\
+         lease_ttl = \"5s\"\ntimeout = \"1s\"\nkeepalive_interval = \"1s\"",
+        MEMBERS
+            .iter()
+            .map(|(_, ip)| format!("\"http://{ip}:2379\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The fast profile with the client as the witness: without an arbiter a partition between the
@@ -566,4 +565,179 @@ fn a_restarted_master_daemon_keeps_its_key() {
         dump_logs(&logs)
     );
     assert!(p.standby.is_in_recovery().expect("query n2's database"));
+}
+
+// ---- sync mode with the arbiter: etcd's sync record before the primary commits alone -------
+
+/// `replication.sync_timeout` of the sync test.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `<prefix>/sync` read on the client host (its member is on the majority side here), as JSON.
+fn sync_record(p: &Pair) -> Option<serde_json::Value> {
+    for _ in 0..5 {
+        let out = p.client.exec_timeout(
+            &[
+                "etcdctl",
+                "--endpoints",
+                "http://127.0.0.1:2379",
+                "get",
+                "--print-value-only",
+                "/whpg-ha/lab/sync",
+            ],
+            Duration::from_secs(5),
+        );
+        match out {
+            Ok(o) if o.status.success() => {
+                let text = o.stdout.trim();
+                return (!text.is_empty())
+                    .then(|| serde_json::from_str(text).expect("the sync record is JSON"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    None
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+#[test]
+fn sync_mode_with_the_arbiter_relaxes_only_after_etcds_record_says_none() {
+    let lab = lab_or_skip!("arbiter_sync", PREREQUISITES);
+    let p = pair(&lab);
+    let etcd = etcd_cluster(&lab, &p);
+    let settings = DbPairSettings::default();
+    let config = |node: &str| {
+        let db = if node == "n1" { &p.primary } else { &p.standby };
+        db_pair_builder(&settings, db, &nodes(), Some(PG_BIN_DIR))
+            .set("replication", "mode", "sync")
+            .set("replication", "sync_timeout", "2s")
+            .section("[arbiter]", &arbiter_section())
+            .to_toml()
+    };
+    let d1 = start_daemon(&lab, &p.n1, "n1", &config("n1"));
+    let d2 = start_daemon(&lab, &p.n2, "n2", &config("n2"));
+    let mut logs: Vec<&Process> = vec![&d1, &d2];
+    logs.extend(etcd.iter());
+    let wait = |what: &str, within: Duration, f: &mut dyn FnMut() -> bool| {
+        if let Err(e) = wait_until(within, Duration::from_millis(50), what, f) {
+            panic!("{e:#}\n{}", dump_logs(&logs));
+        }
+    };
+    wait("VIP on n1", Duration::from_secs(20), &mut || {
+        p.n1.has_address(VIP)
+    });
+    wait(
+        "etcd's sync record names n2",
+        Duration::from_secs(20),
+        &mut || sync_record(&p).is_some_and(|r| r["sync_standby"] == "n2" && r["primary"] == "n1"),
+    );
+    assert_eq!(
+        p.primary
+            .psql("SELECT sync_state FROM pg_stat_replication")
+            .expect("n1")
+            .trim(),
+        "sync",
+        "named only once listed sync"
+    );
+    wait(
+        "both daemons show the record in /status",
+        Duration::from_secs(5),
+        &mut || {
+            let a = status(&p.n1)
+                .map(|s| s["arbiter"].clone())
+                .unwrap_or_default();
+            let b = status(&p.n2)
+                .map(|s| s["arbiter"].clone())
+                .unwrap_or_default();
+            a["sync_record"] == "names n2"
+                && a["sync_record_written"] == "standby"
+                && b["sync_record"] == "names n2 (this node)"
+        },
+    );
+    assert!(write_through_vip(&p.client, 1), "a write while synchronous");
+
+    // The standby's host is cut off (its etcd member with it: the other two keep the quorum).
+    let cut = Instant::now();
+    lab.link_down(&p.n2).expect("n2's link down");
+    let mut id = 100;
+    let written = wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "a write through the VIP with the standby's host gone",
+        || {
+            id += 1;
+            write_through_vip(&p.client, id)
+        },
+    );
+    let took = cut.elapsed();
+    let acked_at_ms = unix_ms_now();
+    assert!(written.is_ok(), "{}", dump_logs(&logs));
+    let record = sync_record(&p).expect("the sync record");
+    println!(
+        "sync mode with the arbiter: standby host lost: writes succeed again after {took:?} \
+         (sync_timeout {SYNC_TIMEOUT:?}); etcd's record then: {record}"
+    );
+    assert!(
+        took + Duration::from_millis(100) >= SYNC_TIMEOUT,
+        "relaxed before sync_timeout: {took:?}"
+    );
+    assert!(took <= SYNC_TIMEOUT + Duration::from_secs(1), "{took:?}");
+    assert_eq!(record["sync_standby"], serde_json::Value::Null, "{record}");
+    let since = record["since_unix_ms"].as_u64().expect("since_unix_ms");
+    assert!(since <= acked_at_ms, "written before the first write alone");
+    // The order, as n1's journal has it: etcd acknowledged none, then the relax.
+    let path = lab.dir().join("n1.journal").join("journal.jsonl");
+    let needles = [
+        "etcd's sync record says none (acknowledged)",
+        "commit alone: synchronous_standby_names = ''",
+    ];
+    // The journal is written in the background: both lines within a moment.
+    wait(
+        "n1's journal has the record and the relax",
+        Duration::from_secs(5),
+        &mut || std::fs::read_to_string(&path).is_ok_and(|j| needles.iter().all(|n| j.contains(n))),
+    );
+    let journal = std::fs::read_to_string(&path).expect("n1's journal");
+    let line = |needle: &str| {
+        journal
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in n1's journal:\n{journal}"))
+    };
+    let acknowledged = line(needles[0]);
+    let relaxed = line(needles[1]);
+    assert!(
+        acknowledged < relaxed,
+        "the relax came before etcd acknowledged none:\n{journal}"
+    );
+    let n1 = status(&p.n1).unwrap_or_default();
+    let arbiter = &n1["arbiter"];
+    println!("n1's /status arbiter: {arbiter}");
+    assert_eq!(arbiter["sync_record_written"], "none", "{arbiter}");
+    assert!(
+        arbiter["sync_record"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("names none since")),
+        "{arbiter}"
+    );
+    // Commits go on, alone.
+    for more in 0..5 {
+        assert!(
+            write_through_vip(&p.client, 10_000 + more),
+            "{}",
+            dump_logs(&logs)
+        );
+    }
+    assert_eq!(
+        p.primary
+            .psql("SHOW synchronous_standby_names")
+            .expect("n1")
+            .trim(),
+        ""
+    );
 }

@@ -861,3 +861,160 @@ proptest! {
         prop_assert!(pair.violations.is_empty(), "{:?}\n{}", pair.violations, pair.trace_text());
     }
 }
+
+// ---- sync modes with an arbiter: etcd's sync record before the primary commits alone --------
+
+/// A settled pair in `mode` with an arbiter (sync_timeout 10 s): the primary requires its
+/// standby, holds the key, and etcd's sync record names the standby.
+fn settled_sync_with_arbiter(mode: &str) -> Pair {
+    let mut pair = Pair::with_arbiter_and_replication(DEFAULT, mode, "10s");
+    pair.run_until(5_000);
+    assert_eq!(pair.vip_holders(), vec![A], "{}", pair.trace_text());
+    assert!(pair.hosts[A].db.sync_standby, "{}", pair.trace_text());
+    let etcd = pair.etcd.as_ref().expect("an arbiter");
+    assert_eq!(etcd.holder.map(|(h, _)| h), Some(A));
+    assert_eq!(
+        etcd.record,
+        Some(Some(B)),
+        "the record names the standby once it is listed sync: {}",
+        pair.trace_text()
+    );
+    pair
+}
+
+fn record(pair: &Pair) -> Option<Option<usize>> {
+    pair.etcd.as_ref().and_then(|e| e.record)
+}
+
+#[test]
+fn sync_arbiter_a_primary_crash_promotes_the_standby_the_record_names() {
+    let mut pair = settled_sync_with_arbiter(SYNC);
+    pair.crash_db(A);
+    pair.run_until(8_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert_eq!(pair.lost_bytes, vec![0], "{}", pair.trace_text());
+    // The new primary has no standby (the old one needs a rejoin): "none" before alone.
+    assert_eq!(record(&pair), Some(None), "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+#[test]
+fn sync_arbiter_a_dead_standby_host_relaxes_the_primary_after_the_record_says_none() {
+    let mut pair = settled_sync_with_arbiter(SYNC);
+    pair.set_link(B, false);
+    let took = acks_again_within(&mut pair, A, 15_000).expect("the primary commits again");
+    println!("sync + arbiter: standby host lost: the primary commits again after {took} ms");
+    assert!(took >= 9_000, "not before sync_timeout: {took} ms");
+    assert!(
+        took <= 11_000,
+        "within sync_timeout + 1 s: {took} ms\n{}",
+        pair.trace_text()
+    );
+    assert_eq!(record(&pair), Some(None));
+    pair.assert_safe();
+}
+
+#[test]
+fn sync_arbiter_an_etcd_outage_holds_the_relax() {
+    // The standby's host is lost, and etcd goes down just before sync_timeout: the record cannot
+    // say none, so the primary never commits alone (writes wait, as in sync-strict) — until its
+    // lease runs out and it stops serving anyway (invariant 10: nobody confirms it).
+    let mut pair = settled_sync_with_arbiter(SYNC);
+    pair.set_link(B, false);
+    pair.run_until(14_000);
+    pair.set_etcd_down(true);
+    pair.run_until(40_000);
+    assert!(pair.hosts[A].db.sync_standby, "{}", pair.trace_text());
+    assert_eq!(pair.acknowledged_alone(A), None);
+    assert_eq!(record(&pair), Some(Some(B)));
+    assert_eq!(pair.hosts[B].promotions, 0);
+    pair.assert_safe();
+}
+
+#[test]
+fn sync_arbiter_a_partition_longer_than_the_sync_timeout_then_the_standby_side_taking_the_key_loses_nothing(
+) {
+    let mut pair = settled_sync_with_arbiter(SYNC);
+    // Both sides reach etcd: the primary keeps its key, writes none after sync_timeout and
+    // commits alone.
+    pair.set_partition(true);
+    pair.run_until(20_000);
+    assert_eq!(record(&pair), Some(None), "{}", pair.trace_text());
+    let alone = pair.acknowledged_alone(A).expect("relaxed");
+    assert!(alone > 0, "the primary committed alone");
+    assert_eq!(pair.hosts[B].promotions, 0);
+    // Then the primary's side loses the etcd quorum: its lease runs out, the standby side
+    // takes the expired key — and reads "none".
+    pair.set_etcd_cut(A, true);
+    pair.run_until(40_000);
+    assert_eq!(
+        pair.etcd.as_ref().and_then(|e| e.holder).map(|(h, _)| h),
+        Some(B),
+        "{}",
+        pair.trace_text()
+    );
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    assert!(pair.vip_holders().is_empty(), "{}", pair.trace_text());
+    assert!(pair.lost_bytes.is_empty());
+    println!(
+        "sync + arbiter: 20 s partition, then the primary's side loses etcd: {} bytes \
+         acknowledged alone, none lost (no promotion: the record says none)",
+        pair.acknowledged_alone(A).unwrap_or(0)
+    );
+    // The operator may still choose availability.
+    assert_eq!(pair.promote_accepting_loss(B), Some(Ok(())));
+    pair.run_until(42_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+/// The checker sees a breach of each new rule (a checker that cannot fail proves nothing): an
+/// etcd that acknowledges writes it does not store and names every reader lets the daemon relax
+/// while the record still names the standby, and promote a standby it does not name.
+#[test]
+fn the_checker_sees_a_relax_before_the_record_and_a_promotion_it_does_not_name() {
+    let mut pair = settled_sync_with_arbiter(SYNC);
+    pair.etcd.as_mut().unwrap().lies = true;
+    pair.set_link(B, false);
+    pair.run_until(20_000);
+    let rules: Vec<_> = pair.violations.iter().map(|v| v.rule).collect();
+    assert!(
+        rules.contains(
+            &"with an arbiter, a primary commits alone only after etcd's record says none"
+        ),
+        "{rules:?}\n{}",
+        pair.trace_text()
+    );
+
+    let mut pair = settled_sync_with_arbiter(SYNC);
+    pair.etcd.as_mut().unwrap().record = Some(None);
+    pair.etcd.as_mut().unwrap().lies = true;
+    pair.crash_db(A);
+    pair.run_until(8_000);
+    let rules: Vec<_> = pair.violations.iter().map(|v| v.rule).collect();
+    assert!(
+        rules.contains(
+            &"with an arbiter, a standby the sync record does not name is never promoted"
+        ),
+        "{rules:?}\n{}",
+        pair.trace_text()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Sync with an arbiter: never a relax before the record says none, never a promotion of a
+    /// standby the record does not name, nothing acknowledged lost.
+    #[test]
+    fn no_random_sequence_breaks_an_invariant_sync_with_an_arbiter(
+        faults in prop::collection::vec((0u64..4000, arbiter_fault()), 1..12)
+    ) {
+        let pair = run_faults(settled_sync_with_arbiter(SYNC), &faults);
+        prop_assert!(pair.violations.is_empty(), "{:?}\n{}", pair.violations, pair.trace_text());
+    }
+}

@@ -33,6 +33,71 @@ pub enum ArbiterAction {
     Release,
 }
 
+/// `<prefix>/sync` as the etcd client read it: the standby that the primary's daemon names as
+/// synchronous (sync modes with an arbiter). Only the leader key's holder writes it (an etcd
+/// transaction that compares the key is still on its lease), so a read made while *this* node
+/// holds the key cannot be overtaken by the old primary: it is final for a promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncRecord {
+    /// It names this node: its primary waited for it, so it has every acknowledged commit.
+    NamesThisNode,
+    /// It names no standby ("none"): the primary commits alone, since `since_unix_ms` where known.
+    NamesNone { since_unix_ms: Option<u64> },
+    /// It names another node.
+    NamesOther { node: String },
+    /// The key does not exist: no primary has recorded a synchronous standby.
+    Absent,
+    /// etcd could not be asked, or the value is not one this daemon writes; `reason` says what.
+    Unknown { reason: String },
+}
+
+/// What the primary writes to `<prefix>/sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRecordWrite {
+    /// The pair's standby, by node name: it is listed `sync` by this primary.
+    Standby,
+    /// "none": this primary is about to commit alone.
+    None,
+}
+
+/// Why the sync record does not let this standby promote (see [`crate::Hold::SyncRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordRefusal {
+    /// Not read since this node took the leader key: a read from before may be stale.
+    NotRead,
+    /// "none": the primary committed alone (since then, where known).
+    NamesNone { since_unix_ms: Option<u64> },
+    /// It names another node.
+    NamesOther,
+    /// The key does not exist.
+    Absent,
+    /// etcd gave no answer to the read, or the value could not be read: unknown is not
+    /// promotable.
+    Unknown,
+}
+
+impl std::fmt::Display for RecordRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordRefusal::NotRead => {
+                f.write_str("etcd's sync record has not been read since this node took the key")
+            }
+            RecordRefusal::NamesNone { .. } => {
+                f.write_str("etcd's sync record names none: the primary committed alone")
+            }
+            RecordRefusal::NamesOther => {
+                f.write_str("etcd's sync record names another node as the synchronous standby")
+            }
+            RecordRefusal::Absent => f.write_str(
+                "etcd has no sync record: no primary recorded this node as its synchronous standby",
+            ),
+            RecordRefusal::Unknown => {
+                f.write_str("etcd's sync record could not be read: unknown is not promotable")
+            }
+        }
+    }
+}
+
 /// Settings, from `[arbiter]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArbiterRules {
@@ -56,6 +121,18 @@ pub(crate) struct Arbiter {
     /// The lease ran out under a master that was serving, and nothing confirmed the peer: the VIP
     /// went (and the database was fenced, if configured) until the key is held again.
     pub lost: bool,
+    /// The latest read of the sync record.
+    pub record: Option<SyncRecord>,
+    /// It was read while this node held the key (after it took it): final for a promotion.
+    pub record_under_key: bool,
+    /// What this node wrote to the record and etcd acknowledged, while holding the key.
+    pub record_written: Option<SyncRecordWrite>,
+    /// A write asked for and not answered yet.
+    pub record_writing: Option<SyncRecordWrite>,
+    /// The latest write failed: why (with the endpoint).
+    pub record_error: Option<String>,
+    /// A failed write is tried again then.
+    pub record_retry_at: Option<Instant>,
 }
 
 impl Arbiter {
@@ -66,15 +143,27 @@ impl Arbiter {
             held_until: None,
             asked: None,
             lost: false,
+            record: None,
+            record_under_key: false,
+            record_written: None,
+            record_writing: None,
+            record_error: None,
+            record_retry_at: None,
         }
     }
 
-    pub fn sample(&mut self, sample: ArbiterSample) {
+    pub fn sample(&mut self, sample: ArbiterSample, now: Instant) {
         match &sample {
             // A refresh that was in flight when the key was released (or before it was asked
             // for) is not a key held: the client no longer keeps it.
             ArbiterSample::Held { .. } if self.asked != Some(ArbiterAction::Campaign) => {}
             ArbiterSample::Held { valid_until } => {
+                if !self.held(now) {
+                    // A new holding: another node may have held the key (and written the
+                    // record) in between. Only a read from now on counts.
+                    self.record_under_key = false;
+                    self.record_written = None;
+                }
                 self.held_until = Some(
                     self.held_until
                         .map_or(*valid_until, |t| t.max(*valid_until)),
@@ -83,7 +172,10 @@ impl Arbiter {
             }
             // etcd says someone else (or nobody) holds it: whatever our estimate said, it is not
             // ours any more (released, or revoked by an operator).
-            ArbiterSample::HeldByOther { .. } | ArbiterSample::Free => self.held_until = None,
+            ArbiterSample::HeldByOther { .. } | ArbiterSample::Free => {
+                self.held_until = None;
+                self.key_gone();
+            }
             // Unknown changes nothing: the lease lasts what it was granted for.
             ArbiterSample::Unknown { .. } => {}
         }
@@ -93,6 +185,84 @@ impl Arbiter {
     /// The key is ours at `now`.
     pub fn held(&self, now: Instant) -> bool {
         self.held_until.is_some_and(|t| now < t)
+    }
+
+    /// The key is not ours (any more): what was read or written under it says nothing now.
+    pub fn key_gone(&mut self) {
+        self.record_under_key = false;
+        self.record_written = None;
+    }
+
+    /// A read of the sync record; `under_key`: the client held the key when it read it.
+    pub fn record_read(&mut self, record: SyncRecord, under_key: bool, now: Instant) {
+        self.record_under_key = under_key && self.held(now);
+        self.record = Some(record);
+    }
+
+    /// Rule "may promote on the record" (sync modes): only a read made while holding the key,
+    /// and only one that names this node. Absent, unread or unreadable is not promotable.
+    pub fn record_allows_promotion(&self) -> Result<(), RecordRefusal> {
+        if !self.record_under_key {
+            return Err(RecordRefusal::NotRead);
+        }
+        match &self.record {
+            Some(SyncRecord::NamesThisNode) => Ok(()),
+            Some(SyncRecord::NamesNone { since_unix_ms }) => Err(RecordRefusal::NamesNone {
+                since_unix_ms: *since_unix_ms,
+            }),
+            Some(SyncRecord::NamesOther { .. }) => Err(RecordRefusal::NamesOther),
+            Some(SyncRecord::Absent) => Err(RecordRefusal::Absent),
+            Some(SyncRecord::Unknown { .. }) => Err(RecordRefusal::Unknown),
+            None => Err(RecordRefusal::NotRead),
+        }
+    }
+
+    /// Rule "may relax now" (sync modes): the primary commits alone only once etcd acknowledged
+    /// "none", written while this node held the key.
+    pub fn may_relax(&self) -> bool {
+        self.record_written == Some(SyncRecordWrite::None)
+    }
+
+    /// On a primary: the write to ask for now, if any, for the record to say `want`. Only while
+    /// the key is ours, one at a time, not before a failed one's retry time.
+    pub fn record_step(
+        &mut self,
+        want: Option<SyncRecordWrite>,
+        now: Instant,
+    ) -> Option<SyncRecordWrite> {
+        let want = want?;
+        if !self.held(now)
+            || self.record_writing.is_some()
+            || self.record_written == Some(want)
+            || self.record_retry_at.is_some_and(|at| now < at)
+        {
+            return None;
+        }
+        self.record_writing = Some(want);
+        Some(want)
+    }
+
+    /// The client's answer to a write.
+    pub fn record_finished(
+        &mut self,
+        write: SyncRecordWrite,
+        result: Result<(), String>,
+        retry: Instant,
+    ) {
+        self.record_writing = None;
+        match result {
+            Ok(()) => {
+                self.record_written = Some(write);
+                self.record_error = None;
+                self.record_retry_at = None;
+            }
+            Err(e) => {
+                // Whether it was written is unknown: nothing counts as written.
+                self.record_written = None;
+                self.record_error = Some(e);
+                self.record_retry_at = Some(retry);
+            }
+        }
     }
 }
 
@@ -108,4 +278,13 @@ pub struct ArbiterStatus {
     pub lost: bool,
     /// Serving past the lease on the peer's confirmation (the failsafe).
     pub failsafe_active: bool,
+    /// The latest read of `<prefix>/sync`, and whether it was made under the key.
+    pub sync_record: Option<SyncRecord>,
+    pub sync_record_under_key: bool,
+    /// What this node wrote there (acknowledged), while it holds the key.
+    pub sync_record_written: Option<SyncRecordWrite>,
+    /// The latest write failed: why, with the endpoint.
+    pub sync_record_error: Option<String>,
+    /// The primary wants to commit alone and waits for etcd to acknowledge "none" first.
+    pub relax_waits_for_record: bool,
 }

@@ -17,7 +17,10 @@ pub mod policy;
 pub mod replication;
 pub mod sync_standby;
 
-pub use arbiter::{ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
+pub use arbiter::{
+    ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus, RecordRefusal, SyncRecord,
+    SyncRecordWrite,
+};
 pub use observe::{DbRole, LocalSample, PeerSample, WalReceiver};
 pub use policy::{
     Decision, FenceReason, Hold, Input, KeyState, Notice, PlannedRefusal, Policy, PolicyConfig,

@@ -23,6 +23,7 @@
 //! | synchronous replication: require a streaming standby; alone on evidence it cannot be promoted (this node promoted; or its host answers, database down or not streaming, after the grace in which its own daemon marks it); `sync` alone after `sync_timeout` of silence, `sync-strict` never | `synchronous_standby` (`sync_standby.rs`) | `sync_a_streaming_standby_is_required_once_caught_up`, `sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it`, `sync_an_answer_from_before_the_grace_is_no_evidence`, `sync_a_silence_in_between_restarts_the_grace`, `sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace`, `sync_an_unreachable_standby_relaxes_after_the_sync_timeout`, `sync_strict_never_relaxes_for_an_unreachable_standby`, `sync_a_promoted_node_commits_alone_until_its_peer_streams`, `sync_relaxed_primary_requires_the_standby_again_once_it_streams`, `async_never_touches_synchronous_standby_names`; pair `sync_*` |
 //! | a standby its primary waits for (`sync_state` sync) is promotable whatever its byte lag; in a sync mode only such a standby is | `promotion_step`, `Replication::promotable` | `a_standby_its_primary_waits_for_is_promotable_beyond_the_byte_lag`, `with_synchronous_replication_a_standby_its_primary_does_not_wait_for_is_not_promoted`; pair `sync_a_primary_crash_and_a_primary_link_loss_lose_nothing`, `sync_a_dead_standby_database_relaxes_the_primary_at_once` |
 //! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once_after_the_vip`, `the_key_held_by_the_peer_keeps_the_vip_off`, `a_primary_asks_for_the_key_and_installs_the_vip_only_once_it_holds_it`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
+//! | 10, sync modes with an arbiter: etcd's sync record names the standby once it is listed `sync`; "none", acknowledged by etcd under the key, before the primary commits alone (an etcd error: no relax); a standby promotes only on a record read under the key that names it | `synchronous_standby`, `promotion_step`, `Arbiter::may_relax`, `Arbiter::record_allows_promotion` | `arbiter.rs`: `sync_the_record_names_the_standby_once_it_is_listed_sync`, `sync_the_primary_commits_alone_only_after_etcd_acknowledged_none`, `sync_an_etcd_error_holds_the_relax_and_is_said_once`, `sync_a_standby_promotes_only_on_a_record_read_under_the_key_naming_it`, `sync_a_record_read_before_the_key_does_not_count`; pair `sync_arbiter_*` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
 use std::collections::BTreeSet;
@@ -30,13 +31,16 @@ use std::time::{Duration, Instant};
 
 use whpg_vrrp::{FaultSource, State, TransitionReason};
 
-use crate::arbiter::{Arbiter, ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus};
+use crate::arbiter::{
+    Arbiter, ArbiterAction, ArbiterRules, ArbiterSample, ArbiterStatus, RecordRefusal, SyncRecord,
+    SyncRecordWrite,
+};
 use crate::observe::{DbRole, LocalDb, LocalSample, Peer, PeerSample, Witnesses};
 use crate::replication::{
     Mark, MarkChange, PrimaryPosition, Replication, ReplicationConfig, ReplicationStatus,
     Unpromotable,
 };
-use crate::sync_standby::{SyncConfig, SyncReason, SyncStandby, SyncStatus, SyncTarget};
+use crate::sync_standby::{SyncConfig, SyncMode, SyncReason, SyncStandby, SyncStatus, SyncTarget};
 
 /// Which failures may start an automatic promotion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,6 +158,18 @@ pub enum Input {
     },
     /// What the arbiter's etcd client found (only with [`Policy::with_arbiter`]).
     Arbiter(ArbiterSample),
+    /// The etcd client read `<prefix>/sync`; `under_key`: while it held the leader key (a read
+    /// after it took the key, which the old primary can no longer overtake).
+    SyncRecord {
+        record: SyncRecord,
+        under_key: bool,
+    },
+    /// The write asked for with [`Decision::WriteSyncRecord`] finished: etcd acknowledged it
+    /// (compared the key still on this node's lease), or `Err` says why not, with the endpoint.
+    SyncRecordWritten {
+        record: SyncRecordWrite,
+        result: Result<(), String>,
+    },
     /// Time passed; re-evaluate deadlines.
     Tick,
 }
@@ -217,6 +233,9 @@ pub enum Hold {
     /// Invariant 10: the arbiter's leader key is not ours (yet): asked for, held by the other
     /// node, or etcd gave no answer (unknown is not free).
     ArbiterKey(KeyState),
+    /// With an arbiter and a sync mode: the key is ours, but etcd's sync record, read since,
+    /// does not name this node (`whpg-ha promote --accept-data-loss` overrides).
+    SyncRecord(RecordRefusal),
 }
 
 /// Why the arbiter's key is not ours, for [`Hold::ArbiterKey`].
@@ -272,6 +291,15 @@ pub enum Notice {
     /// Invariant 10: the arbiter's lease ran out under this serving master (or the key went
     /// elsewhere) with no confirmation from the peer: the VIP goes.
     LeaseLost,
+    /// etcd acknowledged the sync record: it names the standby, or none (and the primary may
+    /// commit alone now).
+    SyncRecordWritten(SyncRecordWrite),
+    /// Writing it failed: no relax until it succeeds (writes wait); tried again after the
+    /// retry delay.
+    SyncRecordFailed {
+        record: SyncRecordWrite,
+        error: String,
+    },
 }
 
 /// Why a planned promotion was refused. `NotMaster` is the one a caller may wait out: the
@@ -359,6 +387,9 @@ pub enum Decision {
     /// as the primary lists it, or empty) and reload; answer with
     /// [`Input::SynchronousStandbySet`].
     SetSynchronousStandby(SyncTarget),
+    /// With an arbiter in a sync mode: write etcd's sync record (only if the leader key is
+    /// still this node's); answer with [`Input::SyncRecordWritten`]. A relax waits for it.
+    WriteSyncRecord(SyncRecordWrite),
     Notice(Notice),
 }
 
@@ -450,6 +481,8 @@ pub struct Policy {
     arbiter: Option<Arbiter>,
     /// The failsafe kept the VIP past the lease at the latest evaluation.
     failsafe_active: bool,
+    /// The primary wants to commit alone and waits for etcd's record to say none.
+    relax_waits_for_record: bool,
     /// The latest time the rules were evaluated at.
     evaluated_at: Instant,
     sent: Sent,
@@ -480,6 +513,7 @@ impl Policy {
             local_position_at: None,
             arbiter: None,
             failsafe_active: false,
+            relax_waits_for_record: false,
             evaluated_at: now,
             sent: Sent::default(),
         }
@@ -568,7 +602,28 @@ impl Policy {
             }
             Input::Arbiter(sample) => {
                 if let Some(arbiter) = &mut self.arbiter {
-                    arbiter.sample(sample);
+                    arbiter.sample(sample, now);
+                }
+            }
+            Input::SyncRecord { record, under_key } => {
+                if let Some(arbiter) = &mut self.arbiter {
+                    arbiter.record_read(record, under_key, now);
+                }
+            }
+            Input::SyncRecordWritten { record, result } => {
+                if let Some(arbiter) = &mut self.arbiter {
+                    let previous = arbiter.record_error.clone();
+                    let notice = match &result {
+                        Ok(()) => Some(Notice::SyncRecordWritten(record)),
+                        // A failure that repeats (every retry delay) is said once.
+                        Err(error) if previous.as_ref() == Some(error) => None,
+                        Err(error) => Some(Notice::SyncRecordFailed {
+                            record,
+                            error: error.clone(),
+                        }),
+                    };
+                    arbiter.record_finished(record, result, now + self.config.sync.retry_delay);
+                    out.extend(notice.map(Decision::Notice));
                 }
             }
             Input::Tick => {}
@@ -634,6 +689,9 @@ impl Policy {
         if let Some(until) = self.arbiter.as_ref().and_then(|a| a.held_until) {
             times.push(until);
         }
+        if let Some(at) = self.arbiter.as_ref().and_then(|a| a.record_retry_at) {
+            times.push(at);
+        }
         if self.failsafe_active {
             // The confirmation ages out with the peer's last answer.
             let fresh = self.config.peer_alive_window + self.config.peer_probe_timeout;
@@ -676,6 +734,11 @@ impl Policy {
                 held_until: a.held_until,
                 lost: a.lost,
                 failsafe_active: self.failsafe_active,
+                sync_record: a.record.clone(),
+                sync_record_under_key: a.record_under_key,
+                sync_record_written: a.record_written,
+                sync_record_error: a.record_error.clone(),
+                relax_waits_for_record: self.relax_waits_for_record,
             }),
         }
     }
@@ -1007,12 +1070,36 @@ impl Policy {
     /// Synchronous replication (`[replication] mode`): on a healthy primary that serves, require
     /// the streaming standby, or commit alone on evidence it cannot be promoted (the table in
     /// [`crate::sync_standby`]).
+    ///
+    /// With an arbiter, Patroni's ordering contract: etcd's sync record names the standby once
+    /// this primary lists it `sync`, and says "none" — acknowledged by etcd, written while the
+    /// key is ours — *before* the primary commits alone; an etcd error holds the relax (writes
+    /// wait, as in `sync-strict`) until a write succeeds.
     fn synchronous_standby(&mut self, now: Instant, out: &mut Vec<Decision>) {
         let serving = self.local.is_healthy(DbRole::Primary)
             && !self.needs_rejoin
             && !self.demoted
             && self.fenced.is_none();
-        if let Some(target) = self.sync.decide(serving, now) {
+        let mut may_relax = true;
+        self.relax_waits_for_record = false;
+        if let Some(arbiter) = self
+            .arbiter
+            .as_mut()
+            .filter(|_| self.sync.mode() != SyncMode::Async)
+        {
+            let want = self.sync.wants(serving, now);
+            let record = match want {
+                Some(SyncTarget::Alone) => Some(SyncRecordWrite::None),
+                _ if serving && self.sync.standby_listed_sync() => Some(SyncRecordWrite::Standby),
+                _ => None,
+            };
+            if let Some(write) = arbiter.record_step(record, now) {
+                out.push(Decision::WriteSyncRecord(write));
+            }
+            may_relax = arbiter.may_relax();
+            self.relax_waits_for_record = want == Some(SyncTarget::Alone) && !may_relax;
+        }
+        if let Some(target) = self.sync.decide(serving, may_relax, now) {
             out.push(Decision::SetSynchronousStandby(target));
         }
     }
@@ -1064,7 +1151,10 @@ impl Policy {
         // A database fenced for a lost lease stays out until it is rebuilt as a standby
         // (`return_to_service`) or the daemon restarts: while the fence runs it still answers as
         // a healthy primary, and un-fencing on that answer would put it back at once.
-        let candidate = matches!(hold, Some(Hold::ArbiterKey(_)));
+        // A standby that holds the key and is refused by the sync record keeps it: the operator
+        // may promote it anyway, and it lets go once the old primary is seen alive (that hold
+        // comes first).
+        let candidate = matches!(hold, Some(Hold::ArbiterKey(_) | Hold::SyncRecord(_)));
         let want = in_service && (local_primary || promoting || candidate);
         let action = if want {
             ArbiterAction::Campaign
@@ -1077,6 +1167,7 @@ impl Policy {
             if want {
                 out.push(Decision::Arbiter(action));
             } else {
+                arbiter.key_gone();
                 release.push(Decision::Arbiter(action));
             }
         }
@@ -1206,6 +1297,16 @@ impl Policy {
                     Some(ArbiterSample::HeldByOther { .. }) => KeyState::HeldByOther,
                     _ => KeyState::Campaigning,
                 }));
+            }
+            // In a sync mode, the key is not enough: etcd's sync record, read since the key is
+            // ours (the old primary can no longer write it), must name this node. "none" means
+            // the primary committed alone after it stopped waiting for us.
+            if self.config.sync.mode != SyncMode::Async {
+                if let Err(why) = arbiter.record_allows_promotion() {
+                    if !self.accept_data_loss {
+                        return Some(Hold::SyncRecord(why));
+                    }
+                }
             }
         }
         self.promotion = Promotion::Running { attempt };

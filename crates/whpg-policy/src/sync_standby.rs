@@ -328,16 +328,33 @@ impl SyncStandby {
         }
     }
 
-    /// While the local database is a healthy primary: the setting to carry out now, if any
-    /// (answer with [`SyncStandby::finished`]).
-    pub fn decide(&mut self, primary: bool, now: Instant) -> Option<SyncTarget> {
+    /// While the local database is a healthy primary: what the rules want now (sticky), without
+    /// asking for it.
+    pub fn wants(&mut self, primary: bool, now: Instant) -> Option<SyncTarget> {
         if self.config.mode == SyncMode::Async || !primary {
             return None;
         }
         if let Some(rule) = self.rule(now) {
             self.want = Some(rule);
         }
-        let (target, _) = self.want?;
+        self.want.map(|(target, _)| target)
+    }
+
+    /// This primary set `synchronous_standby_names` to its standby and lists it streaming and
+    /// `sync`: commits wait for it.
+    pub fn standby_listed_sync(&self) -> bool {
+        self.set == Some(SyncTarget::Standby)
+            && self.row.is_some_and(|row| row.streaming && row.synchronous)
+    }
+
+    /// While the local database is a healthy primary: the setting to carry out now, if any
+    /// (answer with [`SyncStandby::finished`]). `may_relax` false holds a setting to empty
+    /// (with an arbiter: until etcd's sync record says none).
+    pub fn decide(&mut self, primary: bool, may_relax: bool, now: Instant) -> Option<SyncTarget> {
+        let target = self.wants(primary, now)?;
+        if target == SyncTarget::Alone && !may_relax {
+            return None;
+        }
         if self.in_flight.is_some()
             || self.set == Some(target)
             || self.retry_at.is_some_and(|at| now < at)
@@ -410,7 +427,7 @@ mod tests {
         let t = Instant::now();
         let mut s = SyncStandby::new(config(SyncMode::Async));
         s.local_primary(position(true, 100, 100), t);
-        assert_eq!(s.decide(true, t), None);
+        assert_eq!(s.decide(true, true, t), None);
         assert!(s.wakeups().is_empty());
     }
 
@@ -419,13 +436,17 @@ mod tests {
         let t = Instant::now();
         let mut s = SyncStandby::new(config(SyncMode::SyncStrict));
         s.local_primary(position(true, 5000, 1000), t);
-        assert_eq!(s.decide(true, t), None, "4000 bytes behind, more than 1000");
+        assert_eq!(
+            s.decide(true, true, t),
+            None,
+            "4000 bytes behind, more than 1000"
+        );
         s.local_primary(position(true, 5000, 4500), t);
-        assert_eq!(s.decide(true, t), Some(SyncTarget::Standby));
-        assert_eq!(s.decide(true, t), None, "in flight: not twice");
+        assert_eq!(s.decide(true, true, t), Some(SyncTarget::Standby));
+        assert_eq!(s.decide(true, true, t), None, "in flight: not twice");
         s.finished(SyncTarget::Standby, Ok("\"b\"".into()), t);
         assert_eq!(s.status().set, Some(SyncTarget::Standby));
-        assert_eq!(s.decide(true, t), None, "already set");
+        assert_eq!(s.decide(true, true, t), None, "already set");
     }
 
     #[test]
@@ -433,12 +454,12 @@ mod tests {
         let t = Instant::now();
         let mut s = SyncStandby::new(config(SyncMode::Sync));
         s.local_primary(position(true, 100, 100), t);
-        assert_eq!(s.decide(true, t), Some(SyncTarget::Standby));
+        assert_eq!(s.decide(true, true, t), Some(SyncTarget::Standby));
         s.finished(SyncTarget::Standby, Err("permission denied".into()), t);
-        assert_eq!(s.decide(true, t + Duration::from_secs(1)), None);
+        assert_eq!(s.decide(true, true, t + Duration::from_secs(1)), None);
         assert!(s.wakeups().contains(&(t + Duration::from_secs(2))));
         assert_eq!(
-            s.decide(true, t + Duration::from_secs(2)),
+            s.decide(true, true, t + Duration::from_secs(2)),
             Some(SyncTarget::Standby)
         );
         assert_eq!(s.status().error.as_deref(), Some("permission denied"));

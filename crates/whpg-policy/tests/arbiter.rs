@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use whpg_policy::{
     ArbiterAction, ArbiterRules, ArbiterSample, Decision, FenceReason, Hold, Input, KeyState,
-    LocalSample, Notice, PeerSample, Policy, PolicyConfig, PrimaryPosition, ReplicationConfig,
-    StandbyRow, Triggers,
+    LocalSample, Notice, PeerSample, Policy, PolicyConfig, PrimaryPosition, RecordRefusal,
+    ReplicationConfig, StandbyRow, SyncConfig, SyncMode, SyncRecord, SyncRecordWrite, SyncTarget,
+    Triggers,
 };
 use whpg_vrrp::{State, TransitionReason};
 
@@ -79,8 +80,12 @@ struct Run {
 
 impl Run {
     fn new(rules: ArbiterRules) -> Run {
+        Run::with_config(config(), rules)
+    }
+
+    fn with_config(config: PolicyConfig, rules: ArbiterRules) -> Run {
         let t0 = Instant::now();
-        let mut policy = Policy::new(config(), t0).with_arbiter(rules);
+        let mut policy = Policy::new(config, t0).with_arbiter(rules);
         let log = policy.start(t0).into_iter().map(|d| (0, d)).collect();
         Run { policy, t0, log }
     }
@@ -440,4 +445,392 @@ fn without_an_arbiter_nothing_asks_for_a_key() {
     assert!(all.contains(&Decision::InstallVip));
     assert!(!all.iter().any(|d| matches!(d, Decision::Arbiter(_))));
     assert_eq!(policy.status().arbiter, None);
+}
+
+// ---- sync modes with an arbiter: etcd's sync record (Patroni's ordering contract) -----------
+
+fn sync_config() -> PolicyConfig {
+    PolicyConfig {
+        replication: ReplicationConfig {
+            synchronous_required: true,
+            ..config().replication
+        },
+        sync: SyncConfig {
+            mode: SyncMode::Sync,
+            timeout: Duration::from_secs(10),
+            maximum_lag: 1 << 20,
+            not_streaming_grace: Duration::from_millis(500),
+            retry_delay: Duration::from_secs(2),
+        },
+        ..config()
+    }
+}
+
+/// The local primary, its standby streaming; `sync`: listed `sync_state` sync.
+fn primary_listing(sync: bool) -> LocalSample {
+    LocalSample::Primary {
+        timeline: Some(1),
+        position: Some(PrimaryPosition {
+            current: WAL_AT,
+            standby: Some(StandbyRow {
+                streaming: true,
+                synchronous: sync,
+                flush: Some(WAL_AT),
+            }),
+        }),
+    }
+}
+
+fn relaxes(d: &Decision) -> bool {
+    *d == Decision::SetSynchronousStandby(SyncTarget::Alone)
+}
+
+fn record_write(d: &Decision, what: SyncRecordWrite) -> bool {
+    *d == Decision::WriteSyncRecord(what)
+}
+
+impl Run {
+    /// A sync-mode primary holding the key (until 5 s), its standby set as synchronous and
+    /// listed sync from 700 ms.
+    fn sync_primary() -> Run {
+        let mut run = Run::with_config(sync_config(), RULES);
+        run.probes(0, 500, primary_listing(false), PeerSample::Standby);
+        run.vrrp(500, State::Master, TransitionReason::MasterDown);
+        run.held(510, 5000);
+        run.at(
+            600,
+            Input::SynchronousStandbySet {
+                target: SyncTarget::Standby,
+                result: Ok("\"b\"".into()),
+            },
+        );
+        run
+    }
+
+    /// Probes every 100 ms and a lease refresh every 500 ms (each valid for 2 s more).
+    fn serve(&mut self, from: u64, to: u64, local: LocalSample, peer: PeerSample) {
+        let mut ms = from;
+        while ms <= to {
+            if ms % 500 == 0 {
+                self.held(ms, ms + 2000);
+            }
+            self.at(ms, Input::Local(local));
+            self.at(ms, Input::Peer(peer));
+            ms += 100;
+        }
+    }
+
+    /// A sync-mode standby whose primary listed it sync, and then crashed (resigned at 560).
+    fn sync_standby_after_crash() -> Run {
+        let peer_sync = PeerSample::Primary {
+            timeline: Some(1),
+            position: Some(PrimaryPosition {
+                current: WAL_AT,
+                standby: Some(StandbyRow {
+                    streaming: true,
+                    synchronous: true,
+                    flush: Some(WAL_AT),
+                }),
+            }),
+        };
+        let mut run = Run::with_config(sync_config(), RULES);
+        run.probes(0, 500, STANDBY, peer_sync);
+        run.vrrp(500, State::Backup, TransitionReason::Startup);
+        run.at(
+            500,
+            Input::Arbiter(ArbiterSample::HeldByOther { holder: "a".into() }),
+        );
+        run.peer_crashed();
+        assert_eq!(
+            run.when(&Decision::Arbiter(ArbiterAction::Campaign)),
+            Some(600)
+        );
+        run
+    }
+}
+
+#[test]
+fn sync_the_record_names_the_standby_once_it_is_listed_sync() {
+    let mut run = Run::sync_primary();
+    run.serve(700, 1000, primary_listing(false), PeerSample::Standby);
+    assert!(
+        !run.decided(|d| matches!(d, Decision::WriteSyncRecord(_))),
+        "set, but not yet listed sync: {:?}",
+        run.log
+    );
+    run.serve(1100, 1500, primary_listing(true), PeerSample::Standby);
+    assert_eq!(
+        run.when(&Decision::WriteSyncRecord(SyncRecordWrite::Standby)),
+        Some(1100)
+    );
+    assert_eq!(
+        run.decided_count(|d| matches!(d, Decision::WriteSyncRecord(_))),
+        1,
+        "one write in flight at a time"
+    );
+    run.at(
+        1510,
+        Input::SyncRecordWritten {
+            record: SyncRecordWrite::Standby,
+            result: Ok(()),
+        },
+    );
+    run.serve(1600, 3000, primary_listing(true), PeerSample::Standby);
+    assert_eq!(
+        run.decided_count(|d| matches!(d, Decision::WriteSyncRecord(_))),
+        1,
+        "written once"
+    );
+    let status = run.policy.status().arbiter.expect("an arbiter");
+    assert_eq!(status.sync_record_written, Some(SyncRecordWrite::Standby));
+
+    // Not while the key is not ours: a primary that never held it writes nothing.
+    let mut run = Run::with_config(sync_config(), RULES);
+    run.probes(0, 500, primary_listing(false), PeerSample::Standby);
+    run.at(
+        600,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Standby,
+            result: Ok("\"b\"".into()),
+        },
+    );
+    run.probes(700, 3000, primary_listing(true), PeerSample::Standby);
+    assert!(!run.decided(|d| matches!(d, Decision::WriteSyncRecord(_))));
+}
+
+#[test]
+fn sync_the_primary_commits_alone_only_after_etcd_acknowledged_none() {
+    let mut run = Run::sync_primary();
+    run.serve(700, 1000, primary_listing(true), PeerSample::Standby);
+    run.at(
+        1010,
+        Input::SyncRecordWritten {
+            record: SyncRecordWrite::Standby,
+            result: Ok(()),
+        },
+    );
+    // The standby's host goes silent after its answer at 1 s: sync_timeout ends at 11 s.
+    run.serve(1100, 12_000, primary_listing(true), PeerSample::Unreachable);
+    assert_eq!(
+        run.when(&Decision::WriteSyncRecord(SyncRecordWrite::None)),
+        Some(11_000),
+        "{:?}",
+        run.log
+    );
+    assert!(
+        !run.decided(relaxes),
+        "no relax before etcd acknowledged none"
+    );
+    assert!(run.policy.status().arbiter.unwrap().relax_waits_for_record);
+    let out = run.at(
+        12_050,
+        Input::SyncRecordWritten {
+            record: SyncRecordWrite::None,
+            result: Ok(()),
+        },
+    );
+    assert!(
+        out.iter().any(relaxes),
+        "relaxed on the acknowledgement: {out:?}"
+    );
+    let first_none = run
+        .log
+        .iter()
+        .position(|(_, d)| *d == Decision::Notice(Notice::SyncRecordWritten(SyncRecordWrite::None)))
+        .expect("the acknowledgement is said");
+    let first_relax = run.log.iter().position(|(_, d)| relaxes(d)).unwrap();
+    assert!(first_none < first_relax);
+
+    // The standby streams again: required first, then named again once listed sync.
+    run.at(
+        12_100,
+        Input::SynchronousStandbySet {
+            target: SyncTarget::Alone,
+            result: Ok(String::new()),
+        },
+    );
+    run.serve(12_200, 12_500, primary_listing(false), PeerSample::Standby);
+    assert!(run.decided(|d| *d == Decision::SetSynchronousStandby(SyncTarget::Standby)));
+    assert!(!run
+        .log
+        .iter()
+        .any(|(ms, d)| *ms > 12_050 && record_write(d, SyncRecordWrite::Standby)));
+}
+
+#[test]
+fn sync_an_etcd_error_holds_the_relax_and_is_said_once() {
+    let mut run = Run::sync_primary();
+    run.serve(700, 1000, primary_listing(true), PeerSample::Standby);
+    run.at(
+        1010,
+        Input::SyncRecordWritten {
+            record: SyncRecordWrite::Standby,
+            result: Ok(()),
+        },
+    );
+    run.serve(1100, 11_000, primary_listing(true), PeerSample::Unreachable);
+    let error = "etcd sync record write at http://10.0.0.3:2379 gave no answer within 1s";
+    let fail = Input::SyncRecordWritten {
+        record: SyncRecordWrite::None,
+        result: Err(error.into()),
+    };
+    run.at(11_010, fail.clone());
+    run.serve(
+        11_100,
+        13_100,
+        primary_listing(true),
+        PeerSample::Unreachable,
+    );
+    assert_eq!(
+        run.when(&Decision::WriteSyncRecord(SyncRecordWrite::None)),
+        Some(11_000)
+    );
+    // Retried after the retry delay (2 s from 11.01 s: the first evaluation after), and
+    // failing the same way again.
+    let retries: Vec<u64> = run
+        .log
+        .iter()
+        .filter(|(_, d)| record_write(d, SyncRecordWrite::None))
+        .map(|(ms, _)| *ms)
+        .collect();
+    assert_eq!(retries, vec![11_000, 13_100]);
+    run.at(13_110, fail);
+    assert_eq!(
+        run.decided_count(|d| matches!(d, Decision::Notice(Notice::SyncRecordFailed { .. }))),
+        1,
+        "said once"
+    );
+    assert!(!run.decided(relaxes), "an etcd error is no relax");
+    let status = run.policy.status().arbiter.unwrap();
+    assert_eq!(status.sync_record_error.as_deref(), Some(error));
+    assert!(status.relax_waits_for_record);
+
+    // etcd silent and the lease run out: nothing is asked any more, and still no relax.
+    let mut ms = 13_200;
+    while ms <= 30_000 {
+        run.at(ms, Input::Local(primary_listing(true)));
+        run.at(ms, Input::Peer(PeerSample::Unreachable));
+        ms += 100;
+    }
+    assert!(!run.decided(relaxes));
+    assert!(!run
+        .log
+        .iter()
+        .any(|(ms, d)| *ms > 15_000 && matches!(d, Decision::WriteSyncRecord(_))));
+}
+
+#[test]
+fn sync_a_standby_promotes_only_on_a_record_read_under_the_key_naming_it() {
+    let mut run = Run::sync_standby_after_crash();
+    run.held(700, 5000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::SyncRecord(RecordRefusal::NotRead))
+    );
+    let out = run.at(
+        710,
+        Input::SyncRecord {
+            record: SyncRecord::NamesThisNode,
+            under_key: true,
+        },
+    );
+    assert!(out.contains(&Decision::Promote { attempt: 1 }), "{out:?}");
+
+    // "none": refused, loudly, and the key is kept so the operator can override.
+    for record in [
+        SyncRecord::NamesNone {
+            since_unix_ms: Some(1_700_000_000_000),
+        },
+        SyncRecord::Absent,
+        SyncRecord::NamesOther { node: "c".into() },
+        SyncRecord::Unknown {
+            reason: "etcd read at http://10.0.0.3:2379 failed".into(),
+        },
+    ] {
+        let mut run = Run::sync_standby_after_crash();
+        run.held(700, 5000);
+        run.at(
+            710,
+            Input::SyncRecord {
+                record: record.clone(),
+                under_key: true,
+            },
+        );
+        let mut ms = 800;
+        while ms <= 4000 {
+            run.at(ms, Input::Peer(PeerSample::DatabaseDown));
+            run.at(ms, Input::Local(STANDBY));
+            ms += 100;
+        }
+        assert!(
+            !run.decided(|d| matches!(d, Decision::Promote { .. })),
+            "{record:?}"
+        );
+        assert!(matches!(
+            run.policy.status().hold,
+            Some(Hold::SyncRecord(_))
+        ));
+        assert!(!run.decided(|d| *d == Decision::Arbiter(ArbiterAction::Release)));
+        let out = run.at(4010, Input::AcceptDataLoss);
+        assert!(
+            out.contains(&Decision::Promote { attempt: 1 }),
+            "the operator's override: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn sync_a_record_read_before_the_key_does_not_count() {
+    // Read while the old primary still held the key: it could write "none" afterwards.
+    let mut run = Run::sync_standby_after_crash();
+    run.at(
+        650,
+        Input::SyncRecord {
+            record: SyncRecord::NamesThisNode,
+            under_key: true,
+        },
+    );
+    run.held(700, 5000);
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    // A read the client made outside the key (for /status) counts neither.
+    run.at(
+        710,
+        Input::SyncRecord {
+            record: SyncRecord::NamesThisNode,
+            under_key: false,
+        },
+    );
+    assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::SyncRecord(RecordRefusal::NotRead))
+    );
+
+    // A read under an earlier holding does not count for a new one.
+    let mut run = Run::sync_standby_after_crash();
+    run.held(700, 900);
+    run.at(
+        710,
+        Input::SyncRecord {
+            record: SyncRecord::NamesNone {
+                since_unix_ms: None,
+            },
+            under_key: true,
+        },
+    );
+    run.at(1000, Input::Arbiter(ArbiterSample::Free));
+    run.at(1100, Input::Peer(PeerSample::DatabaseDown));
+    run.held(1200, 5000);
+    assert_eq!(
+        run.policy.status().hold,
+        Some(Hold::SyncRecord(RecordRefusal::NotRead)),
+        "the earlier read is void"
+    );
+
+    // Without a sync mode the record plays no part.
+    let mut run = Run::standby(RULES);
+    run.peer_crashed();
+    let out = run.held(700, 5000);
+    assert!(out.contains(&Decision::Promote { attempt: 1 }), "{out:?}");
 }

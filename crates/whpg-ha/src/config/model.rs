@@ -511,6 +511,11 @@ impl Arbiter {
     pub fn leader_key(&self) -> String {
         format!("{}/leader", self.key_prefix.trim_end_matches('/'))
     }
+
+    /// `<prefix>/sync`: in a sync mode, the standby the primary's daemon names as synchronous.
+    pub fn sync_key(&self) -> String {
+        format!("{}/sync", self.key_prefix.trim_end_matches('/'))
+    }
 }
 
 /// `[arbiter] tls_*`: the CA that signed the etcd members' certificates, and an optional client

@@ -349,6 +349,11 @@ impl Runner {
                     arbiter.ask(action);
                 }
             }
+            Effect::WriteSyncRecord(record) => {
+                if let Some(arbiter) = self.supervision.as_ref().and_then(|s| s.arbiter.as_ref()) {
+                    arbiter.write_sync_record(record);
+                }
+            }
             Effect::CheckWitnesses => {
                 if let Some(s) = &self.supervision {
                     s.witness_now.notify_one();

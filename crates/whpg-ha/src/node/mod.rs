@@ -157,6 +157,9 @@ pub enum Effect {
     /// as the primary lists it, or empty) and reload; answer with
     /// `Input::SynchronousStandbySet`.
     SetSynchronousStandby(SyncTarget),
+    /// Write etcd's sync record (the standby's node name, or none) in a transaction that
+    /// compares the leader key is still this node's; answer with `Input::SyncRecordWritten`.
+    WriteSyncRecord(whpg_policy::SyncRecordWrite),
 }
 
 /// Metric events; the daemon keeps the counters and histograms.
@@ -252,6 +255,7 @@ impl std::fmt::Display for HoldText {
             Hold::ArbiterKey(whpg_policy::KeyState::Unknown) => {
                 "the arbiter (etcd) does not answer: unknown is not free, no promotion"
             }
+            Hold::SyncRecord(why) => return write!(f, "{}", sync_record_refusal(why)),
         })
     }
 }
@@ -841,6 +845,20 @@ impl Node {
                 self.record(None, entry);
                 self.effects.push(Effect::SetSynchronousStandby(target));
             }
+            Decision::WriteSyncRecord(record) => {
+                let text = match record {
+                    whpg_policy::SyncRecordWrite::Standby => {
+                        "policy: etcd's sync record names the standby (it is listed sync)"
+                    }
+                    whpg_policy::SyncRecordWrite::None => {
+                        "policy: etcd's sync record to say none before committing alone"
+                    }
+                };
+                self.log(Level::INFO, text);
+                let entry = self.entry(Kind::Decision, text);
+                self.record(Some(("arbiter", text)), entry);
+                self.effects.push(Effect::WriteSyncRecord(record));
+            }
             Decision::Arbiter(action) => {
                 let text = match action {
                     whpg_policy::ArbiterAction::Campaign => {
@@ -880,6 +898,17 @@ impl Node {
                 format!(
                     "not promoted: {why}; {summary}. To promote anyway and lose what is \
                      missing: whpg-ha promote --accept-data-loss"
+                )
+            }
+            Notice::PromotionHeld(Hold::SyncRecord(why)) => {
+                // Not yet read is the moment between taking the key and reading the record.
+                if *why != whpg_policy::RecordRefusal::NotRead {
+                    self.effects
+                        .push(Effect::Measure(Measure::PromotionRefusedBehind));
+                }
+                format!(
+                    "not promoted: {}; to promote anyway: whpg-ha promote --accept-data-loss",
+                    sync_record_refusal(*why)
                 )
             }
             Notice::PromotionHeld(hold) => format!("promotion held: {hold:?}"),
@@ -961,6 +990,29 @@ impl Node {
             Notice::LeaseLost => "the arbiter's lease ran out (or the key went elsewhere) and the \
                                   peer did not confirm it stays a standby: the VIP goes"
                 .to_string(),
+            Notice::SyncRecordWritten(whpg_policy::SyncRecordWrite::Standby) => {
+                "etcd's sync record names the standby: it may be promoted on it".to_string()
+            }
+            Notice::SyncRecordWritten(whpg_policy::SyncRecordWrite::None) => {
+                "etcd's sync record says none (acknowledged): the primary may commit alone now"
+                    .to_string()
+            }
+            Notice::SyncRecordFailed { record, error } => format!(
+                "could not write etcd's sync record ({}): {error}; {}",
+                match record {
+                    whpg_policy::SyncRecordWrite::Standby => "naming the standby",
+                    whpg_policy::SyncRecordWrite::None => "none",
+                },
+                match record {
+                    whpg_policy::SyncRecordWrite::Standby => {
+                        "the standby is not promotable until it succeeds; trying again"
+                    }
+                    whpg_policy::SyncRecordWrite::None => {
+                        "the primary does not commit alone until it succeeds (writes wait); \
+                         trying again"
+                    }
+                }
+            ),
         };
         let level = match notice {
             Notice::PromotionFailed { .. }
@@ -968,7 +1020,13 @@ impl Node {
             | Notice::Isolated
             | Notice::SynchronousStandbyFailed { .. }
             | Notice::LeaseLost
+            | Notice::SyncRecordFailed { .. }
             | Notice::PromotionHeld(Hold::NotPromotable(_)) => Level::ERROR,
+            Notice::PromotionHeld(Hold::SyncRecord(why))
+                if why != whpg_policy::RecordRefusal::NotRead =>
+            {
+                Level::ERROR
+            }
             Notice::SynchronousStandbySet {
                 target: SyncTarget::Standby,
                 ..
@@ -1161,5 +1219,18 @@ fn mark_numbers(mark: Mark) -> String {
         ),
         (Some(p), None) => format!(" (primary at {})", lsn_text(p)),
         _ => String::new(),
+    }
+}
+
+/// Why etcd's sync record does not let this standby promote, in words.
+fn sync_record_refusal(why: whpg_policy::RecordRefusal) -> String {
+    match why {
+        whpg_policy::RecordRefusal::NamesNone {
+            since_unix_ms: Some(since),
+        } => format!(
+            "etcd's sync record names none since {}: the primary committed alone",
+            wall_clock(since)
+        ),
+        other => other.to_string(),
     }
 }

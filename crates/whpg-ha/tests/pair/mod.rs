@@ -18,7 +18,7 @@ use whpg_ha::config::ReplicationMode;
 use whpg_ha::node::{Effect, Node, NodeInput, NotPromotableRecord, Now, Request};
 use whpg_policy::{
     ArbiterAction, ArbiterSample, Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow,
-    SyncTarget, WalReceiver, WriteVerified,
+    SyncRecord, SyncRecordWrite, SyncTarget, WalReceiver, WriteVerified,
 };
 use whpg_vrrp::receive::PacketMeta;
 use whpg_vrrp::State;
@@ -73,6 +73,11 @@ pub fn configs_with(confirmation: &str, mode: &str, sync_timeout: &str) -> [Conf
 
 /// [`configs`] with an `[arbiter]`: a 2 s lease refreshed every 500 ms, 200 ms timeouts.
 pub fn configs_with_arbiter(confirmation: &str) -> [Config; 2] {
+    configs_with_arbiter_and(confirmation, "async", "10s")
+}
+
+/// [`configs_with_arbiter`] in `[replication] mode` with `sync_timeout`.
+pub fn configs_with_arbiter_and(confirmation: &str, mode: &str, sync_timeout: &str) -> [Config; 2] {
     let text = |name: &str| {
         let pair = TestConfig::pair()
             .version(3)
@@ -83,6 +88,8 @@ pub fn configs_with_arbiter(confirmation: &str) -> [Config; 2] {
             .health("100ms", "300ms", 2, 2)
             .witness(&["10.77.0.1"], 1, "500ms", "200ms")
             .set("failover", "confirmation", confirmation)
+            .set("replication", "mode", mode)
+            .set("replication", "sync_timeout", sync_timeout)
             .section(
                 "[arbiter]",
                 "kind = \"etcd\"\nendpoints = [\"http://10.77.0.11:2379\", \"http://10.77.0.12:2379\", \
@@ -103,6 +110,13 @@ pub struct FakeEtcd {
     pub holder: Option<(usize, Instant)>,
     /// The whole cluster is down (or has no quorum).
     pub down: bool,
+    /// Host `i`'s side of the network has lost the quorum: its client gets no answer.
+    pub cut: [bool; 2],
+    /// `<prefix>/sync`: absent (`None`), "none" (`Some(None)`), or naming host `i`.
+    pub record: Option<Option<usize>>,
+    /// For the checker's own test: etcd acknowledges sync record writes without storing them,
+    /// and every read of it names the reader.
+    pub lies: bool,
     /// What each node's client was last asked.
     wanted: [Option<ArbiterAction>; 2],
     /// When each client acts next.
@@ -294,11 +308,23 @@ impl Pair {
         Pair::from_configs(configs_with_arbiter(confirmation))
     }
 
+    /// An etcd arbiter and `[replication] mode` with `sync_timeout`.
+    pub fn with_arbiter_and_replication(
+        confirmation: &str,
+        mode: &str,
+        sync_timeout: &str,
+    ) -> Pair {
+        Pair::from_configs(configs_with_arbiter_and(confirmation, mode, sync_timeout))
+    }
+
     fn from_configs([ca, cb]: [Config; 2]) -> Pair {
         let t0 = Instant::now();
         let etcd = ca.arbiter.as_ref().map(|a| FakeEtcd {
             holder: None,
             down: false,
+            cut: [false; 2],
+            record: None,
+            lies: false,
             wanted: [None; 2],
             next: [t0; 2],
             ttl: a.lease_ttl,
@@ -659,6 +685,7 @@ impl Pair {
                 Effect::RememberNotPromotable(record) => {
                     self.hosts[i].remembered_not_promotable = record
                 }
+                Effect::WriteSyncRecord(record) => self.write_sync_record(i, record),
                 Effect::SetSynchronousStandby(target) => {
                     self.note(format!(
                         "host {i}: set synchronous_standby_names ({target:?})"
@@ -673,10 +700,60 @@ impl Pair {
         }
     }
 
+    /// Host `i`'s etcd client writes the sync record as `src/arbiter.rs` does: only while the
+    /// leader key is on its lease (etcd's transaction compares it).
+    fn write_sync_record(&mut self, i: usize, record: SyncRecordWrite) {
+        let now = self.now;
+        let reaches = self.hosts[i].link_up;
+        let Some(etcd) = &mut self.etcd else { return };
+        let result = if etcd.down || etcd.cut[i] || !reaches {
+            Err("etcd sync record write gave no answer".to_string())
+        } else if etcd.lies {
+            Ok(())
+        } else if etcd.holder.is_some_and(|(h, until)| h == i && now < until) {
+            etcd.record = Some(match record {
+                SyncRecordWrite::Standby => Some(1 - i),
+                SyncRecordWrite::None => None,
+            });
+            Ok(())
+        } else {
+            Err("the leader key is no longer on this node's lease".to_string())
+        };
+        let after = if result.is_ok() {
+            LATENCY * 2
+        } else {
+            etcd.timeout
+        };
+        self.note(format!("host {i}: etcd sync record {record:?}: {result:?}"));
+        self.push(
+            after,
+            i,
+            Pending::Observe(Input::SyncRecordWritten { record, result }),
+        );
+    }
+
+    /// The sync record as host `i`'s client reads it.
+    fn sync_record_for(&self, i: usize) -> SyncRecord {
+        if self.etcd.as_ref().is_some_and(|e| e.lies) {
+            return SyncRecord::NamesThisNode;
+        }
+        match self.etcd.as_ref().and_then(|e| e.record) {
+            None => SyncRecord::Absent,
+            Some(None) => SyncRecord::NamesNone {
+                since_unix_ms: None,
+            },
+            Some(Some(h)) if h == i => SyncRecord::NamesThisNode,
+            Some(Some(h)) => SyncRecord::NamesOther {
+                node: h.to_string(),
+            },
+        }
+    }
+
     /// Host `i`'s etcd client does what it was asked, and reports as `src/arbiter.rs` does.
     fn etcd_client(&mut self, i: usize) {
         let now = self.now;
-        let reaches = self.hosts[i].link_up;
+        let reaches = self.hosts[i].link_up && !self.etcd.as_ref().is_some_and(|e| e.cut[i]);
+        let sync_mode = self.mode(i) != ReplicationMode::Async;
         let Some(etcd) = &mut self.etcd else { return };
         if etcd.holder.is_some_and(|(_, until)| now >= until) {
             etcd.holder = None;
@@ -730,7 +807,33 @@ impl Pair {
             }
         };
         etcd.next[i] = now + next;
+        let read = match sample {
+            ArbiterSample::Held { .. } => Some(true),
+            ArbiterSample::HeldByOther { .. } | ArbiterSample::Free => Some(false),
+            ArbiterSample::Unknown { .. } => None,
+        };
         self.push(after, i, Pending::Observe(Input::Arbiter(sample)));
+        // In a sync mode the client reads the record after each answer (under the key once the
+        // key is confirmed ours).
+        if let Some(under_key) = read.filter(|_| sync_mode) {
+            let record = self.sync_record_for(i);
+            self.push(
+                after + LATENCY * 2,
+                i,
+                Pending::Observe(Input::SyncRecord { record, under_key }),
+            );
+        }
+    }
+
+    /// Host `i`'s side loses the etcd quorum (`true`) or gets it back; the other side keeps it.
+    pub fn set_etcd_cut(&mut self, i: usize, cut: bool) {
+        self.note(format!(
+            "host {i}: etcd {}",
+            if cut { "quorum lost" } else { "reachable" }
+        ));
+        if let Some(etcd) = &mut self.etcd {
+            etcd.cut[i] = cut;
+        }
     }
 
     /// The whole etcd cluster stops answering (`true`) or comes back.
@@ -890,6 +993,18 @@ impl Pair {
             }
             Pending::SyncSetEnds { target } => {
                 let reachable = self.reachable();
+                let record = self.etcd.as_ref().map(|e| e.record);
+                let sync_arbiter = record.is_some() && self.mode(to) != ReplicationMode::Async;
+                if sync_arbiter && target == SyncTarget::Alone && self.hosts[to].db.writable() {
+                    if let Some(record) = record.filter(|r| *r != Some(None)) {
+                        let detail =
+                            format!("host {to} commits alone; etcd's record is {record:?}");
+                        self.violation(
+                            "with an arbiter, a primary commits alone only after etcd's record says none",
+                            detail,
+                        );
+                    }
+                }
                 let db = &mut self.hosts[to].db;
                 let result = if db.writable() {
                     db.sync_standby = target == SyncTarget::Standby;
@@ -1039,6 +1154,17 @@ impl Pair {
     /// replication allows — what the old primary wrote after this host last saw it, plus its lag
     /// then within `maximum_lag` and `maximum_lag_time` — unless the operator accepted the loss.
     fn check_promotion(&mut self, i: usize) {
+        if let Some(record) = self.etcd.as_ref().map(|e| e.record) {
+            if self.mode(i) != ReplicationMode::Async
+                && record != Some(Some(i))
+                && !self.loss_accepted[i]
+            {
+                self.violation(
+                    "with an arbiter, a standby the sync record does not name is never promoted",
+                    format!("host {i} promotes; etcd's record is {record:?}"),
+                );
+            }
+        }
         let old = &self.hosts[1 - i].db;
         if old.role == Role::Primary {
             let lost = old.acked.saturating_sub(self.hosts[i].db.wal);
@@ -1062,6 +1188,8 @@ impl Pair {
             };
             let allowed = match self.mode(1 - i) {
                 ReplicationMode::Async => unseen + lag.min(MAXIMUM_LAG).min(lag_time_bound),
+                // With an arbiter, nothing: the record says none before the primary commits alone.
+                ReplicationMode::Sync if self.etcd.is_some() => 0,
                 ReplicationMode::Sync => {
                     self.relaxed_unreachable_at[1 - i].map_or(0, |at| old.acked.saturating_sub(at))
                 }
