@@ -439,3 +439,135 @@ fn held_session_monitor_is_cheap_and_never_holds_up_a_smart_shutdown() {
     assert!(primary_after.len() <= 1, "{primary_after:?}");
     drop(running);
 }
+
+/// The last statement of the monitor's backend on `node` (`pg_stat_activity.query`).
+fn monitor_query(node: &PgNode) -> String {
+    node.psql(&format!(
+        "SELECT coalesce(string_agg(query, ' | '), '') FROM pg_stat_activity \
+         WHERE application_name = '{}' AND pid <> pg_backend_pid()",
+        whpg_ha::db::startup_probe::APPLICATION_NAME
+    ))
+    .unwrap()
+}
+
+fn walsender_pid(node: &PgNode) -> String {
+    node.psql("SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_replication")
+        .unwrap()
+}
+
+/// The streaming walsender row the primary's answer carries, if any.
+fn streaming_row(round: &Round) -> Option<(u64, u64)> {
+    match round.peer {
+        PeerSample::Primary {
+            position:
+                Some(PrimaryPosition {
+                    current,
+                    standby:
+                        Some(StandbyRow {
+                            streaming: true,
+                            flush: Some(flush),
+                            ..
+                        }),
+                }),
+            ..
+        } => Some((current, flush)),
+        _ => None,
+    }
+}
+
+/// Once found by the standby's address, the walsender row is read by its pid (the cheap
+/// statement, without every backend's status); when the standby reconnects under a new pid, the
+/// next round finds the new walsender by the address again and goes on reading it by pid.
+#[test]
+fn the_walsender_row_is_read_by_pid_and_follows_a_reconnect() {
+    let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
+    let n1 = lab.add_host("n1", N1).unwrap();
+    let n2 = lab.add_host("n2", N2).unwrap();
+    let (primary, standby) = common::pg::pg_pair(&lab, &n1, &n2);
+    let identity = StandbyIdentity {
+        address: standby.address().to_string(),
+        application_name: None,
+    };
+    let running = Running::start(&n2, peer_monitor(&primary).with_standby(identity));
+    running.wait_holding();
+
+    // Steady state: the statement the server runs is the by-pid one in most rounds (the
+    // identity match comes back once every 20 rounds), and every answer is the streaming row.
+    let mut by_pid = 0;
+    let mut by_view = 0;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(70));
+        let query = monitor_query(&primary);
+        if query.contains("pg_stat_get_wal_senders() WHERE") {
+            by_pid += 1;
+        } else if query.contains("FROM pg_stat_replication") {
+            by_view += 1;
+        }
+    }
+    println!("last statement seen: by pid {by_pid}, by the view {by_view} (of 30 looks)");
+    assert!(by_pid >= 20, "by pid {by_pid}, by the view {by_view}");
+    assert!(by_view >= 1, "the identity match never ran again");
+    let steady = running.rounds();
+    assert!(steady.len() >= 25, "{} rounds", steady.len());
+    assert!(
+        steady.iter().skip(3).all(|r| streaming_row(r).is_some()),
+        "{steady:?}"
+    );
+
+    // The standby reconnects: a new walsender, under a new pid.
+    let old_pid = walsender_pid(&primary);
+    let before = Instant::now();
+    standby.stop_fast().unwrap();
+    primary
+        .psql("CREATE TABLE after_reconnect AS SELECT generate_series(1, 10000) AS id")
+        .unwrap();
+    let current_before: u64 = {
+        let lsn = primary.psql("SELECT pg_current_wal_lsn()").unwrap();
+        lsn.parse::<whpg_ha::db::Lsn>().unwrap().0
+    };
+    standby.start().unwrap();
+    whpg_lab::wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "the restarted standby's walsender to stream",
+        || {
+            let pid = walsender_pid(&primary);
+            !pid.is_empty() && pid != old_pid
+        },
+    )
+    .unwrap();
+    let new_pid = walsender_pid(&primary);
+    whpg_lab::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "the monitor to see the new walsender caught up",
+        || {
+            running
+                .rounds()
+                .iter()
+                .filter(|r| r.at > before)
+                .filter_map(streaming_row)
+                .any(|(_, flush)| flush >= current_before)
+        },
+    )
+    .unwrap();
+    let rounds = running.rounds();
+    let after: Vec<_> = rounds.iter().filter(|r| r.at > before).collect();
+    let without_row = after.iter().filter(|r| streaming_row(r).is_none()).count();
+    println!(
+        "walsender {old_pid} -> {new_pid}: {} rounds since the stop, {without_row} without a \
+         streaming row",
+        after.len()
+    );
+    // While the standby was down the primary listed no streaming walsender for it.
+    assert!(without_row >= 1, "{after:?}");
+    // And by pid again after it.
+    std::thread::sleep(Duration::from_millis(500));
+    let query = monitor_query(&primary);
+    assert!(
+        query.contains("pg_stat_get_wal_senders() WHERE")
+            || query.contains("FROM pg_stat_replication"),
+        "{query}"
+    );
+    drop(running);
+}

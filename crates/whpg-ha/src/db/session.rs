@@ -29,8 +29,8 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::query::{
-    parse_role_row, parse_state_row, ConnParams, DbFacts, QueryError, Role, StandbyIdentity,
-    ROLE_SQL, STATE_SQL,
+    parse_role_row, parse_state_row, walsender_pid_of_role_row, ConnParams, DbFacts, QueryError,
+    Role, StandbyIdentity, ROLE_BY_PID_SQL, ROLE_SQL, STATE_SQL,
 };
 use super::startup_probe::resolve;
 use crate::config::DbEndpoint;
@@ -40,6 +40,10 @@ const GOODBYE: Duration = Duration::from_secs(1);
 /// TCP keepalive of an idle held socket: first probe after, then every, this long.
 const KEEPALIVE: Duration = Duration::from_secs(1);
 const KEEPALIVE_RETRIES: u32 = 3;
+/// The standby's walsender, once found by its address or name, is read by its pid; every this
+/// many rounds the identity match runs again all the same (a pid is reused only after the
+/// walsender ended, which sends the next round to the match anyway: this bounds the rest).
+const WALSENDER_RECHECK_ROUNDS: u32 = 20;
 
 /// An open monitoring session (see the module documentation).
 pub struct HeldSession {
@@ -47,6 +51,12 @@ pub struct HeldSession {
     client: Client,
     statement: Statement,
     role_statement: Statement,
+    /// [`ROLE_BY_PID_SQL`], prepared on first use.
+    role_by_pid_statement: Option<Statement>,
+    /// The pid of the standby's streaming walsender as the last role row found it.
+    walsender_pid: Option<i32>,
+    /// Role rounds read by pid since the identity match last ran.
+    rounds_by_pid: u32,
     /// The connection task; `None` once it has ended (and was awaited).
     connection: Option<JoinHandle<Option<tokio_postgres::Error>>>,
     /// Why the connection ended, when it did with an error.
@@ -153,6 +163,9 @@ impl HeldSession {
             client,
             statement,
             role_statement,
+            role_by_pid_statement: None,
+            walsender_pid: None,
+            rounds_by_pid: 0,
             connection: Some(connection),
             end_error: None,
         })
@@ -162,38 +175,89 @@ impl HeldSession {
     /// session should be dropped: its state is unknown.
     pub async fn observe(&mut self, timeout: Duration) -> Result<DbFacts, QueryError> {
         let deadline = Instant::now() + timeout;
-        match timeout_at(deadline, self.client.query_one(&self.statement, &[])).await {
-            Err(_) => Err(QueryError::TimedOut {
-                target: self.target.clone(),
+        let row = self
+            .within(
+                deadline,
                 timeout,
-            }),
-            Ok(Err(source)) => Err(QueryError::Query {
-                target: self.target.clone(),
-                source,
-            }),
-            Ok(Ok(row)) => parse_state_row(&row).map_err(|reason| QueryError::Unexpected {
-                target: self.target.clone(),
-                reason,
-            }),
-        }
+                self.client.query_one(&self.statement, &[]),
+            )
+            .await?;
+        parse_state_row(&row).map_err(|reason| QueryError::Unexpected {
+            target: self.target.clone(),
+            reason,
+        })
     }
 
     /// The role only ([`ROLE_SQL`]), with a primary's position and the walsender row of
-    /// `standby`: cheaper, for when the WAL receiver does not matter.
+    /// `standby`: cheaper, for when the WAL receiver does not matter. Once the standby's
+    /// streaming walsender is known, it is read by its pid ([`ROLE_BY_PID_SQL`]) and the
+    /// identity match runs only when that finds nothing, or every
+    /// [`WALSENDER_RECHECK_ROUNDS`] rounds; both within the one `timeout`.
     pub async fn role(
         &mut self,
         timeout: Duration,
         standby: &StandbyIdentity,
     ) -> Result<Role, QueryError> {
         let deadline = Instant::now() + timeout;
+        let by_pid = match self.walsender_pid {
+            Some(pid) if self.rounds_by_pid < WALSENDER_RECHECK_ROUNDS => Some(pid),
+            _ => None,
+        };
+        if let Some(pid) = by_pid {
+            let statement = match &self.role_by_pid_statement {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = self
+                        .within(deadline, timeout, self.client.prepare(ROLE_BY_PID_SQL))
+                        .await?;
+                    self.role_by_pid_statement = Some(statement.clone());
+                    statement
+                }
+            };
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&pid];
+            let row = self
+                .within(
+                    deadline,
+                    timeout,
+                    self.client.query_one(&statement, &params),
+                )
+                .await?;
+            let (role, found) = self.parse_role(&row)?;
+            // A standby now, or the walsender still streams: that is the answer.
+            if found.is_some() || !matches!(role, Role::Primary { .. }) {
+                self.rounds_by_pid += 1;
+                return Ok(role);
+            }
+        }
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
             [&standby.address, &standby.application_name];
-        match timeout_at(
-            deadline,
-            self.client.query_one(&self.role_statement, &params),
-        )
-        .await
-        {
+        let row = self
+            .within(
+                deadline,
+                timeout,
+                self.client.query_one(&self.role_statement, &params),
+            )
+            .await?;
+        let (role, found) = self.parse_role(&row)?;
+        self.rounds_by_pid = 0;
+        self.walsender_pid = match role {
+            // Only a streaming walsender is worth reading by pid.
+            Role::Primary {
+                standby: Some(row), ..
+            } if row.streaming => found,
+            _ => None,
+        };
+        Ok(role)
+    }
+
+    /// `request` within `deadline` (`timeout` from the round's start), as this session's error.
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        request: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, QueryError> {
+        match timeout_at(deadline, request).await {
             Err(_) => Err(QueryError::TimedOut {
                 target: self.target.clone(),
                 timeout,
@@ -202,11 +266,19 @@ impl HeldSession {
                 target: self.target.clone(),
                 source,
             }),
-            Ok(Ok(row)) => parse_role_row(&row).map_err(|reason| QueryError::Unexpected {
-                target: self.target.clone(),
-                reason,
-            }),
+            Ok(Ok(value)) => Ok(value),
         }
+    }
+
+    /// A role row and the walsender pid it lists.
+    fn parse_role(&self, row: &tokio_postgres::Row) -> Result<(Role, Option<i32>), QueryError> {
+        let unexpected = |reason| QueryError::Unexpected {
+            target: self.target.clone(),
+            reason,
+        };
+        let role = parse_role_row(row).map_err(unexpected)?;
+        let pid = walsender_pid_of_role_row(row).map_err(unexpected)?;
+        Ok((role, pid))
     }
 
     /// Whether the connection still runs.
