@@ -49,7 +49,7 @@ struct Args {
     trials: usize,
     /// Faults, comma-separated, or `all` (the design's whole fault model; about 4 hours at 10
     /// trials on 2 cores): db-crash, link-loss, db-stop, standby-down, blip-1s, daemon-kill,
-    /// daemon-kill-backup, partition, partition-witness-n1, isolation, flapping-link,
+    /// daemon-kill-backup, partition, partition-15s, partition-witness-n1, isolation, flapping-link,
     /// flapping-db, promote-fails, promote-hangs, old-primary-restart, switchover, stream-cut,
     /// standby-restart-crash, standby-daemon-restart-behind, stream-cut-heal, etcd-member-down,
     /// etcd-down, etcd-down-crash (the etcd faults start the lab's etcd cluster for every stack).

@@ -32,6 +32,9 @@ const SETTLE_HOLD: Duration = Duration::from_millis(1500);
 /// How long a partition or an isolation lasts before it heals: longer than whpg-ha's 3 s
 /// confirmation and keepalived-seed's ~3.6 s master-down interval.
 const CUT: Duration = Duration::from_secs(5);
+/// partition-15s: a partition longer than the `sync_timeout` (10 s) the benchmark gives
+/// whpg-ha's synchronous modes, so `sync` commits alone before it heals.
+const LONG_CUT: Duration = Duration::from_secs(15);
 /// Cycles of the flapping faults, and their down / up phases.
 const FLAPS: usize = 5;
 const LINK_DOWN: Duration = Duration::from_millis(400);
@@ -94,6 +97,12 @@ pub enum Fault {
     /// loss is inherent with asynchronous replication; the lost-commit count tells the rest.
     #[serde(rename = "partition")]
     Partition,
+    /// As [`Fault::Partition`], but the cut lasts [`LONG_CUT`] (15 s): longer than whpg-ha's
+    /// `sync_timeout` (10 s here), so with `[replication] mode = "sync"` n1 stops waiting for n2
+    /// and commits alone before the heal (what that loses is the point, per trial), while
+    /// `sync-strict` keeps waiting. Same expectations as the partition otherwise.
+    #[serde(rename = "partition-15s")]
+    PartitionLong,
     /// n2 cut off from n1 and from the witness for [`CUT`] (the client still reaches both), then
     /// healed. For whpg-ha n2 has lost its peer and its witness quorum: it is the isolated side
     /// and must not promote (it may fence itself). No failover allowed for any stack; keepalived
@@ -202,7 +211,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 23] = [
+    pub const ALL: [Fault; 24] = [
         Fault::DbCrash,
         Fault::LinkLoss,
         Fault::DbStop,
@@ -211,6 +220,7 @@ impl Fault {
         Fault::DaemonKill,
         Fault::DaemonKillBackup,
         Fault::Partition,
+        Fault::PartitionLong,
         Fault::PartitionWitnessN1,
         Fault::Isolation,
         Fault::FlappingLink,
@@ -238,6 +248,7 @@ impl Fault {
             Fault::DaemonKill => "daemon-kill",
             Fault::DaemonKillBackup => "daemon-kill-backup",
             Fault::Partition => "partition",
+            Fault::PartitionLong => "partition-15s",
             Fault::PartitionWitnessN1 => "partition-witness-n1",
             Fault::Isolation => "isolation",
             Fault::FlappingLink => "flapping-link",
@@ -265,7 +276,7 @@ impl Fault {
     pub fn failover_expected(self, which: Contender) -> Option<bool> {
         match self {
             // n1 keeps the leader key: both sides of the cut reach gw's etcd member.
-            Fault::Partition => Some(!which.has_arbiter()),
+            Fault::Partition | Fault::PartitionLong => Some(!which.has_arbiter()),
             // Never a promotion on an arbiter error; without an arbiter a plain db-crash.
             Fault::EtcdDownCrash => Some(!which.has_arbiter()),
             Fault::DbCrash
@@ -857,10 +868,15 @@ fn inject<'scope, 'env>(
         }
         Fault::DaemonKill => sigkill_group(procs, 0)?,
         Fault::DaemonKillBackup => sigkill_group(procs, 1)?,
-        Fault::Partition => {
+        Fault::Partition | Fault::PartitionLong => {
+            let cut = if fault == Fault::PartitionLong {
+                LONG_CUT
+            } else {
+                CUT
+            };
             lab.partition(n1, n2)?;
             return Ok(Some(scope.spawn(move || {
-                std::thread::sleep(CUT);
+                std::thread::sleep(cut);
                 lab.heal(n1, n2)?;
                 Ok(Vec::new())
             })));
