@@ -86,6 +86,8 @@ pub struct LocalDb {
     pub wal_receiver: Option<WalReceiver>,
     /// When the last standby sample was taken (for the WAL receiver's age).
     pub sampled_at: Option<Instant>,
+    /// The postmaster exited (or was fenced) and the database has not answered since.
+    pub exited: bool,
     consecutive_good: u32,
     consecutive_bad: u32,
 }
@@ -101,6 +103,7 @@ impl LocalDb {
             timeline: None,
             wal_receiver: None,
             sampled_at: None,
+            exited: false,
             consecutive_good: 0,
             consecutive_bad: 0,
         }
@@ -143,6 +146,7 @@ impl LocalDb {
     pub fn crashed(&mut self) {
         self.observed = true;
         self.healthy = false;
+        self.exited = true;
         self.consecutive_good = 0;
         self.consecutive_bad = self.fall;
         self.wal_receiver = None;
@@ -152,6 +156,7 @@ impl LocalDb {
     pub fn promoted(&mut self, timeline: Option<u32>) {
         self.role = Some(DbRole::Primary);
         self.healthy = true;
+        self.exited = false;
         self.consecutive_bad = 0;
         self.consecutive_good = self.rise;
         self.timeline = timeline.or(self.timeline);
@@ -162,6 +167,7 @@ impl LocalDb {
         // A role change (a promotion) keeps the health: the database answered in both roles.
         // Resetting it here would make a node that is being promoted fault and resign.
         self.role = Some(role);
+        self.exited = false;
         self.consecutive_bad = 0;
         self.consecutive_good = self.consecutive_good.saturating_add(1);
         if self.consecutive_good >= self.rise {

@@ -22,7 +22,7 @@
 //! | 9: unknown is neither down nor alive | `LocalDb::sample`, `Peer::sample`, `promotion_step`, `isolation` | `a_local_probe_failing_for_a_local_reason_never_resigns`, `a_peer_probe_failing_for_a_local_reason_holds_promotion_and_is_not_isolation`; pair `probes_failing_for_a_local_reason_neither_drop_the_vip_nor_promote` |
 //! | synchronous replication: require a streaming standby; alone on evidence it cannot be promoted (this node promoted; or its host answers, database down or not streaming, after the grace in which its own daemon marks it); `sync` alone after `sync_timeout` of silence, `sync-strict` never | `synchronous_standby` (`sync_standby.rs`) | `sync_a_streaming_standby_is_required_once_caught_up`, `sync_a_standby_database_down_relaxes_once_its_daemon_has_marked_it`, `sync_an_answer_from_before_the_grace_is_no_evidence`, `sync_a_silence_in_between_restarts_the_grace`, `sync_a_standby_that_answers_but_does_not_stream_relaxes_after_the_grace`, `sync_an_unreachable_standby_relaxes_after_the_sync_timeout`, `sync_strict_never_relaxes_for_an_unreachable_standby`, `sync_a_promoted_node_commits_alone_until_its_peer_streams`, `sync_relaxed_primary_requires_the_standby_again_once_it_streams`, `async_never_touches_synchronous_standby_names`; pair `sync_*` |
 //! | a standby its primary waits for (`sync_state` sync) is promotable whatever its byte lag; in a sync mode only such a standby is | `promotion_step`, `Replication::promotable` | `a_standby_its_primary_waits_for_is_promotable_beyond_the_byte_lag`, `with_synchronous_replication_a_standby_its_primary_does_not_wait_for_is_not_promoted`; pair `sync_a_primary_crash_and_a_primary_link_loss_lose_nothing`, `sync_a_dead_standby_database_relaxes_the_primary_at_once` |
-//! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once_after_the_vip`, `the_key_held_by_the_peer_keeps_the_vip_off`, `a_primary_asks_for_the_key_and_installs_the_vip_only_once_it_holds_it`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
+//! | 10: with an arbiter, the VIP and promotion only while holding the leader key; a crash releases it; a lease run out drops the VIP (and fences) unless the peer confirms | `arbiter`, `promotion_step`, `vip` | `arbiter.rs`: `a_standby_promotes_only_once_it_holds_the_leader_key`, `an_arbiter_error_never_promotes`, `a_master_whose_lease_runs_out_drops_the_vip_and_fences`, `the_failsafe_keeps_a_master_serving_while_the_peer_streams_from_it`, `a_database_crash_releases_the_key_at_once_after_the_vip`, `a_live_primary_that_released_the_key_is_fenced_once_the_peer_holds_it`, `a_crashed_primary_is_not_fenced_when_the_peer_takes_the_key`, `the_key_held_by_the_peer_keeps_the_vip_off`, `a_primary_asks_for_the_key_and_installs_the_vip_only_once_it_holds_it`; pair `with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder` |
 //! | 10, sync modes with an arbiter: etcd's sync record names the standby once it is listed `sync`; "none", acknowledged by etcd under the key, before the primary commits alone (an etcd error: no relax); a standby promotes only on a record read under the key that names it | `synchronous_standby`, `promotion_step`, `Arbiter::may_relax`, `Arbiter::record_allows_promotion` | `arbiter.rs`: `sync_the_record_names_the_standby_once_it_is_listed_sync`, `sync_the_primary_commits_alone_only_after_etcd_acknowledged_none`, `sync_an_etcd_error_holds_the_relax_and_is_said_once`, `sync_a_standby_promotes_only_on_a_record_read_under_the_key_naming_it`, `sync_a_record_read_before_the_key_does_not_count`; pair `sync_arbiter_*` |
 //! | maintenance holds resigning and promoting | `faults`, `promotion_step` | `maintenance_mode_prevents_resigning_and_promoting`; pair `maintenance_mode_holds_failover_on_a_crash` |
 
@@ -1172,6 +1172,21 @@ impl Policy {
             }
         }
         let held = arbiter.held(now);
+        // The key went to the other node while this database still lives as a primary (its
+        // health failed and the key was released, or an operator moved the key): only the
+        // holder may be primary, and the new holder is about to promote. A database whose
+        // postmaster exited has nothing left to stop.
+        if !held
+            && matches!(arbiter.latest, Some(ArbiterSample::HeldByOther { .. }))
+            && self.local.role == Some(DbRole::Primary)
+            && !self.local.exited
+            && self.fenced.is_none()
+            && !promoting
+            && self.startup_done
+        {
+            self.fenced = Some(FenceReason::LeaseLost);
+            fences.push(FenceReason::LeaseLost);
+        }
         let etcd_silent = matches!(arbiter.latest, Some(ArbiterSample::Unknown { .. }));
         let failsafe = !held
             && arbiter.rules.failsafe

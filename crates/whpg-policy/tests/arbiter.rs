@@ -399,6 +399,65 @@ fn a_database_crash_releases_the_key_at_once_after_the_vip() {
 }
 
 #[test]
+fn a_live_primary_that_released_the_key_is_fenced_once_the_peer_holds_it() {
+    let mut run = Run::serving_primary(RULES);
+    run.probes(600, 1000, PRIMARY, PeerSample::Standby);
+    // Its database stops taking new connections (too many clients): `fall` failures.
+    for ms in [1100, 1200, 1300] {
+        run.at(ms, Input::Local(LocalSample::NotAccepting));
+    }
+    assert!(
+        run.decided(|d| *d == Decision::Arbiter(ArbiterAction::Release)),
+        "{:?}",
+        run.log
+    );
+    assert!(
+        !run.decided(|d| matches!(d, Decision::Fence(_))),
+        "{:?}",
+        run.log
+    );
+    // The standby takes the key to promote: this database must not stay a primary beside it.
+    let out = run.at(
+        1500,
+        Input::Arbiter(ArbiterSample::HeldByOther {
+            holder: "n2".into(),
+        }),
+    );
+    assert!(
+        out.contains(&Decision::Fence(FenceReason::LeaseLost)),
+        "{out:?}"
+    );
+    // Once.
+    let out = run.at(
+        2500,
+        Input::Arbiter(ArbiterSample::HeldByOther {
+            holder: "n2".into(),
+        }),
+    );
+    assert!(
+        !out.iter().any(|d| matches!(d, Decision::Fence(_))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_crashed_primary_is_not_fenced_when_the_peer_takes_the_key() {
+    let mut run = Run::serving_primary(RULES);
+    run.probes(600, 1000, PRIMARY, PeerSample::Standby);
+    run.at(1010, Input::PostmasterExited);
+    let out = run.at(
+        1500,
+        Input::Arbiter(ArbiterSample::HeldByOther {
+            holder: "n2".into(),
+        }),
+    );
+    assert!(
+        !out.iter().any(|d| matches!(d, Decision::Fence(_))),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_refresh_that_arrives_after_the_release_is_not_a_key_held() {
     let mut run = Run::standby(RULES);
     run.peer_crashed();
