@@ -37,6 +37,11 @@ use crate::config::{Arbiter, Config, ReplicationMode};
 
 /// How often a node that wants the key but does not hold it looks again (at most).
 const CAMPAIGN_POLL: Duration = Duration::from_millis(200);
+/// After it released the key, a node looks at it this often for [`AFTER_RELEASE`]: a primary
+/// whose database failed but lives must see the other node take the key (and fence its database)
+/// within about this, since the other promotes as soon as it holds it.
+const AFTER_RELEASE_POLL: Duration = Duration::from_millis(100);
+const AFTER_RELEASE: Duration = Duration::from_secs(10);
 
 /// Where the policy's requests reach the etcd task.
 #[derive(Debug, Clone)]
@@ -111,6 +116,7 @@ pub fn spawn(config: &Config, inputs: mpsc::Sender<Input>) -> Option<ArbiterHand
         endpoint: 0,
         lease: None,
         last_sent: None,
+        released_at: None,
     };
     let writer = RecordWriter {
         node: task.node.clone(),
@@ -160,6 +166,8 @@ struct Task {
     lease: Option<Lease>,
     /// The latest report other than `Held` (those are sent every time: they extend the lease).
     last_sent: Option<ArbiterSample>,
+    /// When this node last gave the key up.
+    released_at: Option<tokio::time::Instant>,
 }
 
 /// An etcd failure, in words, for `Unknown`.
@@ -184,11 +192,19 @@ impl Task {
                 let pause = match action {
                     Some(ArbiterAction::Campaign) => self.campaign().await,
                     Some(ArbiterAction::Release) | None => {
-                        if action.is_some() {
+                        if action.is_some() && self.lease.is_some() {
                             self.release().await;
+                            self.released_at = Some(tokio::time::Instant::now());
                         }
                         self.observe().await;
-                        self.config.keepalive_interval
+                        let recently = self
+                            .released_at
+                            .is_some_and(|at| at.elapsed() < AFTER_RELEASE);
+                        if recently {
+                            AFTER_RELEASE_POLL.min(self.config.keepalive_interval)
+                        } else {
+                            self.config.keepalive_interval
+                        }
                     }
                 };
                 next = tokio::time::Instant::now() + pause;
