@@ -1172,11 +1172,14 @@ impl Policy {
             }
         }
         let held = arbiter.held(now);
-        // The key went to the other node while this database still lives as a primary (its
-        // health failed and the key was released, or an operator moved the key): only the
-        // holder may be primary, and the new holder is about to promote. A database whose
-        // postmaster exited has nothing left to stop.
+        // The key this node gave up went to the other node while this database still lives
+        // as a primary (its health failed): only the holder may be primary, and the new holder
+        // is about to promote. A database whose postmaster exited has nothing left to stop. Only
+        // after our own release: a restarted daemon first sees its earlier run's key under its
+        // own name, which it adopts.
         if !held
+            && arbiter.rules.fence_on_loss
+            && arbiter.asked == Some(ArbiterAction::Release)
             && matches!(arbiter.latest, Some(ArbiterSample::HeldByOther { .. }))
             && self.local.role == Some(DbRole::Primary)
             && !self.local.exited

@@ -210,6 +210,13 @@ fn the_key_held_by_the_peer_keeps_the_vip_off() {
     );
     run.probes(600, 3000, PRIMARY, PeerSample::Standby);
     assert!(!run.decided(|d| *d == Decision::InstallVip));
+    // It never held the key nor gave it up (a restarted daemon sees its earlier run's key so,
+    // before it adopts it): its database is not fenced for it.
+    assert!(
+        !run.decided(|d| matches!(d, Decision::Fence(_))),
+        "{:?}",
+        run.log
+    );
 
     // A serving master whose key etcd now says is the peer's drops the VIP at once: the
     // failsafe covers a silent etcd, never one that answers.
