@@ -796,6 +796,24 @@ fn with_an_arbiter_a_symmetric_partition_leaves_one_vip_holder() {
 }
 
 #[test]
+fn with_an_arbiter_a_failing_but_live_primary_is_fenced_once_the_standby_holds_the_key() {
+    // Cut from its standby (both still reach etcd), the primary's database then refuses new
+    // logins (waiting commits used up max_connections): its health fails and it releases the
+    // key; the standby takes it and promotes, and the old database, still a primary, is fenced.
+    let mut pair = settled_with_arbiter(DEFAULT);
+    pair.set_partition(true);
+    pair.run_until(6_000);
+    assert_eq!(pair.hosts[B].promotions, 0, "{}", pair.trace_text());
+    pair.hosts[A].db.refusing = true;
+    pair.run_until(20_000);
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    assert_eq!(pair.hosts[B].db.role, Role::Primary);
+    assert_eq!(pair.hosts[A].fences, 1, "{}", pair.trace_text());
+    assert!(!pair.hosts[A].db.up, "{}", pair.trace_text());
+    pair.assert_safe();
+}
+
+#[test]
 fn with_an_arbiter_a_database_crash_fails_over_without_waiting_for_the_lease() {
     let mut pair = settled_with_arbiter(DEFAULT);
     pair.crash_db(A);

@@ -166,6 +166,9 @@ pub struct FakeDb {
     /// `synchronous_standby_names` names the peer (kept in the data directory, like
     /// `postgresql.auto.conf`): commits wait for it.
     pub sync_standby: bool,
+    /// Up, but refusing new logins (e.g. "too many clients"): the monitor sees it fail, the
+    /// database itself stays what it is.
+    pub refusing: bool,
 }
 
 /// The WAL stream from the primary to the standby.
@@ -342,6 +345,7 @@ impl Pair {
                 wal: 0x300_0000,
                 acked: 0x300_0000,
                 sync_standby: false,
+                refusing: false,
             },
             link_up: true,
             promote_mode: PromoteMode::Succeeds,
@@ -876,6 +880,8 @@ impl Pair {
             LocalSample::Unknown
         } else if !host.db.up {
             LocalSample::Down
+        } else if host.db.refusing {
+            LocalSample::NotAccepting
         } else if host.db.role == Role::Primary {
             LocalSample::Primary {
                 timeline: Some(host.db.timeline),
@@ -920,6 +926,8 @@ impl Pair {
             (PeerSample::Unreachable, timeout)
         } else if !peer.up {
             (PeerSample::DatabaseDown, LATENCY * 2)
+        } else if peer.refusing {
+            (PeerSample::AcceptingUnknownRole, LATENCY * 2)
         } else if peer.role == Role::Primary {
             self.hosts[i].peer_primary_wal_seen = Some((peer.wal, self.hosts[i].db.wal));
             (
