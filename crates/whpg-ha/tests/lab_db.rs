@@ -15,8 +15,8 @@ use common::block_on_in_netns;
 use whpg_ha::config::{DbEndpoint, Flavor};
 use whpg_ha::db::query::{TimelineSource, WalReceiverStatus};
 use whpg_ha::db::{
-    observe, probe, write_check, ConnParams, DbFacts, PostmasterWatch, ProbeOutcome, ProbeTarget,
-    QueryError, SqlState,
+    observe, probe, ConnParams, DbFacts, PostmasterWatch, ProbeOutcome, ProbeTarget, QueryError,
+    SqlState, WriteProbe,
 };
 use whpg_lab::{lab_or_skip, Host, PgNode};
 
@@ -79,9 +79,16 @@ fn observe_from(from: &Host, params: &ConnParams) -> Result<DbFacts, QueryError>
     })
 }
 
-fn write_check_from(from: &Host, params: &ConnParams, flavor: Flavor) -> Result<(), QueryError> {
+/// One write check on a connection of its own; the timeline it wrote on.
+fn write_check_from(
+    from: &Host,
+    params: &ConnParams,
+    flavor: Flavor,
+) -> Result<Option<u32>, QueryError> {
     block_on_in_netns(from.netns(), STEP_LIMIT, || async move {
-        write_check(params, flavor, QUERY_TIMEOUT).await
+        WriteProbe::new(params.clone(), flavor, QUERY_TIMEOUT)
+            .attempt()
+            .await
     })
 }
 
@@ -119,8 +126,9 @@ fn primary_accepts_then_times_out_and_refuses() {
     assert_eq!(facts.wal_receiver, None);
     assert!(facts.replication.is_empty());
     for flavor in [Flavor::Postgres, Flavor::WarehousePg] {
-        write_check_from(&n2, &tcp_params(&primary), flavor)
+        let timeline = write_check_from(&n2, &tcp_params(&primary), flavor)
             .unwrap_or_else(|e| panic!("write check ({flavor:?}) on the primary: {e}"));
+        assert_eq!(timeline, Some(1), "{flavor:?}");
     }
 
     // Black hole: n1 drops everything from and to n2. The probe gives up at its deadline.
@@ -209,8 +217,7 @@ fn standby_accepts_rejects_writes_then_promotes() {
     for flavor in [Flavor::Postgres, Flavor::WarehousePg] {
         let err = write_check_from(&n2, &unix_params(&standby), flavor).unwrap_err();
         println!("write check ({flavor:?}) on the standby: {err}");
-        assert!(matches!(err, QueryError::ReadOnly { .. }), "{err}");
-        assert_eq!(err.sqlstate(), SqlState::parse("25006"));
+        assert!(matches!(err, QueryError::InRecovery { .. }), "{err}");
     }
 
     // Without hot standby the standby turns logins away with 57P03.
@@ -242,12 +249,54 @@ fn standby_accepts_rejects_writes_then_promotes() {
         (2, TimelineSource::Insert)
     );
     for flavor in [Flavor::Postgres, Flavor::WarehousePg] {
-        write_check_from(&n1, &tcp_params(&standby), flavor)
+        let timeline = write_check_from(&n1, &tcp_params(&standby), flavor)
             .unwrap_or_else(|e| panic!("write check ({flavor:?}) after promotion: {e}"));
+        assert_eq!(timeline, Some(2), "{flavor:?}");
     }
     // The old primary never learnt of it: still writable, on the older timeline.
     let old = observe_from(&n1, &unix_params(&primary)).unwrap();
     assert_eq!((old.in_recovery, old.timeline), (false, 1));
+}
+
+/// The promotion's proof keeps its connection while the standby refuses writes, and the same
+/// connection proves the promotion once it is done: no backend per attempt.
+#[test]
+fn write_probe_keeps_its_standby_session_through_promotion() {
+    let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
+    let n1 = lab.add_host("n1", N1).unwrap();
+    let n2 = lab.add_host("n2", N2).unwrap();
+    let primary = PgNode::init_primary(&lab, &n1, 54321).unwrap();
+    primary.start().unwrap();
+    let standby = PgNode::init_standby_from(&lab, &n2, &primary, 54322).unwrap();
+    standby.start().unwrap();
+    let params = unix_params(&standby);
+    let backends = "SELECT string_agg(pid::text, ',') FROM pg_stat_activity \
+                    WHERE application_name = 'whpg-ha'";
+    let (before, after, timeline) = block_on_in_netns(n2.netns(), STEP_LIMIT, || async {
+        let mut probe = WriteProbe::new(params.clone(), Flavor::Postgres, QUERY_TIMEOUT);
+        for _ in 0..5 {
+            let err = probe.attempt().await.unwrap_err();
+            assert!(matches!(err, QueryError::InRecovery { .. }), "{err}");
+        }
+        let before = standby.psql(backends).unwrap();
+        standby.promote().unwrap();
+        let timeline = probe.attempt().await.expect("a write after the promotion");
+        let after = standby.psql(backends).unwrap();
+        (before, after, timeline)
+    });
+    println!("probe backends: {before:?} on the standby, {after:?} after the promotion");
+    assert!(
+        !before.is_empty() && !before.contains(','),
+        "one backend for five attempts: {before:?}"
+    );
+    assert_eq!(before, after, "the same backend proved the promotion");
+    assert_eq!(timeline, Some(2));
+    // Asking for the recovery state first kept the attempts out of the server's log.
+    let log = standby.log_contents();
+    assert!(
+        !log.contains("cannot execute"),
+        "a write was tried during recovery:\n{log}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use whpg_policy::{FenceReason, Input, SyncTarget, WriteVerified};
 
 use crate::config::{CommandKind, Config, Flavor};
-use crate::db::{observe, write_check, ConnParams};
+use crate::db::{observe, ConnParams, WriteProbe};
 use crate::exec::{self, PreparedCommand};
 use crate::fence::fence_database;
 
@@ -25,8 +25,9 @@ const VERIFY_AFTER_SUCCESS: Duration = Duration::from_secs(30);
 const VERIFY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 const VERIFY_POLL: Duration = Duration::from_millis(50);
 /// While the promote command runs (postgres flavor): how often a write is tried, and for how long
-/// at that pace before falling back to [`VERIFY_POLL`] (a hanging command is not hammered).
-const EARLY_POLL: Duration = Duration::from_millis(10);
+/// at that pace before falling back to [`VERIFY_POLL`] (a hanging command is not hammered). An
+/// attempt on the probe's kept connection costs the server one short statement, not a backend.
+const EARLY_POLL: Duration = Duration::from_millis(2);
 const EARLY_POLL_FOR: Duration = Duration::from_secs(2);
 
 /// Beyond a job's own bounds (command timeout, verification): its polls and the fence's kill
@@ -247,6 +248,7 @@ async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
     info!("running {}", command.display_argv());
     let params = ConnParams::local(&config.database);
     let timeout = config.health.timeout;
+    let mut probe = WriteProbe::new(params.clone(), config.database.flavor, timeout);
     let started = Instant::now();
     let argv_text = command.display_argv();
     // The command runs in its own task, so that it is neither killed nor left unreaped when the
@@ -266,8 +268,7 @@ async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
         tokio::select! {
             joined = &mut running => break joined,
             () = tokio::time::sleep(poll), if race => {
-                if write_check(&params, config.database.flavor, timeout).await.is_ok() {
-                    let timeline = observe(&params, timeout).await.ok().map(|f| f.timeline);
+                if let Ok(timeline) = probe.attempt().await {
                     info!(
                         "the database accepts writes {} ms into the promote command; it is left \
                          to finish on its own",
@@ -328,11 +329,8 @@ async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
     }
     let deadline = Instant::now() + verify_for;
     loop {
-        let last_error = match write_check(&params, config.database.flavor, timeout).await {
-            Ok(()) => {
-                let timeline = observe(&params, timeout).await.ok().map(|f| f.timeline);
-                return Ok(WriteVerified::assertion(timeline));
-            }
+        let last_error = match probe.attempt().await {
+            Ok(timeline) => return Ok(WriteVerified::assertion(timeline)),
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {

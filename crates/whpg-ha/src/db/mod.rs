@@ -4,7 +4,8 @@
 //! - [`startup_probe`]: credential-free probe by StartupMessage, every ~100 ms: accepting,
 //!   WarehousePG standby ready (57M02), not accepting (57P03), rejected, refused, timed out.
 //! - [`query`]: logged-in observation in one round trip (recovery, timeline, WAL receiver,
-//!   replication) and the write check that verifies a promotion.
+//!   replication), and the SQL of the write check that verifies a promotion.
+//! - [`write_probe`]: that write check, tried on one kept connection while a promotion runs.
 //! - [`session`]: the held monitoring session, asked the state row each probe interval, so
 //!   steady-state monitoring opens (almost) no new connections.
 //! - [`local_failure`]: which errors are our own (descriptors, memory): "unknown", never "down".
@@ -21,10 +22,12 @@ pub mod session;
 pub mod startup_probe;
 pub mod sync_standby;
 pub mod wire;
+pub mod write_probe;
 
 pub use lsn::Lsn;
 pub use postmaster::{PostmasterPid, PostmasterWatch};
-pub use query::{observe, write_check, ConnParams, DbFacts, QueryError};
+pub use query::{observe, ConnParams, DbFacts, QueryError};
 pub use session::HeldSession;
 pub use startup_probe::{probe, ProbeOutcome, ProbeTarget};
 pub use wire::SqlState;
+pub use write_probe::WriteProbe;

@@ -1,6 +1,7 @@
 //! Logged-in observations of a database, over a real connection (tokio-postgres): recovery state,
-//! timeline, WAL receiver and replication state in one round trip ([`observe`]), and the proof
-//! that a database takes writes ([`write_check`]). Each call opens its own short connection,
+//! timeline, WAL receiver and replication state in one round trip ([`observe`]), and the SQL that
+//! proves a database takes writes ([`write_check_sql`], run by [`super::write_probe`]). Each
+//! call of [`observe`] opens its own short connection,
 //! bounded by one timeout, and closes it; nothing is kept open between observations. (The
 //! monitor's held session, [`super::session`], reuses the state row's SQL on a connection it
 //! keeps.)
@@ -118,7 +119,7 @@ fn strip_newline(bytes: &[u8]) -> &[u8] {
     bytes.strip_suffix(b"\r").unwrap_or(bytes)
 }
 
-/// Failures of [`observe`] and [`write_check`]. Messages name the target, never the password.
+/// Failures of [`observe`], the held session and the write probe. Messages name the target, never the password.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("{target}: no answer within {timeout:?}")]
@@ -141,6 +142,9 @@ pub enum QueryError {
         target: String,
         source: tokio_postgres::Error,
     },
+    /// The server is still in recovery (a standby), so no write was tried.
+    #[error("{target} is still in recovery (a standby)")]
+    InRecovery { target: String },
     #[error("{target}: unexpected answer: {reason}")]
     Unexpected { target: String, reason: String },
     /// Our own socket could not be made or connected (the held session opens its own).
@@ -173,7 +177,9 @@ impl QueryError {
             QueryError::Connect { source, .. }
             | QueryError::Query { source, .. }
             | QueryError::ReadOnly { source, .. } => local_errno_in(source),
-            QueryError::TimedOut { .. } | QueryError::Unexpected { .. } => None,
+            QueryError::TimedOut { .. }
+            | QueryError::InRecovery { .. }
+            | QueryError::Unexpected { .. } => None,
         }
     }
 
@@ -481,26 +487,6 @@ pub fn write_check_sql(flavor: Flavor, timeout: Duration) -> String {
     format!("BEGIN; SET LOCAL statement_timeout = {ms}; {write}; ROLLBACK")
 }
 
-/// Verifies that the database at `params` accepts a real write (see [`write_check_sql`]).
-/// A standby fails with [`QueryError::ReadOnly`].
-pub async fn write_check(
-    params: &ConnParams,
-    flavor: Flavor,
-    timeout: Duration,
-) -> Result<(), QueryError> {
-    let sql = write_check_sql(flavor, timeout);
-    match run_simple(params, timeout, &sql).await {
-        Ok(_) => Ok(()),
-        Err(QueryError::Query { target, source })
-            if source.code().map(|c| c.code())
-                == Some(SqlState::READ_ONLY_SQL_TRANSACTION.as_str()) =>
-        {
-            Err(QueryError::ReadOnly { target, source })
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Aborts the connection task if the caller gives up (timeout, cancellation).
 struct ConnectionTask(JoinHandle<()>);
 
@@ -626,7 +612,7 @@ impl<'a> Columns<'a> {
 }
 
 /// The timeline from a WAL file name: its first 8 hex digits.
-fn timeline_of_walfile(name: &str) -> Option<u32> {
+pub(crate) fn timeline_of_walfile(name: &str) -> Option<u32> {
     let tli = name.get(..8)?;
     u32::from_str_radix(tli, 16).ok().filter(|&t| t > 0)
 }
