@@ -264,7 +264,15 @@ impl Peer {
     /// live primary and the next one may still be on its way: samples arrive when probes finish,
     /// so one interval after a good answer the next probe can still be in flight, for up to
     /// `in_flight` (the probe timeout). Its answer, not the clock, tells whether the primary died.
+    ///
+    /// An answer since then that its database is down or a standby settles it: the samples of
+    /// one peer arrive in order, so that answer is newer than the primary's. (A backend whose
+    /// postmaster was just killed can still answer one query as a primary; the refused
+    /// connection right after it is the newer evidence.)
     pub fn primary_within(&self, window: Duration, in_flight: Duration, now: Instant) -> bool {
+        if self.latest_not_serving {
+            return false;
+        }
         self.primary_at.is_some_and(|at| {
             let age = now.saturating_duration_since(at);
             age < window || (self.latest_primary && age < window + in_flight)

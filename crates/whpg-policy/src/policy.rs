@@ -13,7 +13,7 @@
 //! | 5: an isolated master drops the VIP and fences | `isolation` | `an_isolated_primary_drops_the_vip_and_fences_its_database`, `a_lost_peer_with_witnesses_reachable_is_not_isolation`, `a_database_fenced_for_isolation_serves_again_only_on_a_fresh_answer_as_primary`; pair `an_isolated_master_drops_the_vip_and_fences_its_database` |
 //! | a primary outranks a standby; the newest primary outranks an old one | `priority` | `a_healthy_primary_outranks_any_standby_and_preempts`, `the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby`; pair `a_healed_partition_leaves_the_vip_with_the_newest_primary` |
 //! | a failed database resigns at once (certain failure) | `faults` | `a_database_crash_on_the_master_resigns_at_once`, `failing_probes_count_only_after_fall_in_a_row`; pair `a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby` |
-//! | 2: no promotion while the old primary is known alive | `promotion_step` | `certain_takeover_promotes_as_soon_as_the_old_primary_is_no_longer_seen`, `a_fresh_wal_receiver_holds_promotion_until_it_goes_stale`, `a_late_answer_of_a_live_peer_primary_does_not_open_a_gap_for_promotion`; pair `a_restart_of_the_masters_daemon_does_not_promote_the_standby` |
+//! | 2: no promotion while the old primary is known alive | `promotion_step` | `certain_takeover_promotes_as_soon_as_the_old_primary_is_no_longer_seen`, `an_orphaned_backends_answer_as_primary_after_the_crash_holds_nothing_once_a_connection_is_refused`, `a_primary_answer_within_the_window_holds_a_certain_takeover_until_the_peer_is_seen_down`, `a_fresh_wal_receiver_holds_promotion_until_it_goes_stale`, `a_fresh_wal_receiver_hold_asks_for_a_local_sample_at_once_and_a_stopped_receiver_promotes`, `a_late_answer_of_a_live_peer_primary_does_not_open_a_gap_for_promotion`; pair `a_restart_of_the_masters_daemon_does_not_promote_the_standby` |
 //! | a silent master: confirmation time and a fresh witness round | `promotion_step` | `a_silent_master_is_promoted_over_only_after_the_confirmation_time`, `a_blip_shorter_than_the_confirmation_time_changes_nothing`, `an_isolated_standby_never_promotes_over_a_silent_master`; pair `a_standby_cut_off_from_the_primary_and_the_witness_never_promotes`, `a_blip_shorter_than_the_confirmation_time_leaves_the_pair_as_it_was` |
 //! | 3: promotion bounded and verified, else the mastership released | `promotion_finished` | `failed_promotions_are_retried_then_the_mastership_is_released`, `a_node_that_gave_up_promoting_does_not_start_over_when_elected_again`; pair `a_promotion_that_fails_hangs_or_lies_never_puts_the_vip_on_a_read_only_database` |
 //! | 1: the VIP only on a master with a verified writable database | `vip` | `the_vip_is_installed_only_on_a_master_with_a_writable_database`, `a_verified_promotion_installs_the_vip_and_raises_the_priority`; pair property tests |
@@ -379,6 +379,9 @@ pub enum Decision {
     /// Probe the witnesses now, without waiting for the next round; answer with
     /// [`Input::Witness`].
     CheckWitnesses,
+    /// Observe the local database now, without waiting for the next probe round; answer with
+    /// [`Input::Local`].
+    ObserveLocal,
     /// Tell the arbiter's etcd client to campaign for (and keep) the leader key, or to release it.
     Arbiter(ArbiterAction),
     /// Stop the local database and clean up after it.
@@ -464,6 +467,8 @@ pub struct Policy {
     master_since: Option<Instant>,
     /// A witness round was asked for in the current mastership.
     witness_check_asked: bool,
+    /// A local observation was asked for in the current mastership.
+    local_check_asked: bool,
     maintenance: bool,
     promotion: Promotion,
     needs_rejoin: bool,
@@ -502,6 +507,7 @@ impl Policy {
             master_reason: None,
             master_since: None,
             witness_check_asked: false,
+            local_check_asked: false,
             maintenance: false,
             promotion: Promotion::Idle,
             needs_rejoin: false,
@@ -537,6 +543,7 @@ impl Policy {
                 if to == State::Master && self.vrrp != State::Master {
                     self.master_since = Some(now);
                     self.witness_check_asked = false;
+                    self.local_check_asked = false;
                 }
                 self.vrrp = to;
                 self.master_reason = (to == State::Master).then_some(reason);
@@ -1271,6 +1278,13 @@ impl Policy {
             return Some(Hold::PeerPrimaryAlive);
         }
         if self.local.primary_heard_within(c.wal_freshness, now) {
+            // The WAL receiver was streaming at the last sample. When the primary crashed, it
+            // stopped within milliseconds, but the next sample may be a probe interval away:
+            // ask for one now rather than wait for it.
+            if !self.local_check_asked {
+                self.local_check_asked = true;
+                out.push(Decision::ObserveLocal);
+            }
             return Some(Hold::WalReceiverFresh);
         }
         if !certain && c.witness_enabled {

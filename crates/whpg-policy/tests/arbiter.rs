@@ -248,8 +248,8 @@ fn a_standby_promotes_only_once_it_holds_the_leader_key() {
     run.peer_crashed();
     assert_eq!(
         run.when(&Decision::Arbiter(ArbiterAction::Campaign)),
-        Some(600),
-        "asked for once the old primary is no longer seen alive (invariant 2's window)"
+        Some(560),
+        "asked for once master, the old primary seen down (invariant 2)"
     );
     assert!(run.decided(|d| *d
         == Decision::Notice(Notice::PromotionHeld(Hold::ArbiterKey(
@@ -609,7 +609,7 @@ impl Run {
         run.peer_crashed();
         assert_eq!(
             run.when(&Decision::Arbiter(ArbiterAction::Campaign)),
-            Some(600)
+            Some(560)
         );
         run
     }

@@ -151,6 +151,8 @@ proptest! {
                     witnessed_in_mastership = true;
                 }
                 Input::Peer(PeerSample::Primary { .. } | PeerSample::AcceptingUnknownRole) => last_peer_primary = Some(now_ms),
+                // A later answer that the database is down or a standby settles it (invariant 2).
+                Input::Peer(PeerSample::DatabaseDown | PeerSample::Standby) => last_peer_primary = None,
                 Input::Maintenance(on) => maintenance = *on,
                 Input::Local(LocalSample::Primary { .. }) => {
                     primary_role = true;
@@ -171,7 +173,8 @@ proptest! {
             for decision in decisions {
                 match decision {
                     Decision::Promote { .. } => {
-                        // Invariant 2: never while the old primary answered within the window.
+                        // Invariant 2: never while the old primary answered within the window, and
+                        // no answer since said it is down or a standby.
                         if let Some(at) = last_peer_primary {
                             prop_assert!(now_ms - at >= 100, "promoted {} ms after a primary answer", now_ms - at);
                         }

@@ -308,19 +308,37 @@ fn certain_takeover_promotes_as_soon_as_the_old_primary_is_no_longer_seen() {
     let mut run = Run::standby_settled(config());
     // Last answer as primary at 500 ms; the crash, then the resign; the peer refuses from then on.
     run.at(520, Input::Peer(PeerSample::DatabaseDown));
-    let out = run.master(560, TransitionReason::MasterResigned);
+    // The refusal is newer than the primary's answer: invariant 2's window (100 ms after that
+    // answer, until 600 ms) does not hold the promotion.
+    run.master(560, TransitionReason::MasterResigned);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(560));
+}
+
+#[test]
+fn an_orphaned_backends_answer_as_primary_after_the_crash_holds_nothing_once_a_connection_is_refused(
+) {
+    let mut run = Run::standby_settled(config());
+    // The postmaster is killed at 540 ms while our query runs: its backend still answers as a
+    // primary, then the new connection that follows is refused.
+    run.at(541, Input::Peer(PEER_PRIMARY));
+    run.at(542, Input::Peer(PeerSample::DatabaseDown));
+    run.master(600, TransitionReason::MasterResigned);
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(600));
+}
+
+#[test]
+fn a_primary_answer_within_the_window_holds_a_certain_takeover_until_the_peer_is_seen_down() {
+    let mut run = Run::standby_settled(config());
+    // A priority-0 advert while the latest answer is still a live primary (anyone on the link
+    // can send one): held until an answer says otherwise.
+    let out = run.master(520, TransitionReason::MasterResigned);
     assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(
         Hold::PeerPrimaryAlive
     ))));
-    run.at(599, Input::Tick);
+    run.at(580, Input::Tick);
     assert_eq!(run.when(&Decision::Promote { attempt: 1 }), None);
-    // Invariant 2's window (100 ms) after the last primary answer ends at 600 ms.
-    assert_eq!(
-        run.policy.next_wakeup(),
-        Some(run.t0 + Duration::from_millis(600))
-    );
-    run.at(600, Input::Tick);
-    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(600));
+    run.at(590, Input::Peer(PeerSample::DatabaseDown));
+    assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(590));
 }
 
 #[test]
@@ -345,6 +363,46 @@ fn a_fresh_wal_receiver_holds_promotion_until_it_goes_stale() {
     assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
     run.at(1450, Input::Tick);
     assert_eq!(run.when(&Decision::Promote { attempt: 1 }), Some(1450));
+}
+
+#[test]
+fn a_fresh_wal_receiver_hold_asks_for_a_local_sample_at_once_and_a_stopped_receiver_promotes() {
+    let mut run = Run::new(config());
+    let streaming = LocalSample::Standby {
+        timeline: Some(1),
+        wal_receiver: Some(WalReceiver {
+            streaming: true,
+            last_message_age: Some(Duration::from_millis(5)),
+        }),
+        received: Some(WAL_AT),
+    };
+    run.probes(0, 500, streaming, PEER_PRIMARY);
+    // The primary crashed at 560 ms: its host answers that the database is down, and it resigns.
+    run.at(562, Input::Peer(PeerSample::DatabaseDown));
+    let out = run.master(620, TransitionReason::MasterResigned);
+    assert!(out.contains(&Decision::Notice(Notice::PromotionHeld(
+        Hold::WalReceiverFresh
+    ))));
+    assert_eq!(
+        out.iter().filter(|d| **d == Decision::ObserveLocal).count(),
+        1,
+        "{out:?}"
+    );
+    // Asked once per mastership: a tick while held does not ask again.
+    let out = run.at(621, Input::Tick);
+    assert!(!out.contains(&Decision::ObserveLocal), "{out:?}");
+    // The sample it asked for: the WAL receiver has stopped (its primary is gone).
+    let stopped = LocalSample::Standby {
+        timeline: Some(1),
+        wal_receiver: None,
+        received: Some(WAL_AT),
+    };
+    run.at(622, Input::Local(stopped));
+    assert_eq!(
+        run.when(&Decision::Promote { attempt: 1 }),
+        Some(622),
+        "promoted on the sample it asked for, not 100 ms later"
+    );
 }
 
 #[test]

@@ -28,11 +28,23 @@ use crate::net::witness;
 /// At most one warning per this period per observer for a repeating problem.
 const WARN_PERIOD: Duration = Duration::from_secs(30);
 
-/// Start every observer; they stop when the receiving end of `tx` is dropped. The returned
-/// handle starts a witness round at once (a no-op without witnesses).
-pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> Arc<Notify> {
-    let witness_now = Arc::new(Notify::new());
-    tokio::spawn(local_database(config.clone(), tx.clone()));
+/// Start a round of an observer at once, without waiting for its next tick.
+#[derive(Clone, Default)]
+pub struct Nudges {
+    /// A witness round (a no-op without witnesses).
+    pub witnesses: Arc<Notify>,
+    /// A round of the local database's monitor.
+    pub local: Arc<Notify>,
+}
+
+/// Start every observer; they stop when the receiving end of `tx` is dropped.
+pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> Nudges {
+    let nudges = Nudges::default();
+    tokio::spawn(local_database(
+        config.clone(),
+        tx.clone(),
+        Arc::clone(&nudges.local),
+    ));
     if let Some(peer) = config.peer() {
         tokio::spawn(peer_database(
             config.clone(),
@@ -45,10 +57,10 @@ pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> Arc<Notify> {
         tokio::spawn(witnesses(
             config.clone(),
             tx.clone(),
-            Arc::clone(&witness_now),
+            Arc::clone(&nudges.witnesses),
         ));
     }
-    witness_now
+    nudges
 }
 
 fn ticker(every: Duration) -> tokio::time::Interval {
@@ -488,11 +500,13 @@ impl Monitor {
     }
 }
 
-/// Runs `monitor` every `every`, and at once when its held session ends; each round's evidence
-/// goes through `sample` to the policy. Returns when the policy side hangs up.
+/// Runs `monitor` every `every`, and at once when its held session ends or `now` is notified;
+/// each round's evidence goes through `sample` to the policy. Returns when the policy side hangs
+/// up.
 async fn watch(
     mut monitor: Monitor,
     every: Duration,
+    now: &Notify,
     tx: mpsc::Sender<Input>,
     which: &'static str,
     sample: impl Fn(&Seen) -> Input,
@@ -503,6 +517,7 @@ async fn watch(
         tokio::select! {
             _ = ticker.tick() => {}
             () = monitor.session_ended() => {}
+            () = now.notified() => {}
         }
         let started = tokio::time::Instant::now();
         let seen = monitor.round().await;
@@ -546,9 +561,9 @@ fn warn_about(warner: &mut Warner, which: &str, target: &ProbeTarget, seen: &See
     }
 }
 
-async fn local_database(config: Config, tx: mpsc::Sender<Input>) {
+async fn local_database(config: Config, tx: mpsc::Sender<Input>, now: Arc<Notify>) {
     let every = config.health.interval;
-    watch(Monitor::local(&config), every, tx, "local", |seen| {
+    watch(Monitor::local(&config), every, &now, tx, "local", |seen| {
         Input::Local(local_sample(seen))
     })
     .await;
@@ -581,9 +596,15 @@ fn local_from_facts(facts: &DbFacts, position: Option<(Lsn, Option<WalSenderRow>
 
 async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>) {
     let every = config.health.interval;
-    watch(Monitor::peer(&config, address), every, tx, "peer", |seen| {
-        Input::Peer(peer_sample(seen))
-    })
+    let never = Notify::new();
+    watch(
+        Monitor::peer(&config, address),
+        every,
+        &never,
+        tx,
+        "peer",
+        |seen| Input::Peer(peer_sample(seen)),
+    )
     .await;
 }
 

@@ -10,11 +10,12 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn, Level};
 use whpg_policy::Input;
 
 use super::jobs::{JobReport, Jobs};
+use super::observers::Nudges;
 use super::reload;
 use super::state::{PersistedState, StateStore};
 use super::watchdog::Watchdog;
@@ -58,8 +59,8 @@ pub struct Io {
 /// The database-aware half's IO: the jobs the node asks for, and where observations arrive.
 pub struct Supervision {
     pub jobs: Jobs,
-    /// Starts a witness round at once (the node asks before promoting over a silent master).
-    pub witness_now: std::sync::Arc<Notify>,
+    /// Start a witness round or a local observation at once (the node asks before promoting).
+    pub nudges: Nudges,
     /// The etcd client of `[arbiter]`, when configured.
     pub arbiter: Option<crate::arbiter::ArbiterHandle>,
     pub inputs: mpsc::Receiver<Input>,
@@ -69,7 +70,7 @@ pub struct Supervision {
 /// The jobs and the witness trigger, apart from the receivers the loop polls.
 struct JobsIo {
     jobs: Jobs,
-    witness_now: std::sync::Arc<Notify>,
+    nudges: Nudges,
     arbiter: Option<crate::arbiter::ArbiterHandle>,
 }
 
@@ -123,7 +124,7 @@ impl Runner {
             Some(s) => (
                 Some(JobsIo {
                     jobs: s.jobs,
-                    witness_now: s.witness_now,
+                    nudges: s.nudges,
                     arbiter: s.arbiter,
                 }),
                 Some(s.inputs),
@@ -356,7 +357,12 @@ impl Runner {
             }
             Effect::CheckWitnesses => {
                 if let Some(s) = &self.supervision {
-                    s.witness_now.notify_one();
+                    s.nudges.witnesses.notify_one();
+                }
+            }
+            Effect::ObserveLocal => {
+                if let Some(s) = &self.supervision {
+                    s.nudges.local.notify_one();
                 }
             }
             Effect::Journal(entry) => self.journal.record(entry),

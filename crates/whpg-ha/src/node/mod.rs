@@ -139,6 +139,8 @@ pub enum Effect {
     Fence(FenceReason),
     /// Start a witness round now; answer with `Input::Witness`.
     CheckWitnesses,
+    /// Observe the local database now; answer with `Input::Local`.
+    ObserveLocal,
     /// Append to the journal.
     Journal(Entry),
     /// One log line.
@@ -829,6 +831,10 @@ impl Node {
             Decision::CheckWitnesses => {
                 self.log(Level::DEBUG, "policy: probing the witnesses now");
                 self.effects.push(Effect::CheckWitnesses);
+            }
+            Decision::ObserveLocal => {
+                self.log(Level::DEBUG, "policy: observing the local database now");
+                self.effects.push(Effect::ObserveLocal);
             }
             Decision::SetSynchronousStandby(target) => {
                 let detail = match target {

@@ -678,6 +678,7 @@ impl Pair {
                     self.push(FENCE_TAKES, i, Pending::FenceEnds);
                 }
                 Effect::CheckWitnesses => self.witness_round(i),
+                Effect::ObserveLocal => self.local_probe(i),
                 Effect::Arbiter(action) => {
                     self.note(format!("host {i}: arbiter {action:?}"));
                     if let Some(etcd) = &mut self.etcd {
