@@ -28,6 +28,30 @@ pub struct Sample {
     pub vip: bool,
     /// The local database answers `pg_is_in_recovery() = false` and `eth0` is up.
     pub writable: bool,
+    /// What the database probe itself found (`eth0` aside).
+    pub db: DbSeen,
+}
+
+/// The answer of one database probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbSeen {
+    Primary,
+    InRecovery,
+    /// No answer within [`DB_PROBE_LIMIT`].
+    TimedOut,
+    /// The connection or the query failed.
+    Failed,
+}
+
+impl DbSeen {
+    pub fn text(self) -> &'static str {
+        match self {
+            DbSeen::Primary => "primary",
+            DbSeen::InRecovery => "in recovery",
+            DbSeen::TimedOut => "no answer within 100 ms",
+            DbSeen::Failed => "connection or query failed",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -97,19 +121,20 @@ async fn run(shared: Arc<Shared>, vip: Ipv4Addr, port: u16) -> Result<()> {
         tick.tick().await;
         let at = Instant::now();
         let links = interfaces(vip);
-        let primary = match tokio::time::timeout(DB_PROBE_LIMIT, probe(&config, &mut client)).await
-        {
-            Ok(Some(in_recovery)) => !in_recovery,
-            Ok(None) => false,
+        let db = match tokio::time::timeout(DB_PROBE_LIMIT, probe(&config, &mut client)).await {
+            Ok(Some(false)) => DbSeen::Primary,
+            Ok(Some(true)) => DbSeen::InRecovery,
+            Ok(None) => DbSeen::Failed,
             Err(_) => {
                 client = None;
-                false
+                DbSeen::TimedOut
             }
         };
         lock(&shared.samples).push(Sample {
             at,
             vip: links.vip_live,
-            writable: primary && links.eth0_live,
+            writable: db == DbSeen::Primary && links.eth0_live,
+            db,
         });
     }
     Ok(())
@@ -244,6 +269,7 @@ mod tests {
                 at: t0 + Duration::from_millis(10 * i as u64),
                 vip: f,
                 writable: false,
+                db: DbSeen::InRecovery,
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use crate::behind;
 use crate::contenders::{whpg_ha_config_path, Contender, Options, Promotion};
 use crate::etcd;
 use crate::lab::{in_recovery, stored_ids, whpg_ha_status, Topology, PG_PORT, VIP};
-use crate::sampler::{longest_overlap, Sample, Sampler};
+use crate::sampler::{longest_overlap, DbSeen, Sample, Sampler};
 use crate::writer::{Commit, Writer};
 
 /// Longest wait from the fault for the first committed write (see [`Fault::limit`]).
@@ -724,6 +724,9 @@ fn measure(out: &mut Outcome, topo: &Topology, daemon: &Path) -> Result<()> {
     out.both_writable_ms = ms(writable_both);
     out.split_brain = vip_both.max(writable_both) > which.advert_interval();
     out.vip_on_read_only_ms = ms(total_time(&n2_samples, t0, |s| s.vip && !s.writable));
+    if let Some(note) = vip_on_read_only_note(&n2_samples, t0) {
+        out.notes.push(note);
+    }
 
     // A standby promoted and then stopped (fenced) still failed over: seen writable once counts.
     let n2_primary_at_end = in_recovery(&topo.standby) == Some(false);
@@ -1068,6 +1071,40 @@ fn longest_gap(commits: &[Commit], from: Instant, end: Instant) -> Duration {
 
 /// Total time after `from` during which `holds` was true, from a timeline sampled in order (each
 /// sample stands for the time until the next one).
+/// What n2's database probe found while n2 held the VIP and was not seen writable, and when
+/// (milliseconds after the fault), so such a stretch can be told apart: a standby serving the VIP,
+/// or a probe that went unanswered.
+fn vip_on_read_only_note(samples: &[Sample], t0: Instant) -> Option<String> {
+    let bad: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= t0 && s.vip && !s.writable)
+        .collect();
+    let first = bad.first()?;
+    let last = bad.last()?;
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for s in &bad {
+        let what = if s.db == DbSeen::Primary {
+            "primary, eth0 down"
+        } else {
+            s.db.text()
+        };
+        match counts.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((what, 1)),
+        }
+    }
+    let counts: Vec<String> = counts
+        .iter()
+        .map(|(what, n)| format!("{n} × {what}"))
+        .collect();
+    Some(format!(
+        "n2 held the VIP while not seen writable from +{:.0} ms to +{:.0} ms: {}",
+        ms(first.at - t0),
+        ms(last.at - t0),
+        counts.join(", ")
+    ))
+}
+
 fn total_time(samples: &[Sample], from: Instant, holds: impl Fn(&Sample) -> bool) -> Duration {
     samples
         .windows(2)
@@ -1136,6 +1173,33 @@ fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vip_on_read_only_note_says_what_the_probe_found_and_when() {
+        let t0 = Instant::now();
+        let sample = |ms: u64, vip: bool, db: DbSeen| Sample {
+            at: t0 + Duration::from_millis(ms),
+            vip,
+            writable: db == DbSeen::Primary,
+            db,
+        };
+        let samples = [
+            sample(0, false, DbSeen::InRecovery),
+            sample(10, true, DbSeen::InRecovery),
+            sample(20, true, DbSeen::TimedOut),
+            sample(130, true, DbSeen::Primary),
+            sample(140, true, DbSeen::Failed),
+            sample(150, true, DbSeen::TimedOut),
+        ];
+        assert_eq!(
+            vip_on_read_only_note(&samples, t0).as_deref(),
+            Some(
+                "n2 held the VIP while not seen writable from +10 ms to +150 ms: 1 × in \
+                 recovery, 2 × no answer within 100 ms, 1 × connection or query failed"
+            )
+        );
+        assert_eq!(vip_on_read_only_note(&samples[3..4], t0), None);
+    }
 
     #[test]
     fn every_fault_parses_back_from_its_name() {

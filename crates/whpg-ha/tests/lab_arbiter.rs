@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{dump_logs, start_daemon, status};
 use common::pg::{db_pair_builder, nodes, pair, write_through_vip, DbPairSettings, Pair, VIP};
+use whpg_lab::etcd::EtcdCluster;
 use whpg_lab::postgres::PG_BIN_DIR;
 use whpg_lab::{lab_or_skip, wait_until, Host, Lab, Process};
 
@@ -22,78 +23,19 @@ const PREREQUISITES: &[&str] = &[
     "etcdctl",
 ];
 const CLIENT: &str = "10.77.0.99";
+/// The etcd members' names and addresses: on n1, n2 and the client host.
 const MEMBERS: [(&str, &str); 3] = [("e1", "10.77.0.11"), ("e2", "10.77.0.12"), ("e3", CLIENT)];
-
-fn endpoints() -> String {
-    MEMBERS
-        .iter()
-        .map(|(_, ip)| format!("http://{ip}:2379"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// One etcd member per host (n1, n2, client), started together; returns once the cluster
 /// answers a health check from the client host.
-fn etcd_cluster(lab: &Lab, p: &Pair) -> Vec<Process> {
-    let cluster = MEMBERS
-        .iter()
-        .map(|(name, ip)| format!("{name}=http://{ip}:2380"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let hosts = [&p.n1, &p.n2, &p.client];
-    let members: Vec<Process> = MEMBERS
-        .iter()
-        .zip(hosts)
-        .map(|((name, ip), host)| {
-            let data = lab.dir().join(format!("etcd-{name}"));
-            let argv = [
-                "etcd".to_string(),
-                "--name".into(),
-                name.to_string(),
-                "--data-dir".into(),
-                data.display().to_string(),
-                "--listen-peer-urls".into(),
-                format!("http://{ip}:2380"),
-                "--initial-advertise-peer-urls".into(),
-                format!("http://{ip}:2380"),
-                "--listen-client-urls".into(),
-                format!("http://{ip}:2379,http://127.0.0.1:2379"),
-                "--advertise-client-urls".into(),
-                format!("http://{ip}:2379"),
-                "--initial-cluster".into(),
-                cluster.clone(),
-                "--initial-cluster-state".into(),
-                "new".into(),
-                "--heartbeat-interval".into(),
-                "100".into(),
-                "--election-timeout".into(),
-                "1000".into(),
-                // A member cut off from the leader (n2's, in the partition) must not depose it
-                // with ever higher terms: pre-vote (the default from etcd 3.5 on).
-                "--pre-vote".into(),
-            ];
-            host.spawn(&argv, &format!("etcd-{name}"))
-                .expect("starting an etcd member")
-        })
-        .collect();
-    let healthy = wait_until(
-        Duration::from_secs(20),
-        Duration::from_millis(200),
-        "the etcd cluster answers",
-        || {
-            p.client
-                .exec_timeout(
-                    &["etcdctl", "--endpoints", &endpoints(), "endpoint", "health"],
-                    Duration::from_secs(5),
-                )
-                .is_ok_and(|o| o.status.success())
-        },
-    );
-    if let Err(e) = healthy {
-        let logs: Vec<&Process> = members.iter().collect();
-        panic!("{e:#}\n{}", dump_logs(&logs));
-    }
-    members
+fn etcd_cluster(lab: &Lab, p: &Pair) -> EtcdCluster {
+    let members = [
+        (MEMBERS[0].0, &p.n1),
+        (MEMBERS[1].0, &p.n2),
+        (MEMBERS[2].0, &p.client),
+    ];
+    EtcdCluster::start(lab.dir(), &members, &p.client, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The leader key's value (its holder), read on the client host; a read that fails (a member
@@ -270,7 +212,7 @@ fn a_symmetric_partition_with_the_arbiter_leaves_one_vip_holder() {
     let etcd = etcd_cluster(&lab, &p);
     let (d1, d2) = serving(&lab, &p, &fast_with_witness(), true);
     let mut logs: Vec<&Process> = vec![&d1, &d2];
-    logs.extend(etcd.iter());
+    logs.extend(etcd.members().iter());
 
     let watch = PairWatch::start(&p.n1, &p.n2);
     lab.partition(&p.n1, &p.n2).expect("cut n1 from n2");
@@ -324,7 +266,7 @@ fn a_database_crash_with_the_arbiter_fails_over_without_waiting_for_the_lease() 
     let etcd = etcd_cluster(&lab, &p);
     let (d1, d2) = serving(&lab, &p, &DbPairSettings::default(), true);
     let mut logs: Vec<&Process> = vec![&d1, &d2];
-    logs.extend(etcd.iter());
+    logs.extend(etcd.members().iter());
     let standby = wait_until(
         Duration::from_secs(5),
         Duration::from_millis(50),
@@ -400,11 +342,11 @@ fn etcd_outage_changes_nothing(test: &str, down: &[usize]) {
     let etcd = etcd_cluster(&lab, &p);
     let (d1, d2) = serving(&lab, &p, &DbPairSettings::default(), true);
     let mut logs: Vec<&Process> = vec![&d1, &d2];
-    logs.extend(etcd.iter());
+    logs.extend(etcd.members().iter());
     let watch = PairWatch::start(&p.n1, &p.n2);
     let on_n1 = Arc::new(AtomicU32::new(0));
     for &i in down {
-        etcd[i].kill9();
+        etcd.kill9(i).expect("kill -9 an etcd member");
     }
     let stopped: Vec<&str> = down.iter().map(|&i| MEMBERS[i].0).collect();
     let mut id = 2;
@@ -469,7 +411,7 @@ fn an_isolated_master_gives_up_the_vip_at_its_lease_and_the_standby_takes_over_a
     let etcd = etcd_cluster(&lab, &p);
     let (d1, d2) = serving(&lab, &p, &DbPairSettings::default(), true);
     let mut logs: Vec<&Process> = vec![&d1, &d2];
-    logs.extend(etcd.iter());
+    logs.extend(etcd.members().iter());
 
     let fault = Instant::now();
     lab.isolate(&p.n1).expect("isolate n1");
@@ -542,7 +484,7 @@ fn a_restarted_master_daemon_keeps_its_key() {
     d1.kill9();
     let d1 = start_daemon(&lab, &p.n1, "n1", &config(&p, "n1", &settings, true));
     let mut logs: Vec<&Process> = vec![&d1, &d2];
-    logs.extend(etcd.iter());
+    logs.extend(etcd.members().iter());
     let back = wait_until(
         Duration::from_secs(20),
         Duration::from_millis(10),
@@ -622,7 +564,7 @@ fn sync_mode_with_the_arbiter_relaxes_only_after_etcds_record_says_none() {
     let d1 = start_daemon(&lab, &p.n1, "n1", &config("n1"));
     let d2 = start_daemon(&lab, &p.n2, "n2", &config("n2"));
     let mut logs: Vec<&Process> = vec![&d1, &d2];
-    logs.extend(etcd.iter());
+    logs.extend(etcd.members().iter());
     let wait = |what: &str, within: Duration, f: &mut dyn FnMut() -> bool| {
         if let Err(e) = wait_until(within, Duration::from_millis(50), what, f) {
             panic!("{e:#}\n{}", dump_logs(&logs));

@@ -14,6 +14,7 @@
 //! - [`host`]: a host namespace, running commands in it, address and reachability queries.
 //! - [`process`]: handles to spawned processes, signals, exit waits, logs.
 //! - [`fault`]: link, nftables and partition faults.
+//! - [`etcd`]: an etcd cluster, one member per host, for the arbiter.
 //! - [`keepalived`]: running Debian's keepalived inside a host and a small config builder.
 //! - [`netns`]: running test code inside a lab namespace, one thread at a time.
 //! - [`postgres`]: PostgreSQL 15 primaries and standbys inside hosts, as the `postgres` user.
@@ -22,6 +23,7 @@
 //! - [`cmd`]: bounded command execution shared by the other modules.
 
 pub mod cmd;
+pub mod etcd;
 pub mod fault;
 pub mod host;
 pub mod keepalived;
