@@ -253,8 +253,8 @@ fn a_forged_priority_from_the_peers_address_is_dropped_with_the_monitor_on() {
     );
     wait_vip(&p.n1, VIP, true, Duration::from_secs(20));
     wait_state(&p.n2, "BACKUP", Duration::from_secs(5));
-    // n1's policy advertises 100 + the primary bonus; n2 (98) accepts {0, 1, 100, 200, 254}
-    // from it, n1 accepts {0, 1, 98, 198, 254} from n2.
+    // n1's policy advertises 100 + the primary bonus; n2 (98) accepts {0, 1, 100, 197, 200, 254}
+    // from it, n1 accepts {0, 1, 98, 195, 198, 254} from n2 (195: a healthy standby's bonus).
     wait_until(Duration::from_secs(10), POLL, "n1 advertises 200", || {
         status(&p.n1).is_some_and(|s| s["vrrp"]["priority"] == 200)
     })
@@ -313,7 +313,7 @@ fn a_forged_priority_from_the_peers_address_is_dropped_with_the_monitor_on() {
     // Logged once (rate-limited per reason), naming the priority and the accepted set.
     let log = d1.log_contents();
     let line = "dropped VRRP packet from 10.77.0.12: priority 253 is not one the peer can send \
-                (accepted: 0, 1, 98, 198, 254)";
+                (accepted: 0, 1, 98, 195, 198, 254)";
     assert_eq!(log.matches(line).count(), 1, "n1's log:\n{log}");
 
     // Control: 254 is a priority n2 can send (as the newest primary), so the filter lets it

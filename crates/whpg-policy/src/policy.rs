@@ -76,6 +76,11 @@ pub struct PolicyConfig {
     pub preempt: bool,
     /// Added while the local database is a healthy primary, so it outranks any standby.
     pub primary_bonus: u8,
+    /// Added while the local database is a healthy standby, for a short Skew_Time (RFC 5798:
+    /// `(256 - priority) * interval / 256`): the standby takes over that much sooner after the
+    /// master resigns or falls silent. It must keep the standby below every healthy primary
+    /// (`primary_bonus` minus the gap between the nodes' priorities, minus one).
+    pub standby_bonus: u8,
     pub triggers: Triggers,
     /// A silent master's database must stay unanswering this long before we promote.
     pub confirmation: Duration,
@@ -1010,6 +1015,12 @@ impl Policy {
             254
         } else if local_primary {
             c.base_priority.saturating_add(c.primary_bonus).min(254)
+        } else if self.local.is_healthy(DbRole::Standby) {
+            // Below the newest primary's 254, never below the configured priority.
+            c.base_priority
+                .saturating_add(c.standby_bonus)
+                .min(253)
+                .max(c.base_priority)
         } else {
             c.base_priority
         };

@@ -17,6 +17,7 @@ fn config() -> PolicyConfig {
         base_priority: 98,
         preempt: false,
         primary_bonus: 100,
+        standby_bonus: 0,
         triggers: Triggers::all(),
         confirmation: Duration::from_secs(3),
         wal_freshness: Duration::from_secs(1),

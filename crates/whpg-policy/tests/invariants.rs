@@ -14,6 +14,8 @@ fn config(confirmation_ms: u64) -> PolicyConfig {
         base_priority: 98,
         preempt: false,
         primary_bonus: 100,
+        // As the daemon computes it for priorities 100 and 98.
+        standby_bonus: 97,
         triggers: Triggers::all(),
         confirmation: Duration::from_millis(confirmation_ms),
         wal_freshness: Duration::from_millis(500),

@@ -15,6 +15,7 @@ fn config() -> PolicyConfig {
         base_priority: 98,
         preempt: false,
         primary_bonus: 100,
+        standby_bonus: 0,
         triggers: Triggers::all(),
         confirmation: Duration::from_secs(3),
         wal_freshness: Duration::from_secs(1),
@@ -240,6 +241,34 @@ fn a_healthy_primary_outranks_any_standby_and_preempts() {
         .any(|(_, d)| *d == Decision::SetPreempt(true)));
     let standby = Run::standby_settled(config());
     assert!(!standby.decided(|d| *d == Decision::SetPriority(198)));
+}
+
+#[test]
+fn a_healthy_standby_takes_its_bonus_and_stays_below_a_healthy_primary() {
+    // Priorities 98 (this node) and 100 (the peer): the daemon's standby bonus is 99 - 2.
+    let with_bonus = || PolicyConfig {
+        standby_bonus: 97,
+        ..config()
+    };
+    let standby = Run::standby_settled(with_bonus());
+    assert!(
+        standby.decided(|d| *d == Decision::SetPriority(195)),
+        "{:?}",
+        standby.log
+    );
+    // The peer as a healthy primary advertises 100 + 100: above 195.
+    let primary = Run::primary_settled(with_bonus());
+    assert!(primary.decided(|d| *d == Decision::SetPriority(198)));
+    // A standby whose database fails loses the bonus (and resigns).
+    let mut standby = Run::standby_settled(with_bonus());
+    for ms in [600, 700, 800] {
+        standby.at(ms, Input::Local(LocalSample::Down));
+    }
+    assert!(
+        standby.log.contains(&(800, Decision::SetPriority(98))),
+        "{:?}",
+        standby.log
+    );
 }
 
 #[test]

@@ -145,7 +145,11 @@ mod tests {
         let mut new = old.clone();
         new.peers[0].priority = 120;
         let p = plan(&old, &new);
-        assert_eq!(p.accepted_priorities, Some(Some(vec![0, 1, 120, 220, 254])));
+        // The standby bonus follows the gap too: 99 - 20.
+        assert_eq!(
+            p.accepted_priorities,
+            Some(Some(vec![0, 1, 120, 199, 220, 254]))
+        );
         assert!(p.needs_restart.is_empty(), "{:?}", p.needs_restart);
         assert_eq!(p.priority, None);
 

@@ -9,6 +9,22 @@ use crate::config::{Config, LeaseLoss, ReplicationMode, Trigger};
 /// Added to the priority of a node whose database is a healthy primary: larger than any gap
 /// between configured priorities, so a primary always outranks a standby.
 pub(crate) const PRIMARY_BONUS: u8 = 100;
+
+/// Added to the priority of a node whose database is a healthy standby: as much as keeps it
+/// below every healthy primary ([`PRIMARY_BONUS`] minus the largest gap between the configured
+/// priorities, minus one; 0 when the gap leaves no room). A higher priority means a shorter
+/// Skew_Time: at 100 ms adverts a standby configured at 98 beside 100 waits 24 ms instead of
+/// 62 ms after its master resigns or falls silent.
+pub(crate) fn standby_bonus(config: &Config) -> u8 {
+    let priorities =
+        std::iter::once(config.local.priority).chain(config.peers.iter().map(|peer| peer.priority));
+    let (low, high) = priorities.fold((u8::MAX, u8::MIN), |(low, high), p| {
+        (low.min(p), high.max(p))
+    });
+    PRIMARY_BONUS
+        .saturating_sub(1)
+        .saturating_sub(high.saturating_sub(low))
+}
 /// Promotion attempts before the mastership is released (invariant 3).
 const PROMOTION_ATTEMPTS: u32 = 3;
 const PROMOTION_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -22,6 +38,7 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
         base_priority: config.local.priority,
         preempt: config.vrrp.preempt,
         primary_bonus: PRIMARY_BONUS,
+        standby_bonus: standby_bonus(config),
         triggers: Triggers {
             database_failure: failover.triggers_on(Trigger::DatabaseFailure),
             node_loss: failover.triggers_on(Trigger::NodeLoss),

@@ -6,7 +6,7 @@ use whpg_vrrp::instance::{PRIORITY_OWNER, PRIORITY_RESIGN};
 use whpg_vrrp::{Auth, InstanceConfig, Interval, Transport, V3Checksum, Version};
 
 use super::garp_schedule::GarpTiming;
-use super::policy_setup::PRIMARY_BONUS;
+use super::policy_setup::{standby_bonus, PRIMARY_BONUS};
 use crate::config::{self, Config};
 
 /// The VRRP instance this node runs. Validation has already checked every range, so the
@@ -48,9 +48,9 @@ pub fn instance_config(config: &Config) -> InstanceConfig {
 /// The priorities the peers can advertise, or `None` (any) without the database monitor.
 ///
 /// With `database.monitor = true` the peer is a whpg-ha whose policy (`Policy::priority`) sends
-/// only: 0 when it resigns or stops, 1 once it gave up promoting, its configured priority `p`
-/// as a standby, `min(p + PRIMARY_BONUS, 254)` as a healthy primary and 254 as the newest
-/// primary; with `p = 255` (the address owner) the policy sends 255 whatever the database, so
+/// only: 0 when it resigns or stops, 1 once it gave up promoting, its configured priority `p`,
+/// `max(min(p + standby_bonus, 253), p)` as a healthy standby, `min(p + PRIMARY_BONUS, 254)` as a
+/// healthy primary and 254 as the newest primary; with `p = 255` (the address owner) the policy sends 255 whatever the database, so
 /// the set is only {0, 1, 255}. Anything else from the peer's address is
 /// a forgery (or a peer whose file differs from ours) and is dropped.
 ///
@@ -67,7 +67,7 @@ pub fn accepted_priorities(config: &Config) -> Option<Vec<u8>> {
     let mut set: Vec<u8> = config
         .peers
         .iter()
-        .flat_map(|peer| peer_priorities(peer.priority))
+        .flat_map(|peer| peer_priorities(peer.priority, standby_bonus(config)))
         .collect();
     set.sort_unstable();
     set.dedup();
@@ -75,7 +75,7 @@ pub fn accepted_priorities(config: &Config) -> Option<Vec<u8>> {
 }
 
 /// What a whpg-ha node configured with priority `p` can advertise.
-fn peer_priorities(p: u8) -> Vec<u8> {
+fn peer_priorities(p: u8, standby_bonus: u8) -> Vec<u8> {
     if p == PRIORITY_OWNER {
         return vec![PRIORITY_RESIGN, GAVE_UP_PRIORITY, PRIORITY_OWNER];
     }
@@ -83,6 +83,9 @@ fn peer_priorities(p: u8) -> Vec<u8> {
         PRIORITY_RESIGN,
         GAVE_UP_PRIORITY,
         p,
+        p.saturating_add(standby_bonus)
+            .min(NEWEST_PRIMARY_PRIORITY - 1)
+            .max(p),
         p.saturating_add(PRIMARY_BONUS).min(NEWEST_PRIMARY_PRIORITY),
         NEWEST_PRIMARY_PRIORITY,
     ]
@@ -133,16 +136,17 @@ mod tests {
 
     #[test]
     fn with_the_monitor_each_node_accepts_only_what_its_peer_can_send() {
-        // cdw is at 100, scdw at 98; the primary bonus is 100.
+        // cdw is at 100, scdw at 98; the primary bonus is 100, the standby bonus 99 - 2.
         let cdw = example("cdw");
         assert!(cdw.database.monitor);
+        assert_eq!(standby_bonus(&cdw), 97);
         assert_eq!(
             instance_config(&cdw).accepted_priorities,
-            Some(vec![0, 1, 98, 198, 254])
+            Some(vec![0, 1, 98, 195, 198, 254])
         );
         assert_eq!(
             accepted_priorities(&example("scdw")),
-            Some(vec![0, 1, 100, 200, 254])
+            Some(vec![0, 1, 100, 197, 200, 254])
         );
     }
 
@@ -150,9 +154,10 @@ mod tests {
     fn the_set_follows_the_peers_priority_at_the_edges() {
         let mut config = example("cdw");
         for (peer, expected) in [
+            // A gap of 99 or more leaves no room for a standby bonus.
             (1, vec![0, 1, 101, 254]),
-            (154, vec![0, 1, 154, 254]),
-            (155, vec![0, 1, 155, 254]),
+            (154, vec![0, 1, 154, 199, 254]),
+            (155, vec![0, 1, 155, 199, 254]),
             (200, vec![0, 1, 200, 254]),
             (254, vec![0, 1, 254]),
             (255, vec![0, 1, 255]),
@@ -174,7 +179,7 @@ mod tests {
         config.peers.push(third);
         assert_eq!(
             accepted_priorities(&config),
-            Some(vec![0, 1, 50, 98, 150, 198, 254])
+            Some(vec![0, 1, 50, 98, 99, 147, 150, 198, 254])
         );
         // A keepalived peer's track_script weights move its priority freely.
         config.database.monitor = false;
