@@ -366,7 +366,7 @@ fn a_forged_priority_from_the_peers_address_is_dropped_with_the_monitor_on() {
         "n1 applies the reload",
         || {
             d1.log_contents()
-                .contains("reload: priorities accepted from the peer: [0, 1, 153, 253, 254]")
+                .contains("reload: priorities accepted from the peer: [0, 1, 153, 199, 253, 254]")
         },
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
