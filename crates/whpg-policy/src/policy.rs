@@ -81,6 +81,11 @@ pub struct PolicyConfig {
     /// master resigns or falls silent. It must keep the standby below every healthy primary
     /// (`primary_bonus` minus the gap between the nodes' priorities, minus one).
     pub standby_bonus: u8,
+    /// The standby bonus applies only this long after the start-up checks are done (the
+    /// Master_Down_Interval at the configured priority): in the first election after both
+    /// daemons start, a standby just below the primary would reach its Master_Down_Interval
+    /// within a millisecond or two of the primary and be VRRP master beside it for a moment.
+    pub standby_bonus_after: Duration,
     pub triggers: Triggers,
     /// A silent master's database must stay unanswering this long before we promote.
     pub confirmation: Duration,
@@ -481,6 +486,8 @@ pub struct Policy {
     /// Left the election for a planned switchover.
     demoted: bool,
     startup_done: bool,
+    /// When the start-up checks were done (the node joined the election).
+    joined_at: Option<Instant>,
     replication: Replication,
     sync: SyncStandby,
     /// The operator's override for the current evaluation only ([`Input::AcceptDataLoss`]).
@@ -519,6 +526,7 @@ impl Policy {
             fenced: None,
             demoted: false,
             startup_done: false,
+            joined_at: None,
             accept_data_loss: false,
             local_position: None,
             local_position_at: None,
@@ -678,6 +686,9 @@ impl Policy {
         let mut times = Vec::new();
         if !self.startup_done {
             times.push(self.started_at + self.config.startup_grace);
+        }
+        if let Some(at) = self.joined_at {
+            times.push(at + self.config.standby_bonus_after);
         }
         if let Some(Hold::Confirming { until }) = self.sent.hold {
             times.push(until);
@@ -882,6 +893,7 @@ impl Policy {
                 now.saturating_duration_since(self.started_at) >= self.config.startup_grace;
             if self.local.settled() && (self.peer.observed || grace_over) {
                 self.startup_done = true;
+                self.joined_at = Some(now);
             }
         }
     }
@@ -1015,7 +1027,11 @@ impl Policy {
             254
         } else if local_primary {
             c.base_priority.saturating_add(c.primary_bonus).min(254)
-        } else if self.local.is_healthy(DbRole::Standby) {
+        } else if self.local.is_healthy(DbRole::Standby)
+            && self
+                .joined_at
+                .is_some_and(|at| now >= at + c.standby_bonus_after)
+        {
             // Below the newest primary's 254, never below the configured priority.
             c.base_priority
                 .saturating_add(c.standby_bonus)

@@ -18,6 +18,7 @@ fn config() -> PolicyConfig {
         preempt: false,
         primary_bonus: 100,
         standby_bonus: 0,
+        standby_bonus_after: Duration::ZERO,
         triggers: Triggers::all(),
         confirmation: Duration::from_secs(3),
         wal_freshness: Duration::from_secs(1),

@@ -16,6 +16,7 @@ fn config(confirmation_ms: u64) -> PolicyConfig {
         primary_bonus: 100,
         // As the daemon computes it for priorities 100 and 98.
         standby_bonus: 97,
+        standby_bonus_after: Duration::from_millis(360),
         triggers: Triggers::all(),
         confirmation: Duration::from_millis(confirmation_ms),
         wal_freshness: Duration::from_millis(500),

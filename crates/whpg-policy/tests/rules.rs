@@ -16,6 +16,7 @@ fn config() -> PolicyConfig {
         preempt: false,
         primary_bonus: 100,
         standby_bonus: 0,
+        standby_bonus_after: Duration::ZERO,
         triggers: Triggers::all(),
         confirmation: Duration::from_secs(3),
         wal_freshness: Duration::from_secs(1),
@@ -268,6 +269,34 @@ fn a_healthy_standby_takes_its_bonus_and_stays_below_a_healthy_primary() {
         standby.log.contains(&(800, Decision::SetPriority(98))),
         "{:?}",
         standby.log
+    );
+}
+
+#[test]
+fn the_standby_bonus_waits_one_master_down_interval_after_joining_the_election() {
+    let mut run = Run::new(PolicyConfig {
+        standby_bonus: 97,
+        standby_bonus_after: Duration::from_millis(362),
+        ..config()
+    });
+    run.probes(0, 300, STANDBY_IDLE, PEER_PRIMARY);
+    let joined = run
+        .when(&Decision::Notice(Notice::StartupChecksDone))
+        .expect("start-up checks done");
+    assert!(!run.decided(|d| *d == Decision::SetPriority(195)));
+    // The policy asks to be woken by then at the latest.
+    assert!(run
+        .policy
+        .next_wakeup()
+        .is_some_and(|t| t <= run.t0 + Duration::from_millis(joined + 362)));
+    run.at(joined + 361, Input::Tick);
+    assert!(!run.decided(|d| *d == Decision::SetPriority(195)));
+    run.at(joined + 362, Input::Tick);
+    assert_eq!(
+        run.when(&Decision::SetPriority(195)),
+        Some(joined + 362),
+        "{:?}",
+        run.log
     );
 }
 

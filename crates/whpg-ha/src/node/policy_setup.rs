@@ -15,6 +15,13 @@ pub(crate) const PRIMARY_BONUS: u8 = 100;
 /// priorities, minus one; 0 when the gap leaves no room). A higher priority means a shorter
 /// Skew_Time: at 100 ms adverts a standby configured at 98 beside 100 waits 24 ms instead of
 /// 62 ms after its master resigns or falls silent.
+/// Master_Down_Interval at this node's configured priority: 3 adverts plus Skew_Time.
+fn master_down_interval_at_base(config: &Config) -> Duration {
+    let advert = config.vrrp.advert_interval;
+    let skew = advert * (256 - u32::from(config.local.priority)) / 256;
+    advert * 3 + skew
+}
+
 pub(crate) fn standby_bonus(config: &Config) -> u8 {
     let priorities =
         std::iter::once(config.local.priority).chain(config.peers.iter().map(|peer| peer.priority));
@@ -39,6 +46,7 @@ pub fn policy_config(config: &Config) -> PolicyConfig {
         preempt: config.vrrp.preempt,
         primary_bonus: PRIMARY_BONUS,
         standby_bonus: standby_bonus(config),
+        standby_bonus_after: master_down_interval_at_base(config),
         triggers: Triggers {
             database_failure: failover.triggers_on(Trigger::DatabaseFailure),
             node_loss: failover.triggers_on(Trigger::NodeLoss),
