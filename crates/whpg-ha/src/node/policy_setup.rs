@@ -10,11 +10,6 @@ use crate::config::{Config, LeaseLoss, ReplicationMode, Trigger};
 /// between configured priorities, so a primary always outranks a standby.
 pub(crate) const PRIMARY_BONUS: u8 = 100;
 
-/// Added to the priority of a node whose database is a healthy standby: as much as keeps it
-/// below every healthy primary ([`PRIMARY_BONUS`] minus the largest gap between the configured
-/// priorities, minus one; 0 when the gap leaves no room). A higher priority means a shorter
-/// Skew_Time: at 100 ms adverts a standby configured at 98 beside 100 waits 24 ms instead of
-/// 62 ms after its master resigns or falls silent.
 /// Master_Down_Interval at this node's configured priority: 3 adverts plus Skew_Time.
 fn master_down_interval_at_base(config: &Config) -> Duration {
     let advert = config.vrrp.advert_interval;
@@ -22,6 +17,11 @@ fn master_down_interval_at_base(config: &Config) -> Duration {
     advert * 3 + skew
 }
 
+/// Added to the priority of a node whose database is a healthy standby: as much as keeps it
+/// below every healthy primary ([`PRIMARY_BONUS`] minus the largest gap between the configured
+/// priorities, minus one; 0 when the gap leaves no room). A higher priority means a shorter
+/// Skew_Time: at 100 ms adverts a standby configured at 98 beside 100 waits 24 ms instead of
+/// 62 ms after its master resigns or falls silent.
 pub(crate) fn standby_bonus(config: &Config) -> u8 {
     let priorities =
         std::iter::once(config.local.priority).chain(config.peers.iter().map(|peer| peer.priority));
@@ -32,6 +32,7 @@ pub(crate) fn standby_bonus(config: &Config) -> u8 {
         .saturating_sub(1)
         .saturating_sub(high.saturating_sub(low))
 }
+
 /// Promotion attempts before the mastership is released (invariant 3).
 const PROMOTION_ATTEMPTS: u32 = 3;
 const PROMOTION_RETRY_DELAY: Duration = Duration::from_secs(2);

@@ -49,9 +49,9 @@ pub fn instance_config(config: &Config) -> InstanceConfig {
 ///
 /// With `database.monitor = true` the peer is a whpg-ha whose policy (`Policy::priority`) sends
 /// only: 0 when it resigns or stops, 1 once it gave up promoting, its configured priority `p`,
-/// `max(min(p + standby_bonus, 253), p)` as a healthy standby, `min(p + PRIMARY_BONUS, 254)` as a
-/// healthy primary and 254 as the newest primary; with `p = 255` (the address owner) the policy sends 255 whatever the database, so
-/// the set is only {0, 1, 255}. Anything else from the peer's address is
+/// `max(min(p + standby_bonus, 253), p)` as a healthy standby, `min(p + PRIMARY_BONUS, 254)` as
+/// a healthy primary and 254 as the newest primary; with `p = 255` (the address owner) the
+/// policy sends 255 whatever the database, so the set is only {0, 1, 255}. Anything else from the peer's address is
 /// a forgery (or a peer whose file differs from ours) and is dropped.
 ///
 /// With `database.monitor = false` the peer may be keepalived, whose `track_script` weights move
