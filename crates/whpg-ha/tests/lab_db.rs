@@ -92,6 +92,17 @@ fn write_check_from(
     })
 }
 
+/// n1 with a primary on port 54321 and n2 with its streaming standby on 54322, both started.
+fn primary_and_standby(lab: &whpg_lab::Lab) -> (Host, Host, PgNode, PgNode) {
+    let n1 = lab.add_host("n1", N1).unwrap();
+    let n2 = lab.add_host("n2", N2).unwrap();
+    let primary = PgNode::init_primary(lab, &n1, 54321).unwrap();
+    primary.start().unwrap();
+    let standby = PgNode::init_standby_from(lab, &n2, &primary, 54322).unwrap();
+    standby.start().unwrap();
+    (n1, n2, primary, standby)
+}
+
 #[test]
 fn primary_accepts_then_times_out_and_refuses() {
     let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
@@ -158,12 +169,7 @@ fn primary_accepts_then_times_out_and_refuses() {
 #[test]
 fn standby_accepts_rejects_writes_then_promotes() {
     let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
-    let n1 = lab.add_host("n1", N1).unwrap();
-    let n2 = lab.add_host("n2", N2).unwrap();
-    let primary = PgNode::init_primary(&lab, &n1, 54321).unwrap();
-    primary.start().unwrap();
-    let standby = PgNode::init_standby_from(&lab, &n2, &primary, 54322).unwrap();
-    standby.start().unwrap();
+    let (n1, n2, primary, standby) = primary_and_standby(&lab);
     primary
         .wait_for_sql(
             "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
@@ -263,12 +269,7 @@ fn standby_accepts_rejects_writes_then_promotes() {
 #[test]
 fn write_probe_keeps_its_standby_session_through_promotion() {
     let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
-    let n1 = lab.add_host("n1", N1).unwrap();
-    let n2 = lab.add_host("n2", N2).unwrap();
-    let primary = PgNode::init_primary(&lab, &n1, 54321).unwrap();
-    primary.start().unwrap();
-    let standby = PgNode::init_standby_from(&lab, &n2, &primary, 54322).unwrap();
-    standby.start().unwrap();
+    let (_n1, n2, _primary, standby) = primary_and_standby(&lab);
     let params = unix_params(&standby);
     let backends = "SELECT string_agg(pid::text, ',') FROM pg_stat_activity \
                     WHERE application_name = 'whpg-ha'";

@@ -80,6 +80,13 @@ struct Run {
     log: Vec<(u64, Decision)>,
 }
 
+/// etcd says `holder` holds the leader key.
+fn held_by(holder: &str) -> Input {
+    Input::Arbiter(ArbiterSample::HeldByOther {
+        holder: holder.into(),
+    })
+}
+
 impl Run {
     fn new(rules: ArbiterRules) -> Run {
         Run::with_config(config(), rules)
@@ -158,10 +165,7 @@ impl Run {
         let mut run = Run::new(rules);
         run.probes(0, 500, STANDBY, PEER_PRIMARY);
         run.vrrp(500, State::Backup, TransitionReason::Startup);
-        run.at(
-            500,
-            Input::Arbiter(ArbiterSample::HeldByOther { holder: "b".into() }),
-        );
+        run.at(500, held_by("b"));
         run
     }
 
@@ -206,10 +210,7 @@ fn the_key_held_by_the_peer_keeps_the_vip_off() {
     let mut run = Run::new(RULES);
     run.probes(0, 500, PRIMARY, PeerSample::Standby);
     run.vrrp(500, State::Master, TransitionReason::MasterDown);
-    run.at(
-        510,
-        Input::Arbiter(ArbiterSample::HeldByOther { holder: "b".into() }),
-    );
+    run.at(510, held_by("b"));
     run.probes(600, 3000, PRIMARY, PeerSample::Standby);
     assert!(!run.decided(|d| *d == Decision::InstallVip));
     // It never held the key nor gave it up (a restarted daemon sees its earlier run's key so,
@@ -224,10 +225,7 @@ fn the_key_held_by_the_peer_keeps_the_vip_off() {
     // failsafe covers a silent etcd, never one that answers.
     let mut run = Run::serving_primary(RULES);
     run.probes(600, 1000, PRIMARY, PeerSample::Standby);
-    let out = run.at(
-        1000,
-        Input::Arbiter(ArbiterSample::HeldByOther { holder: "b".into() }),
-    );
+    let out = run.at(1000, held_by("b"));
     assert!(out.contains(&Decision::RemoveVip), "{out:?}");
     assert!(
         out.contains(&Decision::Fence(FenceReason::LeaseLost)),
@@ -259,10 +257,7 @@ fn a_standby_promotes_only_once_it_holds_the_leader_key() {
         )))));
     assert!(!run.decided(|d| matches!(d, Decision::Promote { .. })));
     // The old primary's lease still runs: etcd says it is held.
-    run.at(
-        700,
-        Input::Arbiter(ArbiterSample::HeldByOther { holder: "b".into() }),
-    );
+    run.at(700, held_by("b"));
     run.at(800, Input::Arbiter(ArbiterSample::Free));
     assert!(
         !run.decided(|d| matches!(d, Decision::Promote { .. })),
@@ -426,23 +421,13 @@ fn a_live_primary_that_released_the_key_is_fenced_once_the_peer_holds_it() {
         run.log
     );
     // The standby takes the key to promote: this database must not stay a primary beside it.
-    let out = run.at(
-        1500,
-        Input::Arbiter(ArbiterSample::HeldByOther {
-            holder: "n2".into(),
-        }),
-    );
+    let out = run.at(1500, held_by("n2"));
     assert!(
         out.contains(&Decision::Fence(FenceReason::LeaseLost)),
         "{out:?}"
     );
     // Once.
-    let out = run.at(
-        2500,
-        Input::Arbiter(ArbiterSample::HeldByOther {
-            holder: "n2".into(),
-        }),
-    );
+    let out = run.at(2500, held_by("n2"));
     assert!(
         !out.iter().any(|d| matches!(d, Decision::Fence(_))),
         "{out:?}"
@@ -454,12 +439,7 @@ fn a_crashed_primary_is_not_fenced_when_the_peer_takes_the_key() {
     let mut run = Run::serving_primary(RULES);
     run.probes(600, 1000, PRIMARY, PeerSample::Standby);
     run.at(1010, Input::PostmasterExited);
-    let out = run.at(
-        1500,
-        Input::Arbiter(ArbiterSample::HeldByOther {
-            holder: "n2".into(),
-        }),
-    );
+    let out = run.at(1500, held_by("n2"));
     assert!(
         !out.iter().any(|d| matches!(d, Decision::Fence(_))),
         "{out:?}"
@@ -604,10 +584,7 @@ impl Run {
         let mut run = Run::with_config(sync_config(), RULES);
         run.probes(0, 500, STANDBY, peer_sync);
         run.vrrp(500, State::Backup, TransitionReason::Startup);
-        run.at(
-            500,
-            Input::Arbiter(ArbiterSample::HeldByOther { holder: "a".into() }),
-        );
+        run.at(500, held_by("a"));
         run.peer_crashed();
         assert_eq!(
             run.when(&Decision::Arbiter(ArbiterAction::Campaign)),

@@ -496,6 +496,32 @@ impl Drop for ConnectionTask {
     }
 }
 
+/// Logs in to `params` by `deadline` (`timeout` names the bound in the error) and spawns the
+/// connection's task; dropping the client ends it.
+pub(crate) async fn connect(
+    params: &ConnParams,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(Client, JoinHandle<()>), QueryError> {
+    let config = params.config()?;
+    match timeout_at(deadline, config.connect(NoTls)).await {
+        Err(_) => Err(QueryError::TimedOut {
+            target: params.to_string(),
+            timeout,
+        }),
+        Ok(Err(source)) => Err(QueryError::Connect {
+            target: params.to_string(),
+            source,
+        }),
+        Ok(Ok((client, connection))) => Ok((
+            client,
+            tokio::spawn(async move {
+                let _ = connection.await;
+            }),
+        )),
+    }
+}
+
 /// Connects, runs `sql` with the simple query protocol (one round trip for all statements),
 /// disconnects politely; everything within `timeout`.
 async fn run_simple(
@@ -505,26 +531,13 @@ async fn run_simple(
 ) -> Result<Vec<SimpleQueryMessage>, QueryError> {
     let target = params.to_string();
     let deadline = Instant::now() + timeout;
-    let config = params.config()?;
-    let timed_out = || QueryError::TimedOut {
-        target: target.clone(),
-        timeout,
-    };
-    let (client, connection) = match timeout_at(deadline, config.connect(NoTls)).await {
-        Err(_) => return Err(timed_out()),
-        Ok(Err(source)) => {
-            return Err(QueryError::Connect {
-                target: target.clone(),
-                source,
-            })
-        }
-        Ok(Ok(pair)) => pair,
-    };
-    let mut task = ConnectionTask(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
+    let (client, connection) = connect(params, deadline, timeout).await?;
+    let mut task = ConnectionTask(connection);
     let result = match timeout_at(deadline, query(&client, sql)).await {
-        Err(_) => Err(timed_out()),
+        Err(_) => Err(QueryError::TimedOut {
+            target: target.clone(),
+            timeout,
+        }),
         Ok(Err(source)) => Err(QueryError::Query {
             target: target.clone(),
             source,

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::query::{timeline_of_walfile, write_check_sql, ConnParams, QueryError};
+use super::query::{connect, timeline_of_walfile, write_check_sql, ConnParams, QueryError};
 use super::SqlState;
 use crate::config::Flavor;
 
@@ -84,25 +84,8 @@ impl WriteProbe {
 
     async fn attempt_by(&mut self, deadline: Instant) -> Result<Option<u32>, QueryError> {
         let target = self.params.to_string();
-        let timed_out = || QueryError::TimedOut {
-            target: target.clone(),
-            timeout: self.timeout,
-        };
         if self.connection.is_none() {
-            let config = self.params.config()?;
-            let (client, connection) = match timeout_at(deadline, config.connect(NoTls)).await {
-                Err(_) => return Err(timed_out()),
-                Ok(Err(source)) => {
-                    return Err(QueryError::Connect {
-                        target: target.clone(),
-                        source,
-                    })
-                }
-                Ok(Ok(pair)) => pair,
-            };
-            let task = tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let (client, task) = connect(&self.params, deadline, self.timeout).await?;
             self.connection = Some(Connection {
                 client,
                 task: Some(task),
