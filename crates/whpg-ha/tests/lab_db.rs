@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::block_on_in_netns;
 use whpg_ha::config::{DbEndpoint, Flavor};
 use whpg_ha::db::query::{TimelineSource, WalReceiverStatus};
+use whpg_ha::db::session::HeldSession;
 use whpg_ha::db::{
     observe, probe, ConnParams, DbFacts, PostmasterWatch, ProbeOutcome, ProbeTarget, QueryError,
     SqlState, WriteProbe,
@@ -297,6 +298,80 @@ fn write_probe_keeps_its_standby_session_through_promotion() {
     assert!(
         !log.contains("cannot execute"),
         "a write was tried during recovery:\n{log}"
+    );
+}
+
+/// The default postgres promotion goes through SQL on the standby's monitoring session: a login
+/// without the right to run `pg_promote` gets the server's refusal and keeps its session (the
+/// daemon then runs the command), a superuser's session promotes, and the write probe, logged
+/// in beside it, proves the write.
+#[test]
+fn sql_promotion_refused_without_the_right() {
+    let lab = lab_or_skip!(&whpg_lab::prereq::current_test_name(), PREREQS);
+    let (_n1, n2, primary, standby) = primary_and_standby(&lab);
+    primary.psql("CREATE ROLE monitor LOGIN").unwrap();
+    let replayed = (0..100).any(|_| {
+        let seen = standby
+            .psql("SELECT count(*) FROM pg_roles WHERE rolname = 'monitor'")
+            .unwrap();
+        seen.trim() == "1" || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(replayed, "the role never reached the standby");
+    let mut unprivileged = unix_params(&standby);
+    unprivileged.user = "monitor".into();
+    let params = unix_params(&standby);
+    let (refused, probe_refused, still_observed, attempts, timeline) =
+        block_on_in_netns(n2.netns(), STEP_LIMIT, || async {
+            let mut denied = HeldSession::open(&unprivileged, QUERY_TIMEOUT)
+                .await
+                .unwrap();
+            let refused = denied.signal_promotion(QUERY_TIMEOUT).await.unwrap_err();
+            let still_observed = denied.observe(QUERY_TIMEOUT).await.map(|f| f.in_recovery);
+            let mut denied_probe = WriteProbe::new(unprivileged, Flavor::Postgres, QUERY_TIMEOUT);
+            let probe_refused = denied_probe.signal_promotion().await.unwrap_err();
+            let mut session = HeldSession::open(&params, QUERY_TIMEOUT).await.unwrap();
+            let mut probe = WriteProbe::new(params.clone(), Flavor::Postgres, QUERY_TIMEOUT);
+            probe.connect().await.unwrap();
+            session
+                .signal_promotion(QUERY_TIMEOUT)
+                .await
+                .expect("pg_promote as superuser");
+            let mut attempts = 0;
+            let timeline = loop {
+                attempts += 1;
+                match probe.attempt().await {
+                    Ok(timeline) => break timeline,
+                    Err(QueryError::InRecovery { .. }) if attempts < 2500 => {
+                        tokio::time::sleep(Duration::from_millis(2)).await
+                    }
+                    Err(e) => panic!("no write after pg_promote: {e}"),
+                }
+            };
+            (refused, probe_refused, still_observed, attempts, timeline)
+        });
+    println!("unprivileged pg_promote: {refused}; writable after {attempts} attempts of 2 ms");
+    for e in [&refused, &probe_refused] {
+        assert_eq!(
+            e.sqlstate(),
+            SqlState::parse("42501"),
+            "insufficient privilege: {e}"
+        );
+    }
+    assert!(
+        matches!(still_observed, Ok(true)),
+        "the refused session still observes a standby: {still_observed:?}"
+    );
+    assert!(
+        attempts > 1,
+        "writable before the promotion ran: {attempts} attempt(s)"
+    );
+    assert_eq!(timeline, Some(2));
+    assert_eq!(
+        standby.psql("SELECT pg_is_in_recovery()").unwrap().trim(),
+        "f"
     );
 }
 

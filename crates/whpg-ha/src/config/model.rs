@@ -54,6 +54,14 @@ impl Config {
             .find(|n| n.name == name)
     }
 
+    /// `commands.promote` is the flavor's default, not an argv of the operator's own.
+    pub fn promote_is_default(&self) -> bool {
+        let db = &self.database;
+        let default =
+            super::defaults::command(super::CommandKind::Promote, db.flavor, db.bin_dir.is_some());
+        self.commands.promote.argv == default.argv
+    }
+
     /// Source address of our adverts: this node's address.
     pub fn vrrp_source(&self) -> Ipv4Addr {
         self.local.address

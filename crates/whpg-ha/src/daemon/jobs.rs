@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use whpg_policy::{FenceReason, Input, SyncTarget, WriteVerified};
 
 use crate::config::{CommandKind, Config, Flavor};
+use crate::daemon::observers::{PromoteSignal, SignalError};
 use crate::db::{observe, ConnParams, WriteProbe};
 use crate::exec::{self, PreparedCommand};
 use crate::fence::fence_database;
@@ -49,6 +50,8 @@ pub struct Jobs {
     config: Config,
     tx: mpsc::Sender<Input>,
     reports: mpsc::UnboundedSender<JobReport>,
+    /// The local monitor's held session, which carries the SQL promotion.
+    promote_signal: PromoteSignal,
     running: JoinSet<()>,
     /// By task id, for [`Jobs::drain`]'s account of what it cut short.
     details: BTreeMap<tokio::task::Id, Running>,
@@ -59,11 +62,13 @@ impl Jobs {
         config: Config,
         tx: mpsc::Sender<Input>,
         reports: mpsc::UnboundedSender<JobReport>,
+        promote_signal: PromoteSignal,
     ) -> Jobs {
         Jobs {
             config,
             tx,
             reports,
+            promote_signal,
             running: JoinSet::new(),
             details: BTreeMap::new(),
         }
@@ -97,10 +102,11 @@ impl Jobs {
     pub fn promote(&mut self, attempt: u32) {
         let config = self.config.clone();
         let tx = self.tx.clone();
+        let signal = self.promote_signal.clone();
         let bound = config.commands.promote.timeout + VERIFY_AFTER_SUCCESS + JOB_MARGIN;
         self.own(format!("promotion attempt {attempt}"), bound, async move {
             let started = Instant::now();
-            let result = promote_and_verify(&config).await;
+            let result = promote_and_verify(&config, &signal).await;
             match &result {
                 Ok(proof) => info!(
                     "promotion attempt {attempt}: writable after {} ms (timeline {})",
@@ -242,13 +248,39 @@ fn runtime_vars(config: &Config) -> BTreeMap<&'static str, String> {
 
 /// The promotion and its proof: [`WriteVerified`] is built only here, right after a write
 /// committed on the local database.
-async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
-    let command = PreparedCommand::from_config(config, CommandKind::Promote, &runtime_vars(config))
-        .map_err(|e| format!("commands.promote: {e}"))?;
-    info!("running {}", command.display_argv());
+async fn promote_and_verify(
+    config: &Config,
+    signal: &PromoteSignal,
+) -> Result<WriteVerified, String> {
     let params = ConnParams::local(&config.database);
     let timeout = config.health.timeout;
     let mut probe = WriteProbe::new(params.clone(), config.database.flavor, timeout);
+    if promotes_by_sql(config) {
+        let started = Instant::now();
+        match signal_promotion(signal, &mut probe, timeout).await {
+            Ok(how) => {
+                info!("asked {params} to promote on {how}: SELECT pg_promote(wait => false)");
+                return verify_write(
+                    &mut probe,
+                    &params,
+                    timeout,
+                    started + EARLY_POLL_FOR,
+                    started + VERIFY_AFTER_SUCCESS,
+                    "pg_promote(wait => false) signalled the server",
+                )
+                .await;
+            }
+            Err(e) => warn!(
+                "could not promote through SQL ({e}); running commands.promote instead. \
+                 Superuser or `GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer) TO \
+                 {user}` lets the daemon promote without forking pg_ctl",
+                user = config.database.user
+            ),
+        }
+    }
+    let command = PreparedCommand::from_config(config, CommandKind::Promote, &runtime_vars(config))
+        .map_err(|e| format!("commands.promote: {e}"))?;
+    info!("running {}", command.display_argv());
     let started = Instant::now();
     let argv_text = command.display_argv();
     // The command runs in its own task, so that it is neither killed nor left unreaped when the
@@ -327,24 +359,91 @@ async fn promote_and_verify(config: &Config) -> Result<WriteVerified, String> {
             verify_for.as_secs()
         );
     }
-    let deadline = Instant::now() + verify_for;
+    let now = Instant::now();
+    verify_write(
+        &mut probe,
+        &params,
+        timeout,
+        now,
+        now + verify_for,
+        &format!("{argv_text}: {command_result}"),
+    )
+    .await
+}
+
+/// The default promotion of the postgres flavor (`pg_ctl promote`) is done over SQL instead:
+/// `pg_promote(wait => false)` does the same thing in the server, without a fork and an exec.
+/// A promote command of one's own (any other argv) is always run as given; so is
+/// gpactivatestandby, which does far more than leave recovery.
+fn promotes_by_sql(config: &Config) -> bool {
+    config.database.flavor == Flavor::Postgres && config.promote_is_default()
+}
+
+/// `pg_promote(wait => false)` on the local monitor's held session, while the write probe logs
+/// in beside it; on the probe's own connection when no session is held. Says which carried it.
+async fn signal_promotion(
+    signal: &PromoteSignal,
+    probe: &mut WriteProbe,
+    timeout: Duration,
+) -> Result<&'static str, String> {
+    // The monitor may be in the middle of a round (bounded by the probe timeout).
+    let (held, connected) = tokio::join!(signal.ask(2 * timeout), probe.connect());
+    match held {
+        Ok(()) => Ok("the monitoring session"),
+        Err(SignalError::NoSession | SignalError::NoAnswer(_)) => {
+            if let Err(e) = connected {
+                return Err(e.to_string());
+            }
+            probe
+                .signal_promotion()
+                .await
+                .map(|()| "the write probe's connection")
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Tries the write until `deadline`: every [`EARLY_POLL`] until `early_until`, then every
+/// [`VERIFY_POLL`]. `done` says what was done to promote, for the error.
+async fn verify_write(
+    probe: &mut WriteProbe,
+    params: &ConnParams,
+    timeout: Duration,
+    early_until: Instant,
+    deadline: Instant,
+    done: &str,
+) -> Result<WriteVerified, String> {
+    let started = Instant::now();
     loop {
         let last_error = match probe.attempt().await {
-            Ok(timeline) => return Ok(WriteVerified::assertion(timeline)),
+            Ok(timeline) => {
+                info!(
+                    "the database accepts writes {} ms after: {done}",
+                    started.elapsed().as_millis()
+                );
+                return Ok(WriteVerified::assertion(timeline));
+            }
             Err(e) => e.to_string(),
         };
-        if Instant::now() >= deadline {
-            let state = match observe(&params, timeout).await {
+        let now = Instant::now();
+        if now >= deadline {
+            let state = match observe(params, timeout).await {
                 Ok(facts) if facts.in_recovery => "it is still in recovery (a standby)".to_string(),
                 Ok(_) => "it is out of recovery but refuses writes".to_string(),
                 Err(e) => format!("it does not answer a query: {e}"),
             };
             return Err(format!(
-                "{argv_text}: {command_result}, and the database did not accept a write within \
-                 {} s ({last_error}); {state}",
-                verify_for.as_secs()
+                "{done}, and the database did not accept a write within {} s ({last_error}); \
+                 {state}",
+                deadline.saturating_duration_since(started).as_secs()
             ));
         }
-        tokio::time::sleep(VERIFY_POLL).await;
+        let poll = if now < early_until {
+            EARLY_POLL
+        } else {
+            VERIFY_POLL
+        };
+        tokio::time::sleep(poll).await;
     }
 }

@@ -229,10 +229,10 @@ async fn run(config: Config, config_path: PathBuf, node: Option<String>) -> anyh
     };
     let supervision = if config.database.monitor {
         let (tx, inputs) = mpsc::channel(64);
-        let nudges = observers::spawn_all(&config, &tx);
+        let (nudges, promote_signal) = observers::spawn_all(&config, &tx);
         let arbiter = crate::arbiter::spawn(&config, tx.clone());
         let (reports_tx, job_reports) = mpsc::unbounded_channel();
-        let jobs = jobs::Jobs::new(config.clone(), tx, reports_tx);
+        let jobs = jobs::Jobs::new(config.clone(), tx, reports_tx, promote_signal);
         Some(runner::Supervision {
             jobs,
             nudges,

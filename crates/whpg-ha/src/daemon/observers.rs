@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{interval, MissedTickBehavior};
 use tracing::{info, warn};
 use whpg_policy::{Input, LocalSample, PeerSample, PrimaryPosition, StandbyRow, WalReceiver};
@@ -37,13 +37,46 @@ pub struct Nudges {
     pub local: Arc<Notify>,
 }
 
+/// Asks the local database's monitor to signal a promotion on its held session
+/// ([`Monitor::signal_promotion`]).
+#[derive(Clone)]
+pub struct PromoteSignal(mpsc::Sender<oneshot::Sender<Result<(), SignalError>>>);
+
+/// Why the held session did not carry the promote signal.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("no monitoring session is held to the local database")]
+    NoSession,
+    #[error("the local database's monitor did not answer within {0:?}")]
+    NoAnswer(Duration),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+impl PromoteSignal {
+    /// The monitor's answer, within `wait` (it may be in the middle of a round).
+    pub async fn ask(&self, wait: Duration) -> Result<(), SignalError> {
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            self.0.send(reply).await.ok()?;
+            answer.await.ok()
+        };
+        match tokio::time::timeout(wait, asked).await {
+            Ok(Some(result)) => result,
+            _ => Err(SignalError::NoAnswer(wait)),
+        }
+    }
+}
+
 /// Start every observer; they stop when the receiving end of `tx` is dropped.
-pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> Nudges {
+pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> (Nudges, PromoteSignal) {
     let nudges = Nudges::default();
+    let (promote_tx, promote_rx) = mpsc::channel(1);
     tokio::spawn(local_database(
         config.clone(),
         tx.clone(),
         Arc::clone(&nudges.local),
+        promote_rx,
     ));
     if let Some(peer) = config.peer() {
         tokio::spawn(peer_database(
@@ -60,7 +93,7 @@ pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> Nudges {
             Arc::clone(&nudges.witnesses),
         ));
     }
-    nudges
+    (nudges, PromoteSignal(promote_tx))
 }
 
 fn ticker(every: Duration) -> tokio::time::Interval {
@@ -378,6 +411,23 @@ impl Monitor {
         }
     }
 
+    /// Signals a promotion on the held session. A refusal keeps the session; any other error
+    /// ends it, as in a round.
+    pub async fn signal_promotion(&mut self) -> Result<(), SignalError> {
+        let session = match self.session.as_mut() {
+            Some(session) if session.is_open() => session,
+            _ => return Err(SignalError::NoSession),
+        };
+        let result = session.signal_promotion(self.timeout).await;
+        if let Err(e) = &result {
+            if e.sqlstate().is_none() {
+                self.last_primary = false;
+                self.let_go(&e.to_string());
+            }
+        }
+        Ok(result?)
+    }
+
     /// One round: what the database looks like now. Each step is bounded by the probe timeout.
     pub async fn round(&mut self) -> Seen {
         if let Some(dir) = &self.data_dir {
@@ -501,12 +551,13 @@ impl Monitor {
 }
 
 /// Runs `monitor` every `every`, and at once when its held session ends or `now` is notified;
-/// each round's evidence goes through `sample` to the policy. Returns when the policy side hangs
-/// up.
+/// each round's evidence goes through `sample` to the policy. Between rounds it answers
+/// `promotes` (the local database's only). Returns when the policy side hangs up.
 async fn watch(
     mut monitor: Monitor,
     every: Duration,
     now: &Notify,
+    mut promotes: Option<mpsc::Receiver<oneshot::Sender<Result<(), SignalError>>>>,
     tx: mpsc::Sender<Input>,
     which: &'static str,
     sample: impl Fn(&Seen) -> Input,
@@ -518,6 +569,15 @@ async fn watch(
             _ = ticker.tick() => {}
             () = monitor.session_ended() => {}
             () = now.notified() => {}
+            request = recv_promote(&mut promotes) => {
+                match request {
+                    Some(reply) => {
+                        let _ = reply.send(monitor.signal_promotion().await);
+                    }
+                    None => promotes = None,
+                }
+                continue;
+            }
         }
         let started = tokio::time::Instant::now();
         let seen = monitor.round().await;
@@ -526,6 +586,16 @@ async fn watch(
         if tx.send(sample(&seen)).await.is_err() {
             return;
         }
+    }
+}
+
+/// The next promote request; pending forever without a channel.
+async fn recv_promote(
+    promotes: &mut Option<mpsc::Receiver<oneshot::Sender<Result<(), SignalError>>>>,
+) -> Option<oneshot::Sender<Result<(), SignalError>>> {
+    match promotes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -561,9 +631,15 @@ fn warn_about(warner: &mut Warner, which: &str, target: &ProbeTarget, seen: &See
     }
 }
 
-async fn local_database(config: Config, tx: mpsc::Sender<Input>, now: Arc<Notify>) {
+async fn local_database(
+    config: Config,
+    tx: mpsc::Sender<Input>,
+    now: Arc<Notify>,
+    promotes: mpsc::Receiver<oneshot::Sender<Result<(), SignalError>>>,
+) {
     let every = config.health.interval;
-    watch(Monitor::local(&config), every, &now, tx, "local", |seen| {
+    let monitor = Monitor::local(&config);
+    watch(monitor, every, &now, Some(promotes), tx, "local", |seen| {
         Input::Local(local_sample(seen))
     })
     .await;
@@ -601,6 +677,7 @@ async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>)
         Monitor::peer(&config, address),
         every,
         &never,
+        None,
         tx,
         "peer",
         |seen| Input::Peer(peer_sample(seen)),

@@ -188,6 +188,32 @@ impl HeldSession {
         })
     }
 
+    /// Asks the server to leave recovery (`pg_promote(wait => false)`, what `pg_ctl promote`
+    /// does) on this session, within `timeout`: the standby's own monitoring session carries the
+    /// signal, so no login is needed at the moment it matters most. A refusal (no right to run
+    /// `pg_promote`, not in recovery) leaves the session usable.
+    pub async fn signal_promotion(&mut self, timeout: Duration) -> Result<(), QueryError> {
+        let deadline = Instant::now() + timeout;
+        let row = self
+            .within(
+                deadline,
+                timeout,
+                self.client
+                    .query_one("SELECT pg_promote(wait => false)", &[]),
+            )
+            .await?;
+        match row.try_get::<_, bool>(0) {
+            Ok(true) => Ok(()),
+            other => Err(QueryError::Unexpected {
+                target: self.target.clone(),
+                reason: format!(
+                    "pg_promote(wait => false) returned {other:?}: the server could not signal \
+                     its postmaster"
+                ),
+            }),
+        }
+    }
+
     /// The role only ([`ROLE_SQL`]), with a primary's position and the walsender row of
     /// `standby`: cheaper, for when the WAL receiver does not matter. Once the standby's
     /// streaming walsender is known, it is read by its pid ([`ROLE_BY_PID_SQL`]) and the

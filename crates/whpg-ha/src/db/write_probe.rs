@@ -11,6 +11,9 @@
 //! a write refused during recovery would put an ERROR (and its statement) in the server's log
 //! at every attempt, and would leave the session in an aborted transaction block. Any error
 //! drops the connection, so the next attempt starts afresh.
+//!
+//! [`WriteProbe::signal_promotion`] asks the server to leave recovery on the same connection
+//! (`pg_promote(wait => false)`): what `pg_ctl promote` does, without forking it.
 
 use std::time::Duration;
 
@@ -82,19 +85,53 @@ impl WriteProbe {
         result
     }
 
+    /// Logs in now, so that the first attempt does not (a no-op while connected).
+    pub async fn connect(&mut self) -> Result<(), QueryError> {
+        let deadline = Instant::now() + self.timeout;
+        kept(&mut self.connection, &self.params, deadline, self.timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks the server to leave recovery: `pg_promote(wait => false)` writes the promote signal
+    /// file and signals the postmaster, as `pg_ctl promote` does, and returns at once. The
+    /// connection stays for the attempts that prove the promotion. Needs superuser or EXECUTE
+    /// on `pg_promote` (PostgreSQL 12 or later); the error says which was missing.
+    pub async fn signal_promotion(&mut self) -> Result<(), QueryError> {
+        let deadline = Instant::now() + self.timeout;
+        let result = self.signal_promotion_by(deadline).await;
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn signal_promotion_by(&mut self, deadline: Instant) -> Result<(), QueryError> {
+        let target = self.params.to_string();
+        let client = kept(&mut self.connection, &self.params, deadline, self.timeout).await?;
+        let messages = run(
+            client,
+            "SELECT pg_promote(wait => false)",
+            deadline,
+            &target,
+            self.timeout,
+        )
+        .await?;
+        match first_value(&messages) {
+            Some("t") => Ok(()),
+            other => Err(QueryError::Unexpected {
+                target,
+                reason: format!(
+                    "pg_promote(wait => false) returned {other:?}: the server could not signal \
+                     its postmaster"
+                ),
+            }),
+        }
+    }
+
     async fn attempt_by(&mut self, deadline: Instant) -> Result<Option<u32>, QueryError> {
         let target = self.params.to_string();
-        if self.connection.is_none() {
-            let (client, task) = connect(&self.params, deadline, self.timeout).await?;
-            self.connection = Some(Connection {
-                client,
-                task: Some(task),
-            });
-        }
-        let Some(connection) = &self.connection else {
-            unreachable!("connected above");
-        };
-        let client = &connection.client;
+        let client = kept(&mut self.connection, &self.params, deadline, self.timeout).await?;
         let recovery = run(
             client,
             "SELECT pg_is_in_recovery()",
@@ -119,6 +156,26 @@ impl WriteProbe {
         }
         let messages = run(client, &self.sql, deadline, &target, self.timeout).await?;
         Ok(last_value(&messages).and_then(timeline_of_walfile))
+    }
+}
+
+/// The kept connection's client, connecting by `deadline` if there is none.
+async fn kept<'a>(
+    connection: &'a mut Option<Connection>,
+    params: &ConnParams,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<&'a Client, QueryError> {
+    if connection.is_none() {
+        let (client, task) = connect(params, deadline, timeout).await?;
+        *connection = Some(Connection {
+            client,
+            task: Some(task),
+        });
+    }
+    match connection {
+        Some(connection) => Ok(&connection.client),
+        None => unreachable!("connected above"),
     }
 }
 
