@@ -88,6 +88,11 @@ pub struct LocalDb {
     pub sampled_at: Option<Instant>,
     /// The postmaster exited (or was fenced) and the database has not answered since.
     pub exited: bool,
+    /// When a write proved this database's promotion (`promoted`).
+    promoted_at: Option<Instant>,
+    /// How long after that proof an answer "in recovery" may still be from a probe that started
+    /// before it (the probe timeout).
+    stale_after_promotion: Duration,
     consecutive_good: u32,
     consecutive_bad: u32,
 }
@@ -104,9 +109,18 @@ impl LocalDb {
             wal_receiver: None,
             sampled_at: None,
             exited: false,
+            promoted_at: None,
+            stale_after_promotion: Duration::ZERO,
             consecutive_good: 0,
             consecutive_bad: 0,
         }
+    }
+
+    /// Answers "in recovery" that arrive within `window` of a proven promotion are stale: see
+    /// [`LocalDb::sample`].
+    pub fn with_stale_after_promotion(mut self, window: Duration) -> LocalDb {
+        self.stale_after_promotion = window;
+        self
     }
 
     /// Apply one probe result: `fall` bad ones in a row make it unhealthy, `rise` good ones healthy.
@@ -121,6 +135,17 @@ impl LocalDb {
                 self.timeline = timeline.or(self.timeline);
                 self.wal_receiver = None;
             }
+            LocalSample::Standby { .. }
+                if self.promoted_at.is_some_and(|at| {
+                    now.saturating_duration_since(at) < self.stale_after_promotion
+                }) =>
+            {
+                // The probe asked before the write proved the promotion and answered after it:
+                // a database out of recovery goes back only through a restart, which the
+                // postmaster watch and the probes see first (and which ends this window).
+                // Taken as news, it would make the node promote its primary again and take the
+                // VIP off meanwhile.
+            }
             LocalSample::Standby {
                 timeline,
                 wal_receiver,
@@ -133,6 +158,8 @@ impl LocalDb {
             }
             LocalSample::Unknown => {}
             LocalSample::NotAccepting | LocalSample::Down => {
+                // It went down after the proof: what answers next is news.
+                self.promoted_at = None;
                 self.consecutive_good = 0;
                 self.consecutive_bad = self.consecutive_bad.saturating_add(1);
                 if self.consecutive_bad >= self.fall {
@@ -147,13 +174,15 @@ impl LocalDb {
         self.observed = true;
         self.healthy = false;
         self.exited = true;
+        self.promoted_at = None;
         self.consecutive_good = 0;
         self.consecutive_bad = self.fall;
         self.wal_receiver = None;
     }
 
     /// A verified promotion: the database is now a writable primary on `timeline`.
-    pub fn promoted(&mut self, timeline: Option<u32>) {
+    pub fn promoted(&mut self, timeline: Option<u32>, now: Instant) {
+        self.promoted_at = Some(now);
         self.role = Some(DbRole::Primary);
         self.healthy = true;
         self.exited = false;

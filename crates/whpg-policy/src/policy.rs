@@ -508,7 +508,8 @@ pub struct Policy {
 impl Policy {
     pub fn new(config: PolicyConfig, now: Instant) -> Policy {
         Policy {
-            local: LocalDb::new(config.fall, config.rise),
+            local: LocalDb::new(config.fall, config.rise)
+                .with_stale_after_promotion(config.peer_probe_timeout),
             replication: Replication::new(config.replication),
             sync: SyncStandby::new(config.sync),
             config,
@@ -818,7 +819,7 @@ impl Policy {
         };
         match result {
             Ok(proof) => {
-                self.local.promoted(proof.timeline());
+                self.local.promoted(proof.timeline(), now);
                 self.sync.promoted();
                 self.promotion = Promotion::Idle;
                 out.push(Decision::Notice(Notice::PromotionSucceeded { attempt }));

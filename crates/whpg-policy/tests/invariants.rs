@@ -130,6 +130,8 @@ proptest! {
         let mut primary_role = false;
         let mut consecutive_bad = 0;
         let mut crashed = false;
+        // When a write last proved a promotion, until the database is next seen down.
+        let mut promoted_at_ms: Option<u64> = None;
         let mut vip = false;
         // When the current mastership began, why, and whether a witness round sent since then
         // reached the quorum.
@@ -162,13 +164,24 @@ proptest! {
                     consecutive_bad = 0;
                     crashed = false;
                 }
+                // An answer "in recovery" within the probe timeout (500 ms) of a proven
+                // promotion, with nothing down in between, is from a probe asked before the proof.
+                Input::Local(LocalSample::Standby { .. })
+                    if promoted_at_ms.is_some_and(|at| now_ms - at < 500) => {}
                 Input::Local(LocalSample::Standby { .. }) => {
                     primary_role = false;
                     consecutive_bad = 0;
                     crashed = false;
                 }
-                Input::Local(_) => consecutive_bad += 1,
-                Input::PostmasterExited => crashed = true,
+                Input::Local(LocalSample::Unknown) => consecutive_bad += 1,
+                Input::Local(_) => {
+                    consecutive_bad += 1;
+                    promoted_at_ms = None;
+                }
+                Input::PostmasterExited => {
+                    crashed = true;
+                    promoted_at_ms = None;
+                }
                 _ => {}
             }
             let promotion_result = matches!(input, Input::PromotionFinished(Ok(_)));
@@ -194,6 +207,7 @@ proptest! {
                         primary_role = true;
                         consecutive_bad = 0;
                         crashed = false;
+                        promoted_at_ms = Some(now_ms);
                     }
                     Decision::RemoveVip => vip = false,
                     _ => {}

@@ -593,6 +593,33 @@ fn a_verified_promotion_installs_the_vip_and_raises_the_priority() {
 }
 
 #[test]
+fn a_standby_answer_from_before_the_proof_neither_promotes_again_nor_drops_the_vip() {
+    // Pair simulation finding: the local probe asked while the database was still in recovery
+    // and its answer came just after the write proved the promotion. Taken as news, the node
+    // removed the VIP and promoted its new primary a second time.
+    let mut run = Run::standby_settled(config());
+    run.at(550, Input::Peer(PeerSample::DatabaseDown));
+    run.master(700, TransitionReason::MasterResigned);
+    let out = run.at(
+        850,
+        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
+    );
+    assert!(out.contains(&Decision::InstallVip), "{out:?}");
+    let out = run.at(851, Input::Local(STANDBY_IDLE));
+    assert!(out.is_empty(), "a stale answer changed something: {out:?}");
+    // Within the probe timeout (500 ms) of the proof, every such answer is from before it.
+    run.at(1340, Input::Local(STANDBY_IDLE));
+    assert_eq!(
+        run.decided_count(|d| matches!(d, Decision::Promote { .. })),
+        1,
+        "{:?}",
+        run.log
+    );
+    assert!(!run.decided(|d| *d == Decision::RemoveVip));
+    assert!(!run.policy.status().promoting);
+}
+
+#[test]
 fn failed_promotions_are_retried_then_the_mastership_is_released() {
     // Invariant 3: every failed attempt releases the mastership at once; re-elected (nobody
     // else can serve), the node tries again after the retry delay, and gives up after three.
