@@ -36,6 +36,27 @@ fn a_simultaneous_start_elects_the_primary_and_never_promotes_the_standby() {
 }
 
 #[test]
+fn the_backup_probes_the_peers_database_after_each_advert_it_accepts() {
+    // The peer probes keep the adverts' phase, so the probe in flight at a cut times out before
+    // the master-down interval ends. Only the backup hears adverts; none come over a cut link.
+    let mut pair = settled(FAST);
+    let (a0, b0) = (pair.hosts[A].peer_nudges, pair.hosts[B].peer_nudges);
+    pair.run_until(7_000);
+    let (a1, b1) = (pair.hosts[A].peer_nudges, pair.hosts[B].peer_nudges);
+    assert_eq!(a1, a0, "the master hears no adverts to follow");
+    assert!(
+        (19..=21).contains(&(b1 - b0)),
+        "the backup asked {} times for 20 adverts in 2 s",
+        b1 - b0
+    );
+    pair.set_link(A, false);
+    pair.run_until(7_200);
+    let cut = pair.hosts[B].peer_nudges;
+    pair.run_until(8_000);
+    assert_eq!(pair.hosts[B].peer_nudges, cut, "no adverts over a cut link");
+}
+
+#[test]
 fn a_database_crash_on_the_master_moves_the_vip_to_the_promoted_standby() {
     let mut pair = settled(DEFAULT);
     pair.crash_db(A);
@@ -1035,4 +1056,17 @@ proptest! {
         let pair = run_faults(settled_sync_with_arbiter(SYNC), &faults);
         prop_assert!(pair.violations.is_empty(), "{:?}\n{}", pair.violations, pair.trace_text());
     }
+}
+
+/// Found by the arbiter's property test once the backup probed the peer after each advert: the
+/// takeover came sooner, while the local probe asked at the mastership was still out; its answer
+/// ("in recovery", from before the proof) made the new primary drop the VIP and promote again,
+/// against a sync record that by then said none.
+#[test]
+fn a_local_answer_from_before_the_proof_does_not_promote_twice() {
+    let faults = [(1619, Fault::Partition(false)), (3931, Fault::CrashDb(0))];
+    let pair = run_faults(settled_sync_with_arbiter(SYNC), &faults);
+    assert_eq!(pair.hosts[B].promotions, 1, "{}", pair.trace_text());
+    assert_eq!(pair.vip_holders(), vec![B], "{}", pair.trace_text());
+    pair.assert_safe();
 }

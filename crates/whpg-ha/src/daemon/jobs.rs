@@ -14,7 +14,7 @@ use whpg_policy::{FenceReason, Input, SyncTarget, WriteVerified};
 
 use crate::config::{CommandKind, Config, Flavor};
 use crate::daemon::observers::{PromoteSignal, SignalError};
-use crate::db::{observe, ConnParams, WriteProbe};
+use crate::db::{observe, ConnParams, QueryError, WriteProbe};
 use crate::exec::{self, PreparedCommand};
 use crate::fence::fence_database;
 
@@ -30,6 +30,12 @@ const VERIFY_POLL: Duration = Duration::from_millis(50);
 /// attempt on the probe's kept connection costs the server one short statement, not a backend.
 const EARLY_POLL: Duration = Duration::from_millis(2);
 const EARLY_POLL_FOR: Duration = Duration::from_secs(2);
+/// After `pg_promote`: still in recovery this long after the last signal, signal again.
+/// PostgreSQL 15 can log a promote request that arrives just after its WAL receiver lost the
+/// primary, and still sleep `wal_retrieve_retry_interval` (5 s) before it acts on it (seen in 2
+/// of 30 crash trials); a second request wakes it. A signal file left over is removed at the
+/// server's next start.
+const RESIGNAL_AFTER: Duration = Duration::from_millis(100);
 
 /// Beyond a job's own bounds (command timeout, verification): its polls and the fence's kill
 /// rounds, so a job that keeps to its bounds is never cut short on shutdown.
@@ -103,7 +109,12 @@ impl Jobs {
         let config = self.config.clone();
         let tx = self.tx.clone();
         let signal = self.promote_signal.clone();
-        let bound = config.commands.promote.timeout + VERIFY_AFTER_SUCCESS + JOB_MARGIN;
+        // The SQL promotion's own waits come first (the monitor's answer, then the probe's
+        // connection), bounded by three probe timeouts, before any fallback to the command.
+        let bound = config.commands.promote.timeout
+            + VERIFY_AFTER_SUCCESS
+            + 3 * config.health.timeout
+            + JOB_MARGIN;
         self.own(format!("promotion attempt {attempt}"), bound, async move {
             let started = Instant::now();
             let result = promote_and_verify(&config, &signal).await;
@@ -264,8 +275,11 @@ async fn promote_and_verify(
                     &mut probe,
                     &params,
                     timeout,
-                    started + EARLY_POLL_FOR,
-                    started + VERIFY_AFTER_SUCCESS,
+                    Verify {
+                        early_until: started + EARLY_POLL_FOR,
+                        deadline: started + VERIFY_AFTER_SUCCESS,
+                        resignal: true,
+                    },
                     "pg_promote(wait => false) signalled the server",
                 )
                 .await;
@@ -364,8 +378,11 @@ async fn promote_and_verify(
         &mut probe,
         &params,
         timeout,
-        now,
-        now + verify_for,
+        Verify {
+            early_until: now,
+            deadline: now + verify_for,
+            resignal: false,
+        },
         &format!("{argv_text}: {command_result}"),
     )
     .await
@@ -404,30 +421,62 @@ async fn signal_promotion(
     }
 }
 
-/// Tries the write until `deadline`: every [`EARLY_POLL`] until `early_until`, then every
-/// [`VERIFY_POLL`]. `done` says what was done to promote, for the error.
+/// How long and how often [`verify_write`] tries.
+struct Verify {
+    /// Every [`EARLY_POLL`] until then, then every [`VERIFY_POLL`].
+    early_until: Instant,
+    /// The last attempt.
+    deadline: Instant,
+    /// Send `pg_promote` again every [`RESIGNAL_AFTER`] while the server is in recovery.
+    resignal: bool,
+}
+
+/// Tries the write until `how.deadline`. `done` says what was done to promote, for the error.
 async fn verify_write(
     probe: &mut WriteProbe,
     params: &ConnParams,
     timeout: Duration,
-    early_until: Instant,
-    deadline: Instant,
+    how: Verify,
     done: &str,
 ) -> Result<WriteVerified, String> {
     let started = Instant::now();
+    let mut signalled = started;
+    let mut resignals = 0u32;
     loop {
         let last_error = match probe.attempt().await {
             Ok(timeline) => {
+                let again = if resignals > 0 {
+                    format!(" (signalled {resignals} more time(s))")
+                } else {
+                    String::new()
+                };
                 info!(
-                    "the database accepts writes {} ms after: {done}",
+                    "the database accepts writes {} ms after: {done}{again}",
                     started.elapsed().as_millis()
                 );
                 return Ok(WriteVerified::assertion(timeline));
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                if how.resignal
+                    && matches!(e, QueryError::InRecovery { .. })
+                    && signalled.elapsed() >= RESIGNAL_AFTER
+                {
+                    if resignals == 0 {
+                        info!(
+                            "still in recovery {} ms after the promote signal: signalling again",
+                            started.elapsed().as_millis()
+                        );
+                    }
+                    resignals += 1;
+                    signalled = Instant::now();
+                    // Its failure is the next attempt's to report.
+                    let _ = probe.signal_promotion().await;
+                }
+                e.to_string()
+            }
         };
         let now = Instant::now();
-        if now >= deadline {
+        if now >= how.deadline {
             let state = match observe(params, timeout).await {
                 Ok(facts) if facts.in_recovery => "it is still in recovery (a standby)".to_string(),
                 Ok(_) => "it is out of recovery but refuses writes".to_string(),
@@ -436,10 +485,10 @@ async fn verify_write(
             return Err(format!(
                 "{done}, and the database did not accept a write within {} s ({last_error}); \
                  {state}",
-                deadline.saturating_duration_since(started).as_secs()
+                how.deadline.saturating_duration_since(started).as_secs()
             ));
         }
-        let poll = if now < early_until {
+        let poll = if now < how.early_until {
             EARLY_POLL
         } else {
             VERIFY_POLL

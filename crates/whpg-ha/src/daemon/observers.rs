@@ -4,6 +4,9 @@
 //! They keep the policy's knowledge fresh so that a decision never waits on a probe (design:
 //! "decisions never wait on probes"). Every probe is bounded by its timeout; a slow one skips
 //! ticks instead of piling up.
+//!
+//! The local database's monitor also carries the default postgres promotion
+//! ([`PromoteSignal`]): its held session is already logged in when the promotion is due.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -35,12 +38,19 @@ pub struct Nudges {
     pub witnesses: Arc<Notify>,
     /// A round of the local database's monitor.
     pub local: Arc<Notify>,
+    /// A round of the peer database's monitor (after an advert from the peer). It restarts the
+    /// probe interval, and is skipped when the last round started less than half an interval
+    /// ago.
+    pub peer: Arc<Notify>,
 }
 
 /// Asks the local database's monitor to signal a promotion on its held session
 /// ([`Monitor::signal_promotion`]).
 #[derive(Clone)]
-pub struct PromoteSignal(mpsc::Sender<oneshot::Sender<Result<(), SignalError>>>);
+pub struct PromoteSignal(mpsc::Sender<PromoteRequest>);
+
+/// One promote request: where the monitor sends its answer.
+type PromoteRequest = oneshot::Sender<Result<(), SignalError>>;
 
 /// Why the held session did not carry the promote signal.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +93,7 @@ pub fn spawn_all(config: &Config, tx: &mpsc::Sender<Input>) -> (Nudges, PromoteS
             config.clone(),
             IpAddr::V4(peer.address),
             tx.clone(),
+            Arc::clone(&nudges.peer),
         ));
     }
     tokio::spawn(postmaster(config.clone(), tx.clone()));
@@ -550,25 +561,35 @@ impl Monitor {
     }
 }
 
-/// Runs `monitor` every `every`, and at once when its held session ends or `now` is notified;
+/// Runs `monitor` every `every`, and at once when its held session ends or `nudge` is notified
+/// (not within its `min_gap` of the last round; a nudge restarts the interval either way);
 /// each round's evidence goes through `sample` to the policy. Between rounds it answers
 /// `promotes` (the local database's only). Returns when the policy side hangs up.
 async fn watch(
     mut monitor: Monitor,
     every: Duration,
-    now: &Notify,
-    mut promotes: Option<mpsc::Receiver<oneshot::Sender<Result<(), SignalError>>>>,
+    nudge: Nudge<'_>,
+    mut promotes: Option<mpsc::Receiver<PromoteRequest>>,
     tx: mpsc::Sender<Input>,
     which: &'static str,
     sample: impl Fn(&Seen) -> Input,
 ) {
     let mut ticker = ticker(every);
     let mut warner = Warner::new();
+    let mut last_round: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = monitor.session_ended() => {}
-            () = now.notified() => {}
+            () = nudge.notify.notified() => {
+                // A nudge restarts the interval, so later rounds keep its phase (the peer's: one
+                // per advert). It runs a round unless one ran within `nudge_gap`, so a stream of
+                // nudges, forged adverts included, costs at most one round per gap.
+                ticker.reset();
+                if last_round.is_some_and(|at| at.elapsed() < nudge.min_gap) {
+                    continue;
+                }
+            }
             request = recv_promote(&mut promotes) => {
                 match request {
                     Some(reply) => {
@@ -580,6 +601,7 @@ async fn watch(
             }
         }
         let started = tokio::time::Instant::now();
+        last_round = Some(started);
         let seen = monitor.round().await;
         warn_about(&mut warner, which, &monitor.target, &seen);
         crate::metrics::observe_probe(which, started.elapsed());
@@ -589,10 +611,16 @@ async fn watch(
     }
 }
 
+/// What starts a round before its tick, and how soon after the last one it may.
+struct Nudge<'a> {
+    notify: &'a Notify,
+    min_gap: Duration,
+}
+
 /// The next promote request; pending forever without a channel.
 async fn recv_promote(
-    promotes: &mut Option<mpsc::Receiver<oneshot::Sender<Result<(), SignalError>>>>,
-) -> Option<oneshot::Sender<Result<(), SignalError>>> {
+    promotes: &mut Option<mpsc::Receiver<PromoteRequest>>,
+) -> Option<PromoteRequest> {
     match promotes {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -635,11 +663,15 @@ async fn local_database(
     config: Config,
     tx: mpsc::Sender<Input>,
     now: Arc<Notify>,
-    promotes: mpsc::Receiver<oneshot::Sender<Result<(), SignalError>>>,
+    promotes: mpsc::Receiver<PromoteRequest>,
 ) {
     let every = config.health.interval;
     let monitor = Monitor::local(&config);
-    watch(monitor, every, &now, Some(promotes), tx, "local", |seen| {
+    let nudge = Nudge {
+        notify: &now,
+        min_gap: Duration::ZERO,
+    };
+    watch(monitor, every, nudge, Some(promotes), tx, "local", |seen| {
         Input::Local(local_sample(seen))
     })
     .await;
@@ -670,13 +702,15 @@ fn local_from_facts(facts: &DbFacts, position: Option<(Lsn, Option<WalSenderRow>
     }
 }
 
-async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>) {
+async fn peer_database(config: Config, address: IpAddr, tx: mpsc::Sender<Input>, now: Arc<Notify>) {
     let every = config.health.interval;
-    let never = Notify::new();
     watch(
         Monitor::peer(&config, address),
         every,
-        &never,
+        Nudge {
+            notify: &now,
+            min_gap: every / 2,
+        },
         None,
         tx,
         "peer",

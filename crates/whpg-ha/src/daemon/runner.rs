@@ -365,6 +365,11 @@ impl Runner {
                     s.nudges.local.notify_one();
                 }
             }
+            Effect::ObservePeer => {
+                if let Some(s) = &self.supervision {
+                    s.nudges.peer.notify_one();
+                }
+            }
             Effect::Journal(entry) => self.journal.record(entry),
             Effect::Log { level, text } => log(level, &text),
             Effect::Measure(measure) => self.measure(measure),

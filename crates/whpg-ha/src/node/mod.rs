@@ -141,6 +141,9 @@ pub enum Effect {
     CheckWitnesses,
     /// Observe the local database now; answer with `Input::Local`.
     ObserveLocal,
+    /// Observe the peer's database now (an advert from it was just accepted); answer with
+    /// `Input::Peer`. The observer may skip it when its last round is recent.
+    ObservePeer,
     /// Append to the journal.
     Journal(Entry),
     /// One log line.
@@ -367,8 +370,10 @@ impl Node {
         self.now = now;
         match input {
             NodeInput::Start => self.start(),
-            NodeInput::Datagram(datagram) => self.feed(Event::Ipv4Datagram(datagram)),
-            NodeInput::Packet { meta, payload } => self.feed(Event::Packet { meta, payload }),
+            NodeInput::Datagram(datagram) => self.feed_advert(Event::Ipv4Datagram(datagram)),
+            NodeInput::Packet { meta, payload } => {
+                self.feed_advert(Event::Packet { meta, payload })
+            }
             NodeInput::Timer => {
                 self.feed(Event::Timeout);
                 if self.policy.is_some() {
@@ -605,6 +610,22 @@ impl Node {
     }
 
     /// Hand one event to the instance, carry out what it returns, then the policy's answer.
+    /// A received packet. An advert accepted while backup came from the master, our peer:
+    /// its database is probed right after it, so the probes keep the adverts' phase. After a
+    /// cut, the probe then in flight times out before the master-down interval ends (its
+    /// timeout is shorter than the interval's 3 adverts plus Skew_Time), instead of holding the
+    /// promotion (invariant 2 counts an unanswered probe's primary as alive until it times out).
+    fn feed_advert(&mut self, event: Event<'_>) {
+        let accepted = self.instance.stats().adverts_received;
+        self.feed(event);
+        if self.instance.stats().adverts_received > accepted
+            && self.instance.state() == State::Backup
+            && self.policy.is_some()
+        {
+            self.effects.push(Effect::ObservePeer);
+        }
+    }
+
     fn feed(&mut self, event: Event<'_>) {
         let actions = self.instance.handle(event, self.now.at);
         self.carry_out(actions);

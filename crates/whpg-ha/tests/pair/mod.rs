@@ -228,6 +228,8 @@ pub struct Host {
     next_witness: Instant,
     pub promotions: u32,
     pub fences: u32,
+    /// Peer probes the node asked for after an accepted advert (`Effect::ObservePeer`).
+    pub peer_nudges: u32,
     /// The daemon's state file: maintenance mode as last remembered.
     pub remembered_maintenance: bool,
     /// The daemon's state file: the not-promotable mark as last remembered.
@@ -356,6 +358,7 @@ impl Pair {
             next_witness: t0,
             promotions: 0,
             fences: 0,
+            peer_nudges: 0,
             remembered_maintenance: false,
             remembered_not_promotable: None,
             peer_primary_wal_seen: None,
@@ -679,6 +682,10 @@ impl Pair {
                 }
                 Effect::CheckWitnesses => self.witness_round(i),
                 Effect::ObserveLocal => self.local_probe(i),
+                Effect::ObservePeer => {
+                    self.hosts[i].peer_nudges += 1;
+                    self.peer_probe(i);
+                }
                 Effect::Arbiter(action) => {
                     self.note(format!("host {i}: arbiter {action:?}"));
                     if let Some(etcd) = &mut self.etcd {
