@@ -583,7 +583,7 @@ async fn watch(
             () = monitor.session_ended() => {}
             () = nudge.notify.notified() => {
                 // A nudge restarts the interval, so later rounds keep its phase (the peer's: one
-                // per advert). It runs a round unless one ran within `nudge_gap`, so a stream of
+                // per advert). It runs a round unless one ran within `min_gap`, so a stream of
                 // nudges, forged adverts included, costs at most one round per gap.
                 ticker.reset();
                 if last_round.is_some_and(|at| at.elapsed() < nudge.min_gap) {
