@@ -555,8 +555,10 @@ fn an_isolated_standby_never_promotes_over_a_silent_master() {
     assert!(run.policy.status().isolated);
 }
 
-#[test]
-fn the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby() {
+/// The settled standby takes over from a crashed primary (seen down at 550 ms, its resign at
+/// 700 ms) and a write proves the promotion at 850 ms, on timeline 2: the run, and what the
+/// proof decided.
+fn promoted_after_a_crash() -> (Run, Vec<Decision>) {
     let mut run = Run::standby_settled(config());
     run.at(550, Input::Peer(PeerSample::DatabaseDown));
     run.master(700, TransitionReason::MasterResigned);
@@ -564,6 +566,12 @@ fn the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby() {
         850,
         Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
     );
+    (run, out)
+}
+
+#[test]
+fn the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby() {
+    let (mut run, out) = promoted_after_a_crash();
     // The peer was last seen as a primary on timeline 1: whatever comes back there (a restart,
     // a healed partition) must not outrank us, primary bonus or not.
     assert!(out.contains(&Decision::SetPriority(254)), "{out:?}");
@@ -577,14 +585,8 @@ fn the_newest_primary_outranks_an_old_one_until_it_is_seen_as_a_standby() {
 
 #[test]
 fn a_verified_promotion_installs_the_vip_and_raises_the_priority() {
-    let mut run = Run::standby_settled(config());
-    run.at(550, Input::Peer(PeerSample::DatabaseDown));
-    run.master(700, TransitionReason::MasterResigned);
+    let (run, out) = promoted_after_a_crash();
     assert!(run.decided(|d| *d == Decision::Promote { attempt: 1 }));
-    let out = run.at(
-        850,
-        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
-    );
     assert!(out.contains(&Decision::Notice(Notice::PromotionSucceeded { attempt: 1 })));
     assert!(out.contains(&Decision::InstallVip));
     // 254, not 98 + 100: the peer was last seen as a primary on the older timeline.
@@ -597,13 +599,7 @@ fn a_standby_answer_from_before_the_proof_neither_promotes_again_nor_drops_the_v
     // Pair simulation finding: the local probe asked while the database was still in recovery
     // and its answer came just after the write proved the promotion. Taken as news, the node
     // removed the VIP and promoted its new primary a second time.
-    let mut run = Run::standby_settled(config());
-    run.at(550, Input::Peer(PeerSample::DatabaseDown));
-    run.master(700, TransitionReason::MasterResigned);
-    let out = run.at(
-        850,
-        Input::PromotionFinished(Ok(WriteVerified::assertion(Some(2)))),
-    );
+    let (mut run, out) = promoted_after_a_crash();
     assert!(out.contains(&Decision::InstallVip), "{out:?}");
     let out = run.at(851, Input::Local(STANDBY_IDLE));
     assert!(out.is_empty(), "a stale answer changed something: {out:?}");

@@ -496,6 +496,25 @@ impl Drop for ConnectionTask {
     }
 }
 
+/// Asks a standby to leave recovery as `pg_ctl promote` does (the promote signal file, a signal
+/// to the postmaster) and returns at once. Needs superuser or EXECUTE on `pg_promote`
+/// (PostgreSQL 12 or later).
+pub(crate) const PROMOTE_SQL: &str = "SELECT pg_promote(wait => false)";
+
+/// `pg_promote`'s answer: true when the postmaster was signalled.
+pub(crate) fn promote_answer(target: &str, answer: Option<bool>) -> Result<(), QueryError> {
+    match answer {
+        Some(true) => Ok(()),
+        other => Err(QueryError::Unexpected {
+            target: target.to_string(),
+            reason: format!(
+                "pg_promote(wait => false) returned {other:?}: the server could not signal its \
+                 postmaster"
+            ),
+        }),
+    }
+}
+
 /// Logs in to `params` by `deadline` (`timeout` names the bound in the error) and spawns the
 /// connection's task; dropping the client ends it.
 pub(crate) async fn connect(

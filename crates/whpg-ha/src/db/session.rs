@@ -29,8 +29,8 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::query::{
-    parse_role_row, parse_state_row, walsender_pid_of_role_row, ConnParams, DbFacts, QueryError,
-    Role, StandbyIdentity, ROLE_BY_PID_SQL, ROLE_SQL, STATE_SQL,
+    parse_role_row, parse_state_row, promote_answer, walsender_pid_of_role_row, ConnParams,
+    DbFacts, QueryError, Role, StandbyIdentity, PROMOTE_SQL, ROLE_BY_PID_SQL, ROLE_SQL, STATE_SQL,
 };
 use super::startup_probe::resolve;
 use crate::config::DbEndpoint;
@@ -195,23 +195,9 @@ impl HeldSession {
     pub async fn signal_promotion(&mut self, timeout: Duration) -> Result<(), QueryError> {
         let deadline = Instant::now() + timeout;
         let row = self
-            .within(
-                deadline,
-                timeout,
-                self.client
-                    .query_one("SELECT pg_promote(wait => false)", &[]),
-            )
+            .within(deadline, timeout, self.client.query_one(PROMOTE_SQL, &[]))
             .await?;
-        match row.try_get::<_, bool>(0) {
-            Ok(true) => Ok(()),
-            other => Err(QueryError::Unexpected {
-                target: self.target.clone(),
-                reason: format!(
-                    "pg_promote(wait => false) returned {other:?}: the server could not signal \
-                     its postmaster"
-                ),
-            }),
-        }
+        promote_answer(&self.target, row.try_get::<_, bool>(0).ok())
     }
 
     /// The role only ([`ROLE_SQL`]), with a primary's position and the walsender row of

@@ -21,7 +21,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::query::{connect, timeline_of_walfile, write_check_sql, ConnParams, QueryError};
+use super::query::{
+    connect, promote_answer, timeline_of_walfile, write_check_sql, ConnParams, QueryError,
+    PROMOTE_SQL,
+};
 use super::SqlState;
 use crate::config::Flavor;
 
@@ -109,24 +112,9 @@ impl WriteProbe {
     async fn signal_promotion_by(&mut self, deadline: Instant) -> Result<(), QueryError> {
         let target = self.params.to_string();
         let client = kept(&mut self.connection, &self.params, deadline, self.timeout).await?;
-        let messages = run(
-            client,
-            "SELECT pg_promote(wait => false)",
-            deadline,
-            &target,
-            self.timeout,
-        )
-        .await?;
-        match first_value(&messages) {
-            Some("t") => Ok(()),
-            other => Err(QueryError::Unexpected {
-                target,
-                reason: format!(
-                    "pg_promote(wait => false) returned {other:?}: the server could not signal \
-                     its postmaster"
-                ),
-            }),
-        }
+        let messages = run(client, PROMOTE_SQL, deadline, &target, self.timeout).await?;
+        let answer = first_value(&messages).map(|v| v == "t");
+        promote_answer(&target, answer)
     }
 
     async fn attempt_by(&mut self, deadline: Instant) -> Result<Option<u32>, QueryError> {
